@@ -1,0 +1,61 @@
+import { ConflictError } from "./errors.js";
+
+/**
+ * Store is the Coordinators' shared key/value state (peers, IPs, cluster secrets). Keys are
+ * '/'-separated strings; values are bytes. Implementations: store-memory.ts (one Coordinator,
+ * persisted to a file) and src/store/store-etcd.ts (several Coordinators).
+ */
+export interface Store {
+  /** get returns the value of key, or undefined. */
+  get(key: string): Promise<Uint8Array | undefined>;
+  /** list returns every key/value under prefix, sorted by key. */
+  list(prefix: string): Promise<Array<[string, Uint8Array]>>;
+  /**
+   * begin starts an optimistic transaction: reads see the store plus the transaction's own writes;
+   * commit fails with ConflictError when a key it read (or a prefix it listed) changed meanwhile.
+   */
+  begin(): Promise<Transaction>;
+  /** close releases the store; later calls fail. */
+  close(): Promise<void>;
+}
+
+/** Transaction is one unit of reads and buffered writes. Not safe for concurrent use. */
+export interface Transaction {
+  get(key: string): Promise<Uint8Array | undefined>;
+  list(prefix: string): Promise<Array<[string, Uint8Array]>>;
+  put(key: string, value: Uint8Array): void;
+  delete(key: string): void;
+  /** commit applies every write atomically (and durably), or throws and applies none. */
+  commit(): Promise<void>;
+  /** rollback drops the writes; the transaction cannot be used afterwards. */
+  rollback(): void;
+}
+
+/** transactionAttempts bounds how often runTransaction retries on conflicts. */
+const transactionAttempts = 32;
+
+/**
+ * runTransaction runs `fn` in a transaction and commits it, retrying the whole function when the
+ * commit loses a race (ConflictError). `fn` must have no side effects outside the transaction.
+ */
+export async function runTransaction<T>(store: Store, fn: (tx: Transaction) => Promise<T>): Promise<T> {
+  let lastErr: unknown;
+  for (let attempt = 0; attempt < transactionAttempts; attempt++) {
+    const tx = await store.begin();
+    let result: T;
+    try {
+      result = await fn(tx);
+    } catch (err) {
+      tx.rollback();
+      throw err;
+    }
+    try {
+      await tx.commit();
+      return result;
+    } catch (err) {
+      if (!(err instanceof ConflictError)) throw err;
+      lastErr = err;
+    }
+  }
+  throw new ConflictError(`store transaction: gave up after ${transactionAttempts} conflicting attempts`, { cause: lastErr });
+}
