@@ -1,0 +1,137 @@
+import { InternalError, NotFoundError } from "./errors.js";
+import { allocateIP, coordinatorPool, nodePool, releaseIP } from "./ip-pool.js";
+import { checkPeerRecord, type PeerRecord } from "./peer.js";
+import { runTransaction, type Store, type Transaction } from "./store.js";
+
+const keys = {
+  masterSecret: "cluster/masterSecret",
+  clusterID: "cluster/clusterID",
+  resourceVersion: "cluster/resourceVersion",
+  peer: (vpnIP: string) => `peers/${vpnIP}`,
+  peers: "peers/",
+  disk: (uuid: string) => `disks/${uuid}`,
+};
+
+/** ClusterSecrets are what a Coordinator needs to derive keys. Never log them. */
+export interface ClusterSecrets {
+  masterSecret: Buffer;
+  clusterID: Buffer;
+}
+
+/** PeerSnapshot is the peer set at one resource version. */
+export interface PeerSnapshot {
+  resourceVersion: number;
+  peers: PeerRecord[];
+}
+
+/**
+ * ClusterStore gives typed access to the Coordinators' Store. Every change to the peer set bumps
+ * the resource version in the same transaction. Safe for concurrent use (all writes are
+ * optimistic transactions, retried on conflict).
+ */
+export class ClusterStore {
+  readonly #store: Store;
+  #cache: PeerSnapshot | undefined;
+
+  constructor(store: Store) {
+    this.#store = store;
+  }
+
+  /** putSecrets stores the master secret and cluster ID (first activation only). */
+  async putSecrets(secrets: ClusterSecrets): Promise<void> {
+    await runTransaction(this.#store, async (tx) => {
+      tx.put(keys.masterSecret, secrets.masterSecret);
+      tx.put(keys.clusterID, secrets.clusterID);
+    });
+  }
+
+  /** secrets returns the stored secrets or throws NotFoundError when the cluster is not activated. */
+  async secrets(): Promise<ClusterSecrets> {
+    const [ms, id] = await Promise.all([this.#store.get(keys.masterSecret), this.#store.get(keys.clusterID)]);
+    if (!ms || !id) throw new NotFoundError("cluster secrets: not stored (the Coordinator is not activated)");
+    return { masterSecret: Buffer.from(ms), clusterID: Buffer.from(id) };
+  }
+
+  /** resourceVersion returns the peer set's current version (0 before any peer). */
+  async resourceVersion(): Promise<number> {
+    return parseVersion(await this.#store.get(keys.resourceVersion));
+  }
+
+  /** snapshot returns the peer set and its version; reads the peers only when the version moved. */
+  async snapshot(): Promise<PeerSnapshot> {
+    const version = await this.resourceVersion();
+    if (this.#cache?.resourceVersion === version) return this.#cache;
+    const tx = await this.#store.begin();
+    try {
+      const snap = { resourceVersion: parseVersion(await tx.get(keys.resourceVersion)), peers: await readPeers(tx) };
+      this.#cache = snap;
+      return snap;
+    } finally {
+      tx.rollback();
+    }
+  }
+
+  /** allocateCoordinatorIP reserves the next Coordinator address. */
+  allocateCoordinatorIP(): Promise<string> {
+    return runTransaction(this.#store, (tx) => allocateIP(tx, coordinatorPool));
+  }
+
+  /** allocateNodeIP reserves the next Node/admin address. */
+  allocateNodeIP(): Promise<string> {
+    return runTransaction(this.#store, (tx) => allocateIP(tx, nodePool));
+  }
+
+  /** releaseNodeIP returns an address that was reserved but never used by a peer. */
+  async releaseNodeIP(ip: string): Promise<void> {
+    await runTransaction(this.#store, async (tx) => {
+      if (await tx.get(keys.peer(ip))) throw new InternalError(`release ${ip}: still used by a peer`);
+      releaseIP(tx, nodePool, ip);
+    });
+  }
+
+  /** putPeer adds or replaces a peer (by VPN IP), optionally remembering its state-disk UUID, and bumps the version. */
+  async putPeer(peer: PeerRecord, diskUUID?: string): Promise<number> {
+    return runTransaction(this.#store, async (tx) => {
+      tx.put(keys.peer(peer.vpnIP), Buffer.from(JSON.stringify(peer)));
+      if (diskUUID) tx.put(keys.disk(diskUUID), Buffer.from(peer.vpnIP));
+      return bumpVersion(tx);
+    });
+  }
+
+  /** peer returns the peer with vpnIP, or undefined. */
+  async peer(vpnIP: string): Promise<PeerRecord | undefined> {
+    const raw = await this.#store.get(keys.peer(vpnIP));
+    return raw ? decodePeer(keys.peer(vpnIP), raw) : undefined;
+  }
+
+  /** peerOfDisk returns the peer registered with a state-disk UUID, or undefined when the UUID was never seen. */
+  async peerOfDisk(diskUUID: string): Promise<PeerRecord | undefined> {
+    const ip = await this.#store.get(keys.disk(diskUUID));
+    return ip ? this.peer(Buffer.from(ip).toString()) : undefined;
+  }
+}
+
+async function bumpVersion(tx: Transaction): Promise<number> {
+  const next = parseVersion(await tx.get(keys.resourceVersion)) + 1;
+  tx.put(keys.resourceVersion, Buffer.from(String(next)));
+  return next;
+}
+
+async function readPeers(tx: Transaction): Promise<PeerRecord[]> {
+  return (await tx.list(keys.peers)).map(([k, v]) => decodePeer(k, v));
+}
+
+function decodePeer(key: string, raw: Uint8Array): PeerRecord {
+  try {
+    return checkPeerRecord(JSON.parse(Buffer.from(raw).toString()), key);
+  } catch (err) {
+    throw new InternalError(`store: corrupt peer record ${key}`, { cause: err });
+  }
+}
+
+function parseVersion(raw: Uint8Array | undefined): number {
+  if (raw === undefined) return 0;
+  const v = Number(Buffer.from(raw).toString());
+  if (!Number.isSafeInteger(v) || v < 0) throw new InternalError("store: corrupt resource version");
+  return v;
+}

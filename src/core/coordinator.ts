@@ -1,0 +1,206 @@
+import type { Clock } from "./clock.js";
+import { ClusterStore } from "./cluster-store.js";
+import type { StateDisk } from "./disk.js";
+import { errorMessage, InvalidArgumentError, PermissionDeniedError } from "./errors.js";
+import { deriveDataKey, deriveOwnerID, stateDiskKey } from "./keys.js";
+import type { Logger } from "./logger.js";
+import type { PeerRecord } from "./peer.js";
+import type { PeerClient, PeerUpdate } from "./remote.js";
+import { UpdateLoop } from "./update-loop.js";
+import { checkDiskUUID } from "./keys.js";
+import { parseEndpoint } from "./validate.js";
+import { toVPNPeers } from "./vpn-peers.js";
+import type { VPN } from "./vpn.js";
+
+/** ProgressLog receives human-readable progress lines for the admin (never secrets). */
+export type ProgressLog = (line: string) => void;
+
+/** NodeFailure names a Node that could not be activated and why. */
+export interface NodeFailure {
+  endpoint: string;
+  error: string;
+}
+
+/** ActivationResult is the outcome of activating a batch of Nodes. */
+export interface ActivationResult {
+  activated: PeerRecord[];
+  failed: NodeFailure[];
+}
+
+/** CoordinatorOptions wires a Coordinator. */
+export interface CoordinatorOptions {
+  self: PeerRecord;
+  store: ClusterStore;
+  vpn: VPN;
+  disk: StateDisk | undefined;
+  peerClient: PeerClient;
+  clock: Clock;
+  logger: Logger;
+  /** updateIntervalMs is how often the Coordinator re-reads the store (other Coordinators may write it). */
+  updateIntervalMs: number;
+  /** activationConcurrency bounds how many Nodes are activated at once (default 8). */
+  activationConcurrency?: number;
+}
+
+/**
+ * Coordinator is the activated Coordinator role of a peer: it activates Nodes, serves the peer set
+ * and derives keys. Its own WireGuard device follows the store through an UpdateLoop. Safe for
+ * concurrent use; close() stops the loop.
+ */
+export class Coordinator {
+  readonly #o: CoordinatorOptions;
+  readonly #loop: UpdateLoop;
+  readonly #heartbeats = new Map<string, number>();
+
+  constructor(options: CoordinatorOptions) {
+    this.#o = options;
+    this.#loop = new UpdateLoop({
+      fetch: (v) => this.getUpdate(v),
+      apply: (peers) => options.vpn.updatePeers(toVPNPeers(peers, options.self.vpnIP)),
+      intervalMs: options.updateIntervalMs,
+      clock: options.clock,
+      logger: options.logger.child("vpn-sync"),
+    });
+  }
+
+  /** self is this Coordinator's peer record. */
+  get self(): PeerRecord {
+    return this.#o.self;
+  }
+
+  /** start begins following the store. */
+  start(): void {
+    this.#loop.start();
+  }
+
+  /** close stops following the store. */
+  close(): void {
+    this.#loop.stop();
+  }
+
+  /** syncVPN applies the store's current peer set to the own device now. */
+  async syncVPN(): Promise<void> {
+    await this.#loop.pollNow();
+  }
+
+  /** rotateOwnDiskKey replaces the Coordinator's own initial disk passphrase with its derived key. */
+  async rotateOwnDiskKey(log: ProgressLog): Promise<string | undefined> {
+    const disk = this.#o.disk;
+    if (!disk) {
+      this.#o.logger.info("no state disk configured: skipping disk key rotation");
+      return undefined;
+    }
+    const uuid = await disk.uuid();
+    checkDiskUUID(uuid, "own state disk UUID");
+    const { masterSecret, clusterID } = await this.#o.store.secrets();
+    await disk.updatePassphrase(stateDiskKey(masterSecret, clusterID, uuid));
+    log("rotated the Coordinator's state-disk key");
+    return uuid;
+  }
+
+  /**
+   * activateNodes activates every endpoint as a Node (bounded concurrency), each independently: a
+   * failing Node is reported and the others go on. Afterwards every earlier Node is told to update.
+   */
+  async activateNodes(endpoints: readonly string[], log: ProgressLog): Promise<ActivationResult> {
+    const result: ActivationResult = { activated: [], failed: [] };
+    const queue = [...endpoints];
+    const existing = (await this.#o.store.snapshot()).peers.filter((p) => p.role === "node");
+    let done = 0;
+    const worker = async (): Promise<void> => {
+      for (let ep = queue.shift(); ep !== undefined; ep = queue.shift()) {
+        try {
+          const peer = await this.#activateNode(ep);
+          result.activated.push(peer);
+          log(`[${++done}/${endpoints.length}] activated Node ${ep} as ${peer.vpnIP}`);
+        } catch (err) {
+          const error = errorMessage(err);
+          result.failed.push({ endpoint: ep, error });
+          log(`[${++done}/${endpoints.length}] FAILED to activate Node ${ep}: ${error}`);
+          this.#o.logger.warn("node activation failed", { endpoint: ep, error });
+        }
+      }
+    };
+    const n = Math.max(1, Math.min(this.#o.activationConcurrency ?? 8, endpoints.length));
+    await Promise.all(Array.from({ length: n }, worker));
+    if (result.activated.length > 0) await this.#triggerUpdates(existing);
+    return result;
+  }
+
+  async #activateNode(endpoint: string): Promise<PeerRecord> {
+    const ep = parseEndpoint(endpoint, "nodeEndpoint");
+    const secrets = await this.#o.store.secrets();
+    const vpnIP = await this.#o.store.allocateNodeIP();
+    let diskUUID = "";
+    let reply: { vpnPubKey: string; wgPort: number };
+    try {
+      const snap = await this.#o.store.snapshot();
+      reply = await this.#o.peerClient.activateAsNode(
+        endpoint,
+        {
+          nodeVPNIP: vpnIP,
+          ownerID: deriveOwnerID(secrets.masterSecret),
+          clusterID: secrets.clusterID,
+          peers: snap.peers,
+          coordinatorVPNIPs: snap.peers.filter((p) => p.role === "coordinator").map((p) => p.vpnIP),
+          coordinatorEndpoints: snap.peers.filter((p) => p.role === "coordinator").map((p) => `${p.publicIP}:${p.pubapiPort}`),
+        },
+        async (uuid) => {
+          if (uuid === "") return new Uint8Array(0);
+          checkDiskUUID(uuid);
+          if (await this.#o.store.peerOfDisk(uuid)) throw new InvalidArgumentError(`stateDiskUUID: ${uuid} already belongs to another peer`);
+          diskUUID = uuid;
+          return stateDiskKey(secrets.masterSecret, secrets.clusterID, uuid);
+        },
+      );
+    } catch (err) {
+      await this.#o.store.releaseNodeIP(vpnIP).catch((e: unknown) => this.#o.logger.error("release IP", { error: errorMessage(e) }));
+      throw err;
+    }
+    const peer: PeerRecord = { role: "node", publicIP: ep.host, vpnIP, vpnPubKey: reply.vpnPubKey, wgPort: reply.wgPort, pubapiPort: ep.port };
+    await this.#o.store.putPeer(peer, diskUUID || undefined);
+    await this.syncVPN();
+    await this.#o.peerClient.joinCluster(endpoint, this.#o.self.vpnIP);
+    return peer;
+  }
+
+  async #triggerUpdates(nodes: PeerRecord[]): Promise<void> {
+    await Promise.all(
+      nodes.map((n) =>
+        this.#o.peerClient.triggerNodeUpdate(`${n.publicIP}:${n.pubapiPort}`).catch((err: unknown) => {
+          this.#o.logger.warn("trigger node update failed", { vpnIP: n.vpnIP, error: errorMessage(err) });
+        }),
+      ),
+    );
+  }
+
+  /** getUpdate serves vpnapi GetUpdate: the peer set when it moved past `resourceVersion`. */
+  async getUpdate(resourceVersion: number, callerVPNIP?: string): Promise<PeerUpdate> {
+    if (callerVPNIP !== undefined) this.#heartbeats.set(callerVPNIP, this.#o.clock.now());
+    const snap = await this.#o.store.snapshot();
+    return { resourceVersion: snap.resourceVersion, peers: snap.resourceVersion === resourceVersion ? undefined : snap.peers };
+  }
+
+  /** lastSeen returns when each VPN IP last polled (ms since epoch). */
+  lastSeen(): ReadonlyMap<string, number> {
+    return this.#heartbeats;
+  }
+
+  /** getDataKey derives a data key for a caller inside the VPN. */
+  async getDataKey(dataKeyID: string, length: number): Promise<Buffer> {
+    const { masterSecret, clusterID } = await this.#o.store.secrets();
+    return deriveDataKey(masterSecret, clusterID, dataKeyID, length);
+  }
+
+  /**
+   * requestStateDiskKey delivers the key of a known disk to the peer registered for it, over a
+   * connection on which the peer's attestation is verified (the PeerClient's aTLS).
+   */
+  async requestStateDiskKey(diskUUID: string): Promise<void> {
+    checkDiskUUID(diskUUID);
+    const peer = await this.#o.store.peerOfDisk(diskUUID);
+    if (!peer) throw new PermissionDeniedError(`stateDiskUUID: ${diskUUID} is not a disk of any activated peer`);
+    const { masterSecret, clusterID } = await this.#o.store.secrets();
+    await this.#o.peerClient.pushStateDiskKey(`${peer.publicIP}:${peer.pubapiPort}`, diskUUID, stateDiskKey(masterSecret, clusterID, diskUUID));
+  }
+}

@@ -1,0 +1,60 @@
+import { readFile } from "node:fs/promises";
+import { InternalError } from "./errors.js";
+import { writeFileAtomic } from "./store-memory.js";
+import { checkIP } from "./validate.js";
+
+/**
+ * NodeState is what a peer remembers about its own activation, so that after a restart it knows
+ * its role, VPN IP and where its Coordinators are (DESIGN.md: persisted before the TPM is marked).
+ * It holds no secret: owner and cluster IDs are public identifiers.
+ */
+export interface NodeState {
+  role: "coordinator" | "node";
+  vpnIP: string;
+  ownerID: string;
+  clusterID: string;
+  /** coordinatorVPNIPs are where the vpnapi is served (Nodes only; Coordinators list themselves). */
+  coordinatorVPNIPs: string[];
+  /** coordinatorEndpoints are the Coordinators' public pubapi endpoints, for re-joining after a reboot. */
+  coordinatorEndpoints: string[];
+}
+
+/** NodeStateFile reads and writes NodeState as a JSON file with mode 0600, atomically. */
+export class NodeStateFile {
+  readonly #path: string;
+
+  constructor(path: string) {
+    this.#path = path;
+  }
+
+  /** path is the file's location. */
+  get path(): string {
+    return this.#path;
+  }
+
+  /** save writes state atomically; it completes before the caller marks the TPM. */
+  async save(state: NodeState): Promise<void> {
+    await writeFileAtomic(this.#path, `${JSON.stringify(state, null, 2)}\n`);
+  }
+
+  /** load returns the saved state, undefined when there is none, or throws when it is corrupt. */
+  async load(): Promise<NodeState | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.#path, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw new InternalError(`node state: read ${this.#path}`, { cause: err });
+    }
+    try {
+      const v = JSON.parse(text) as NodeState;
+      if (v.role !== "coordinator" && v.role !== "node") throw new Error("role");
+      checkIP(v.vpnIP, "vpnIP");
+      if (!/^[0-9a-f]{64}$/.test(v.ownerID) || !/^[0-9a-f]{64}$/.test(v.clusterID)) throw new Error("ownerID/clusterID");
+      if (!Array.isArray(v.coordinatorVPNIPs) || !Array.isArray(v.coordinatorEndpoints)) throw new Error("coordinators");
+      return v;
+    } catch (err) {
+      throw new InternalError(`node state: ${this.#path} is corrupt`, { cause: err });
+    }
+  }
+}

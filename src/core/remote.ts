@@ -1,0 +1,66 @@
+import type { PeerRecord } from "./peer.js";
+
+/**
+ * NodeActivationRequest is the first message a Coordinator sends a fresh peer to make it a Node.
+ */
+export interface NodeActivationRequest {
+  nodeVPNIP: string;
+  ownerID: Buffer;
+  clusterID: Buffer;
+  /** peers is the current peer set (without the Node), enough to reach the Coordinators through the VPN. */
+  peers: PeerRecord[];
+  coordinatorVPNIPs: string[];
+  coordinatorEndpoints: string[];
+}
+
+/**
+ * NodeExchange is the Node's side of the ActivateAsNode stream after the first message: the Node
+ * sends its state-disk UUID ("" without a disk) and receives its disk key (empty without a disk).
+ */
+export interface NodeExchange {
+  sendDiskUUID(uuid: string): Promise<Uint8Array>;
+}
+
+/**
+ * PeerClient is how a Coordinator calls other peers' pubapi (implemented over aTLS in src/pubapi).
+ * Every call verifies the callee's attestation first. Safe for concurrent use.
+ */
+export interface PeerClient {
+  /**
+   * activateAsNode runs the ActivateAsNode exchange with the peer at endpoint: it sends `request`,
+   * calls `diskKey` with the disk UUID the Node reports, sends the key back and returns the
+   * Node's WireGuard public key.
+   */
+  activateAsNode(
+    endpoint: string,
+    request: NodeActivationRequest,
+    diskKey: (uuid: string) => Promise<Uint8Array>,
+  ): Promise<{ vpnPubKey: string; wgPort: number }>;
+  /** joinCluster asks a Node to reach the vpnapi through the VPN and apply a first update. */
+  joinCluster(endpoint: string, coordinatorVPNIP: string): Promise<{ resourceVersion: number }>;
+  /** triggerNodeUpdate asks a Node to poll the vpnapi now. */
+  triggerNodeUpdate(endpoint: string): Promise<void>;
+  /** getPeerVPNPublicKey asks a peer for its WireGuard public key. */
+  getPeerVPNPublicKey(endpoint: string): Promise<string>;
+  /** pushStateDiskKey delivers a disk key to a peer, after verifying the peer's attestation. */
+  pushStateDiskKey(endpoint: string, diskUUID: string, key: Uint8Array): Promise<void>;
+}
+
+/** PeerUpdate is a vpnapi GetUpdate answer; peers is undefined when nothing changed. */
+export interface PeerUpdate {
+  resourceVersion: number;
+  peers: PeerRecord[] | undefined;
+}
+
+/**
+ * CoordinatorClient is how a Node calls the Coordinator's vpnapi through the VPN (src/vpnapi).
+ * It keeps one channel open until close(). Safe for concurrent use.
+ */
+export interface CoordinatorClient {
+  getUpdate(resourceVersion: number, nodeVPNIP: string): Promise<PeerUpdate>;
+  getDataKey(dataKeyID: string, length: number): Promise<Buffer>;
+  close(): void;
+}
+
+/** CoordinatorDialer opens a CoordinatorClient to the vpnapi at coordinatorVPNIP. */
+export type CoordinatorDialer = (coordinatorVPNIP: string) => CoordinatorClient;

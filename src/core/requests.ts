@@ -1,0 +1,50 @@
+import { InvalidArgumentError } from "./errors.js";
+import { clusterIDBytes } from "./keys.js";
+import { coordinatorPool, inPool, nodePool } from "./ip-pool.js";
+import { checkPeerSet } from "./peer.js";
+import type { NodeActivationRequest } from "./remote.js";
+import { checkBytes, checkIP, formatEndpoint, parseEndpoint } from "./validate.js";
+import { isIP } from "node:net";
+
+/** maxNodesPerCall bounds one activation request. */
+export const maxNodesPerCall = 1000;
+
+/**
+ * checkNodeEndpoints validates Node pubapi endpoints (IP:PORT: the IP is also the WireGuard
+ * endpoint), refusing duplicates and the Coordinator itself, and returns them normalized.
+ */
+export function checkNodeEndpoints(endpoints: readonly unknown[], field: string, self: string): string[] {
+  if (!Array.isArray(endpoints)) throw new InvalidArgumentError(`${field}: must be a list`);
+  if (endpoints.length > maxNodesPerCall) throw new InvalidArgumentError(`${field}: at most ${maxNodesPerCall} per call, got ${endpoints.length}`);
+  const seen = new Set<string>();
+  return endpoints.map((raw, i) => {
+    const ep = parseEndpoint(raw, `${field}[${i}]`);
+    if (isIP(ep.host) === 0) throw new InvalidArgumentError(`${field}[${i}]: must be an IP address with port, got ${JSON.stringify(raw)}`);
+    const norm = formatEndpoint(ep);
+    if (norm === self) throw new InvalidArgumentError(`${field}[${i}]: ${norm} is the Coordinator itself`);
+    if (seen.has(norm)) throw new InvalidArgumentError(`${field}[${i}]: ${norm} appears twice`);
+    seen.add(norm);
+    return norm;
+  });
+}
+
+/** checkNodeActivation validates the Coordinator's first ActivateAsNode message. */
+export function checkNodeActivation(req: NodeActivationRequest): void {
+  checkIP(req.nodeVPNIP, "nodeVPNIP");
+  if (!inPool(nodePool, req.nodeVPNIP)) throw new InvalidArgumentError(`nodeVPNIP: ${req.nodeVPNIP} is not in the Node pool 10.118.0.11-10.118.255.254`);
+  checkBytes(req.ownerID, 32, "ownerID");
+  checkBytes(req.clusterID, clusterIDBytes, "clusterID");
+  if (!Array.isArray(req.coordinatorVPNIPs) || req.coordinatorVPNIPs.length === 0) {
+    throw new InvalidArgumentError("coordinatorVPNIPs: at least one is needed");
+  }
+  req.coordinatorVPNIPs.forEach((ip, i) => {
+    checkIP(ip, `coordinatorVPNIPs[${i}]`);
+    if (!inPool(coordinatorPool, ip)) throw new InvalidArgumentError(`coordinatorVPNIPs[${i}]: ${ip} is not in the Coordinator pool`);
+  });
+  req.coordinatorEndpoints.forEach((e, i) => parseEndpoint(e, `coordinatorEndpoints[${i}]`));
+  const peers = checkPeerSet(req.peers, "peers");
+  if (peers.some((p) => p.vpnIP === req.nodeVPNIP)) throw new InvalidArgumentError(`peers: ${req.nodeVPNIP} is already taken by another peer`);
+  for (const ip of req.coordinatorVPNIPs) {
+    if (!peers.some((p) => p.vpnIP === ip && p.role === "coordinator")) throw new InvalidArgumentError(`peers: Coordinator ${ip} is missing`);
+  }
+}

@@ -1,0 +1,93 @@
+import type { Clock } from "./clock.js";
+import { errorMessage } from "./errors.js";
+import type { Logger } from "./logger.js";
+import type { PeerRecord } from "./peer.js";
+import type { PeerUpdate } from "./remote.js";
+
+/** UpdateLoopOptions configures an UpdateLoop. */
+export interface UpdateLoopOptions {
+  /** fetch returns the peer set if it changed since `resourceVersion` (Tailscale's map poll, simplified). */
+  fetch(resourceVersion: number): Promise<PeerUpdate>;
+  /** apply converges the local device to `peers` (the full set, self included: apply filters). */
+  apply(peers: PeerRecord[], resourceVersion: number): Promise<void>;
+  /** intervalMs is the time between polls when all is well. */
+  intervalMs: number;
+  /** maxBackoffMs caps the wait after consecutive failures (default 60 s, never below intervalMs). */
+  maxBackoffMs?: number;
+  clock: Clock;
+  logger: Logger;
+}
+
+/**
+ * UpdateLoop keeps a device converged to the Coordinators' peer set: it polls with its last
+ * resource version and applies only new versions. Polls never overlap (pollNow calls queue behind a
+ * running poll). After failures it backs off exponentially up to maxBackoffMs. Call stop() to end it.
+ */
+export class UpdateLoop {
+  readonly #o: UpdateLoopOptions;
+  #version = 0;
+  #chain: Promise<unknown> = Promise.resolve();
+  #abort: AbortController | undefined;
+  #failures = 0;
+
+  constructor(options: UpdateLoopOptions) {
+    if (!(options.intervalMs > 0)) throw new RangeError("UpdateLoop: intervalMs must be positive");
+    this.#o = options;
+  }
+
+  /** resourceVersion is the last version applied (0: none yet). */
+  get resourceVersion(): number {
+    return this.#version;
+  }
+
+  /** start begins polling in the background; a second start is a no-op. */
+  start(): void {
+    if (this.#abort) return;
+    const abort = new AbortController();
+    this.#abort = abort;
+    void this.#run(abort.signal);
+  }
+
+  /** stop ends the background polling; a poll in flight finishes. */
+  stop(): void {
+    this.#abort?.abort(new Error("update loop stopped"));
+    this.#abort = undefined;
+  }
+
+  /** pollNow polls once (after any poll in flight) and returns the version then applied. Throws on failure. */
+  pollNow(): Promise<number> {
+    const run = this.#chain.then(() => this.#pollOnce());
+    this.#chain = run.catch(() => {});
+    return run;
+  }
+
+  async #pollOnce(): Promise<number> {
+    const update = await this.#o.fetch(this.#version);
+    if (update.peers !== undefined && update.resourceVersion !== this.#version) {
+      await this.#o.apply(update.peers, update.resourceVersion);
+      this.#o.logger.debug("applied peer update", { resourceVersion: update.resourceVersion, peers: update.peers.length });
+      this.#version = update.resourceVersion;
+    }
+    return this.#version;
+  }
+
+  async #run(signal: AbortSignal): Promise<void> {
+    const maxBackoff = Math.max(this.#o.maxBackoffMs ?? 60_000, this.#o.intervalMs);
+    while (!signal.aborted) {
+      try {
+        await this.pollNow();
+        if (this.#failures > 0) this.#o.logger.info("peer updates work again", { failures: this.#failures });
+        this.#failures = 0;
+      } catch (err) {
+        this.#failures++;
+        this.#o.logger.warn("peer update failed", { error: errorMessage(err), failures: this.#failures });
+      }
+      const wait = Math.min(this.#o.intervalMs * 2 ** Math.min(this.#failures, 16), maxBackoff);
+      try {
+        await this.#o.clock.sleep(this.#failures === 0 ? this.#o.intervalMs : wait, signal);
+      } catch {
+        return;
+      }
+    }
+  }
+}

@@ -1,0 +1,49 @@
+import type * as grpc from "@grpc/grpc-js";
+import { InvalidArgumentError } from "../core/errors.js";
+import type { MeshPeer } from "../core/mesh-peer.js";
+import { peerFromWire } from "../rpc/peer-wire.js";
+import { StreamReader } from "../rpc/stream-reader.js";
+import type { WireActivateAsNodeRequest, WireActivateAsNodeResponse } from "./messages.js";
+
+/**
+ * serveActivateAsNode runs the Node side of the ActivateAsNode stream:
+ * initial_request → state_disk_uuid → state_disk_key → node_vpn. Out-of-order or missing
+ * messages fail with INVALID_ARGUMENT naming the expected message.
+ */
+export async function serveActivateAsNode(
+  call: grpc.ServerDuplexStream<unknown, unknown>,
+  peer: MeshPeer,
+  timeoutMs: number,
+): Promise<void> {
+  const reader = new StreamReader<WireActivateAsNodeRequest>(call);
+  const write = (m: WireActivateAsNodeResponse): void => {
+    call.write(m);
+  };
+  const first = await reader.next("initial_request", timeoutMs);
+  if (first.request !== "initialRequest" || !first.initialRequest) {
+    throw new InvalidArgumentError(`ActivateAsNode: first message must be initial_request, got ${first.request ?? "an empty message"}`);
+  }
+  const r = first.initialRequest;
+  const reply = await peer.activateAsNode(
+    {
+      nodeVPNIP: r.nodeVpnIp,
+      ownerID: r.ownerId,
+      clusterID: r.clusterId,
+      peers: r.peers.map((p, i) => peerFromWire(p, `peers[${i}]`)),
+      coordinatorVPNIPs: r.coordinatorVpnIps,
+      coordinatorEndpoints: r.coordinatorPublicEndpoints,
+    },
+    {
+      sendDiskUUID: async (uuid) => {
+        write({ stateDiskUuid: uuid });
+        const m = await reader.next("state_disk_key", timeoutMs);
+        if (m.request !== "stateDiskKey" || m.stateDiskKey === undefined) {
+          throw new InvalidArgumentError(`ActivateAsNode: expected state_disk_key, got ${m.request ?? "an empty message"}`);
+        }
+        return m.stateDiskKey;
+      },
+    },
+  );
+  write({ nodeVpn: { nodeVpnPubKey: Buffer.from(reply.vpnPubKey, "base64"), wgPort: reply.wgPort } });
+  call.end();
+}

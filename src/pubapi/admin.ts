@@ -1,0 +1,117 @@
+import type * as grpc from "@grpc/grpc-js";
+import type { ActivationResult } from "../core/coordinator.js";
+import { InvalidArgumentError, InternalError } from "../core/errors.js";
+import type { AdminConfig } from "../core/mesh-peer.js";
+import { peerFromWire } from "../rpc/peer-wire.js";
+import { unaryCall } from "../rpc/status.js";
+import { pubapiError } from "./errors.js";
+import { newPubAPIClient } from "./client.js";
+import type { WireActivationResult, WireAdminConfig } from "./messages.js";
+
+/** ActivateRequest is what meshctl sends to ActivateAsCoordinator. */
+export interface ActivateRequest {
+  /** adminVPNPubKey is base64; the private key stays with the admin. */
+  adminVPNPubKey: string;
+  masterSecret: Uint8Array;
+  nodeEndpoints: string[];
+  coordinatorEndpoints: string[];
+}
+
+/**
+ * activateAsCoordinator calls ActivateAsCoordinator on a fresh peer over `credentials` (aTLS that
+ * requires a fresh peer), passes each progress line to onLog and returns the validated AdminConfig.
+ */
+export async function activateAsCoordinator(
+  endpoint: string,
+  credentials: grpc.ChannelCredentials,
+  req: ActivateRequest,
+  onLog: (line: string) => void,
+  timeoutMs = 30 * 60_000,
+): Promise<AdminConfig> {
+  const c = await serverStream<{ log?: { message: string }; adminConfig?: WireAdminConfig | null }, WireAdminConfig>(
+    endpoint,
+    credentials,
+    "ActivateAsCoordinator",
+    {
+      adminVpnPubKey: Buffer.from(req.adminVPNPubKey, "base64"),
+      masterSecret: Buffer.from(req.masterSecret),
+      nodePublicEndpoints: req.nodeEndpoints,
+      coordinatorPublicEndpoints: req.coordinatorEndpoints,
+    },
+    (m) => (m.log ? (onLog(m.log.message), undefined) : m.adminConfig ?? undefined),
+    timeoutMs,
+  );
+  if (c.ownerId.length !== 32 || c.clusterId.length !== 32) throw new InvalidArgumentError("AdminConfig: ownerID and clusterID must be 32 bytes");
+  return {
+    adminVPNIP: peerFromWire({ role: "admin", publicIp: "", vpnIp: c.adminVpnIp, vpnPubKey: Buffer.from(req.adminVPNPubKey, "base64"), wgPort: 0, pubapiPort: 0 }, "adminVPNIP").vpnIP,
+    coordinator: peerFromWire(c.coordinator, "coordinator"),
+    ownerID: c.ownerId,
+    clusterID: c.clusterId,
+    peers: c.peers.map((p, i) => peerFromWire(p, `peers[${i}]`)),
+    failed: c.failedNodes.map((f) => ({ endpoint: String(f.endpoint), error: String(f.error) })),
+  };
+}
+
+/** activateAdditionalNodes asks an activated Coordinator to activate more Nodes, streaming progress. */
+export async function activateAdditionalNodes(
+  endpoint: string,
+  credentials: grpc.ChannelCredentials,
+  nodeEndpoints: string[],
+  onLog: (line: string) => void,
+  timeoutMs = 30 * 60_000,
+): Promise<ActivationResult> {
+  const r = await serverStream<{ log?: { message: string }; result?: WireActivationResult | null }, WireActivationResult>(
+    endpoint,
+    credentials,
+    "ActivateAdditionalNodes",
+    { nodePublicEndpoints: nodeEndpoints },
+    (m) => (m.log ? (onLog(m.log.message), undefined) : m.result ?? undefined),
+    timeoutMs,
+  );
+  return {
+    activated: r.activated.map((p, i) => peerFromWire(p, `activated[${i}]`)),
+    failed: r.failedNodes.map((f) => ({ endpoint: String(f.endpoint), error: String(f.error) })),
+  };
+}
+
+/** getState returns a peer's state name. */
+export async function getState(endpoint: string, credentials: grpc.ChannelCredentials, timeoutMs = 30_000): Promise<string> {
+  const client = newPubAPIClient(endpoint, credentials);
+  try {
+    return (await unaryCall<unknown, { state: string }>(client, "GetState", {}, timeoutMs)).state;
+  } catch (err) {
+    throw pubapiError(err, `GetState ${endpoint}`);
+  } finally {
+    client.close();
+  }
+}
+
+/** serverStream runs a server-streaming call; `pick` returns the final message (others are progress). */
+function serverStream<M, R>(
+  endpoint: string,
+  credentials: grpc.ChannelCredentials,
+  method: string,
+  request: unknown,
+  pick: (m: M) => R | undefined,
+  timeoutMs: number,
+): Promise<R> {
+  const client = newPubAPIClient(endpoint, credentials);
+  return new Promise((resolve, reject) => {
+    let result: R | undefined;
+    const fn = (client as unknown as Record<string, (r: unknown, o: grpc.CallOptions) => grpc.ClientReadableStream<M>>)[method]!;
+    const call = fn.call(client, request, { deadline: Date.now() + timeoutMs });
+    call.on("data", (m: M) => {
+      const r = pick(m);
+      if (r !== undefined) result = r;
+    });
+    call.on("error", (err) => {
+      client.close();
+      reject(pubapiError(err, `${method} ${endpoint}`));
+    });
+    call.on("end", () => {
+      client.close();
+      if (result === undefined) reject(new InternalError(`${method} ${endpoint}: stream ended without a result`));
+      else resolve(result);
+    });
+  });
+}

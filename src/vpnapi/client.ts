@@ -1,0 +1,70 @@
+import * as grpc from "@grpc/grpc-js";
+import { InvalidArgumentError } from "../core/errors.js";
+import type { PeerRecord } from "../core/peer.js";
+import { checkPeerSet } from "../core/peer.js";
+import type { CoordinatorClient, PeerUpdate } from "../core/remote.js";
+import { peerFromWire, type WirePeer } from "../rpc/peer-wire.js";
+import { channelOptions, serviceOf } from "../rpc/proto.js";
+import { fromServiceError, unaryCall } from "../rpc/status.js";
+
+/** vpnapiPort is where Coordinators serve the vpnapi on their VPN IP (DESIGN.md). */
+export const vpnapiPort = 9027;
+
+/** PeerStatus is one row of GetPeers. */
+export interface PeerStatus {
+  peer: PeerRecord;
+  /** lastSeenMs is the last poll time (ms since epoch), or 0 when the peer never polled. */
+  lastSeenMs: number;
+}
+
+/**
+ * VPNAPIClient is a Node's (or an admin's) vpnapi client: one channel to one Coordinator, reused
+ * for every poll until close(). Safe for concurrent use.
+ */
+export class VPNAPIClient implements CoordinatorClient {
+  readonly #client: grpc.Client;
+  readonly #target: string;
+  readonly #timeoutMs: number;
+
+  /** constructor opens a channel to target (HOST:PORT) inside the VPN; timeoutMs bounds each call. */
+  constructor(target: string, timeoutMs = 10_000) {
+    const Ctor = serviceOf("vpnapi");
+    this.#client = new Ctor(target, grpc.credentials.createInsecure(), channelOptions);
+    this.#target = target;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  async getUpdate(resourceVersion: number, nodeVPNIP: string): Promise<PeerUpdate> {
+    const res = await this.#call<{ resourceVersion: number; changed: boolean; peers: WirePeer[] }>("GetUpdate", { resourceVersion, nodeVpnIp: nodeVPNIP });
+    if (!Number.isSafeInteger(res.resourceVersion) || res.resourceVersion < 0) throw new InvalidArgumentError("GetUpdate: bad resourceVersion in reply");
+    if (!res.changed) return { resourceVersion: res.resourceVersion, peers: undefined };
+    return { resourceVersion: res.resourceVersion, peers: checkPeerSet(res.peers.map((p, i) => peerFromWire(p, `peers[${i}]`)), "peers") };
+  }
+
+  async getDataKey(dataKeyID: string, length: number): Promise<Buffer> {
+    const res = await this.#call<{ dataKey: Buffer }>("GetDataKey", { dataKeyId: dataKeyID, length });
+    if (res.dataKey.length !== length) throw new InvalidArgumentError(`GetDataKey: got ${res.dataKey.length} bytes, asked for ${length}`);
+    return res.dataKey;
+  }
+
+  /** getPeers returns the peer set with last-seen times. */
+  async getPeers(): Promise<{ resourceVersion: number; peers: PeerStatus[] }> {
+    const res = await this.#call<{ resourceVersion: number; peers: Array<{ peer: WirePeer; lastSeenUnixMs: number }> }>("GetPeers", {});
+    return {
+      resourceVersion: res.resourceVersion,
+      peers: res.peers.map((p, i) => ({ peer: peerFromWire(p.peer, `peers[${i}]`), lastSeenMs: Number(p.lastSeenUnixMs) })),
+    };
+  }
+
+  close(): void {
+    this.#client.close();
+  }
+
+  async #call<Res>(method: string, req: unknown): Promise<Res> {
+    try {
+      return await unaryCall<unknown, Res>(this.#client, method, req, this.#timeoutMs);
+    } catch (err) {
+      throw fromServiceError(err, `vpnapi ${method} ${this.#target}`);
+    }
+  }
+}

@@ -1,0 +1,175 @@
+// In-process mesh for integration tests: peers over real gRPC on loopback with aTLS, a fake VPN network.
+import * as grpc from "@grpc/grpc-js";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Issuer, Validator } from "../../src/attestation/attestation.js";
+import { createATLSChannelCredentials } from "../../src/atls/client.js";
+import { createATLSServerCredentials } from "../../src/atls/server.js";
+import { systemClock } from "../../src/core/clock.js";
+import { UnavailableError } from "../../src/core/errors.js";
+import { createLogger, type Logger } from "../../src/core/logger.js";
+import { MeshPeer } from "../../src/core/mesh-peer.js";
+import { NodeStateFile } from "../../src/core/node-state.js";
+import type { CoordinatorClient } from "../../src/core/remote.js";
+import { MemoryStore } from "../../src/core/store-memory.js";
+import { PubAPIClient } from "../../src/pubapi/client.js";
+import { createPubAPIServer } from "../../src/pubapi/server.js";
+import { VPNAPIClient } from "../../src/vpnapi/client.js";
+import { createVPNAPIServer } from "../../src/vpnapi/server.js";
+import { FakeDisk, FakeMarker, FakeVPNNetwork, type FakeVPN } from "./fakes.js";
+import { TestIssuer, TestValidator } from "./attestation-test.js";
+
+/** TestPeer is one in-process peer. */
+export interface TestPeer {
+  name: string;
+  endpoint: string;
+  peer: MeshPeer;
+  vpn: FakeVPN;
+  disk: FakeDisk | undefined;
+  marker: FakeMarker;
+  stateDir: string;
+  logs: string[];
+  stop(): Promise<void>;
+}
+
+/** MeshOptions configure a TestMesh. */
+export interface MeshOptions {
+  issuer?: () => Issuer;
+  validators?: () => Validator[];
+  updateIntervalMs?: number;
+  withDisks?: boolean;
+  activationConcurrency?: number;
+}
+
+/** TestMesh owns every peer, server and temp dir it makes; close() releases all of them. */
+export class TestMesh {
+  readonly net = new FakeVPNNetwork();
+  readonly peers: TestPeer[] = [];
+  /** vpnapi maps a Coordinator VPN IP to its loopback vpnapi address. */
+  readonly vpnapi = new Map<string, string>();
+  readonly logs: string[] = [];
+  readonly #o: MeshOptions;
+  #root = "";
+
+  constructor(options: MeshOptions = {}) {
+    this.#o = options;
+  }
+
+  /** validators returns the client-side validators of this mesh. */
+  validators(): Validator[] {
+    return this.#o.validators?.() ?? [new TestValidator()];
+  }
+
+  /** credentials returns aTLS channel credentials (requireFresh for activation). */
+  credentials(requireFresh: boolean): grpc.ChannelCredentials {
+    return createATLSChannelCredentials(this.validators(), { requireFresh });
+  }
+
+  async startPeer(name: string): Promise<TestPeer> {
+    if (!this.#root) this.#root = await mkdtemp(join(tmpdir(), "am-mesh-"));
+    const stateDir = await mkdtemp(join(this.#root, `${name}-`));
+    const logs: string[] = [];
+    const logger: Logger = createLogger((l) => {
+      logs.push(l);
+      this.logs.push(l);
+    }, { level: "debug", component: name });
+    const index = this.peers.length;
+    const vpn = this.net.newDevice("127.0.0.1", 52000 + index);
+    const disk = this.#o.withDisks ? new FakeDisk() : undefined;
+    const marker = new FakeMarker();
+    const store = await MemoryStore.open({ file: join(stateDir, "store.json") });
+    const peerClient = new PubAPIClient({ activationCredentials: this.credentials(true), credentials: this.credentials(false) });
+    const vpnServers: grpc.Server[] = [];
+    const pubapiPort = await freePort();
+    let peerRef: MeshPeer | undefined;
+    const peer = await MeshPeer.start({
+      publicIP: "127.0.0.1",
+      pubapiPort,
+      wgPort: vpn.port,
+      vpn,
+      disk,
+      marker,
+      nodeState: new NodeStateFile(join(stateDir, "node-state.json")),
+      store,
+      peerClient,
+      dialCoordinator: (ip) => this.#dial(vpn, ip),
+      updateIntervalMs: this.#o.updateIntervalMs ?? 200,
+      ...(this.#o.activationConcurrency ? { activationConcurrency: this.#o.activationConcurrency } : {}),
+      clock: systemClock,
+      logger,
+      onCoordinator: async (vpnIP) => {
+        const s = createVPNAPIServer(peerRef!, logger.child("vpnapi"));
+        const port = await bind(s, "127.0.0.1:0", grpc.ServerCredentials.createInsecure());
+        vpnServers.push(s);
+        this.vpnapi.set(vpnIP, `127.0.0.1:${port}`);
+      },
+    });
+    peerRef = peer;
+    const pub = createPubAPIServer({ peer, logger: logger.child("pubapi") });
+    const port = await bind(pub, `127.0.0.1:${pubapiPort}`, createATLSServerCredentials(this.#o.issuer?.() ?? new TestIssuer(), { logger }));
+    const tp: TestPeer = {
+      name,
+      endpoint: `127.0.0.1:${port}`,
+      peer,
+      vpn,
+      disk,
+      marker,
+      stateDir,
+      logs,
+      stop: async () => {
+        peer.close();
+        peerClient.close();
+        for (const s of [pub, ...vpnServers]) s.forceShutdown();
+        await store.close();
+      },
+    };
+    this.peers.push(tp);
+    return tp;
+  }
+
+  /** #dial gives a Node a vpnapi client that works only while the fake VPN routes both ways. */
+  #dial(from: FakeVPN, coordinatorVPNIP: string): CoordinatorClient {
+    let inner: VPNAPIClient | undefined;
+    const reach = (): VPNAPIClient => {
+      const coord = this.net.devices.find((d) => d.vpnIP === coordinatorVPNIP);
+      const there = coord ? this.net.route(from, coordinatorVPNIP) : `no device has ${coordinatorVPNIP}`;
+      const back = coord && from.vpnIP ? this.net.route(coord, from.vpnIP) : "sender has no VPN IP";
+      if (typeof there === "string" || typeof back === "string") {
+        throw new UnavailableError(`fake VPN: ${typeof there === "string" ? there : back}`);
+      }
+      const addr = this.vpnapi.get(coordinatorVPNIP);
+      if (!addr) throw new UnavailableError(`fake VPN: no vpnapi at ${coordinatorVPNIP}`);
+      inner ??= new VPNAPIClient(addr);
+      return inner;
+    };
+    return {
+      getUpdate: (v, ip) => Promise.resolve().then(() => reach().getUpdate(v, ip)),
+      getDataKey: (id, len) => Promise.resolve().then(() => reach().getDataKey(id, len)),
+      close: () => inner?.close(),
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.peers.map((p) => p.stop().catch(() => {})));
+    if (this.#root) await rm(this.#root, { recursive: true, force: true });
+  }
+}
+
+/** freePort asks the OS for a free loopback port (the tiny race before reuse is acceptable in tests). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** bind binds a server and resolves with its port. */
+export function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
+}
