@@ -1,0 +1,72 @@
+import { createSecureContext, type SecureContext } from "node:tls";
+
+import { ServerCredentials } from "@grpc/grpc-js";
+
+import type { Issuer } from "../attestation/attestation.js";
+import { nullLogger, type Logger } from "../core/logger.js";
+import { createAttestedCertificate, defaultValidityMs } from "./certificate.js";
+import { nonceFromServername } from "./nonce.js";
+
+/** ATLSServerOptions configure createATLSServerCredentials. */
+export interface ATLSServerOptions {
+  /** logger receives one line per refused or failed handshake; undefined: nothing is logged. */
+  logger?: Logger;
+  /** validityMs is how long each served certificate stays valid; undefined: 10 minutes. */
+  validityMs?: number;
+  /** now returns ms since the epoch, stamped into certificates; undefined: Date.now (tests shift it). */
+  now?: () => number;
+}
+
+/**
+ * ATLSServerCredentials are grpc-js server credentials that answer every TLS ClientHello with a
+ * fresh attested certificate (see createATLSServerCredentials). Equal only to themselves.
+ */
+export class ATLSServerCredentials extends ServerCredentials {
+  constructor(issuer: Issuer, options: ATLSServerOptions = {}) {
+    const log = (options.logger ?? nullLogger).child("atls");
+    const now = options.now ?? Date.now;
+    const validityMs = options.validityMs ?? defaultValidityMs;
+    if (!(validityMs > 0)) throw new RangeError(`aTLS server: validityMs must be positive, got ${validityMs}`);
+
+    const SNICallback = (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void): void => {
+      const nonce = nonceFromServername(servername);
+      if (!nonce) {
+        // Scanners and plain TLS clients end here; debug keeps them from flooding the log.
+        log.debug("refused ClientHello: server name is not a 64-hex-character nonce", { servername: servername.slice(0, 80) });
+        cb(new Error("aTLS: the TLS server name must be a 64-hex-character nonce"));
+        return;
+      }
+      createAttestedCertificate(issuer, nonce, { validityMs, now: now() })
+        .then((pair) => createSecureContext({ key: pair.keyPem, cert: pair.certPem }))
+        .then(
+          (ctx) => cb(null, ctx),
+          (err: unknown) => {
+            log.warn("aTLS handshake refused: could not attest the certificate key", {
+              platform: issuer.platform,
+              error: err instanceof Error ? `${err.message}${err.cause instanceof Error ? `: ${err.cause.message}` : ""}` : String(err),
+            });
+            cb(err instanceof Error ? err : new Error(String(err)));
+          },
+        );
+    };
+    // No default certificate: a ClientHello without SNI finds none and the handshake fails.
+    // The empty context options tell grpc-js the credentials are loaded.
+    super({ SNICallback, minVersion: "TLSv1.3" }, {});
+  }
+
+  override _equals(other: ServerCredentials): boolean {
+    return this === other;
+  }
+}
+
+/**
+ * createATLSServerCredentials returns server credentials for `grpc.Server.bindAsync`. For each TLS
+ * connection the server reads the client's nonce from the SNI server name (exactly 64 lower-case hex
+ * characters, else the handshake fails without a certificate), makes a fresh P-256 key, asks `issuer`
+ * for a document binding the nonce and SHA-256 of the key's SPKI, and serves a self-signed
+ * certificate carrying it under `issuer.oid`. TLS 1.3 only; clients are not authenticated.
+ * The issuer is called once per handshake, concurrently across handshakes.
+ */
+export function createATLSServerCredentials(issuer: Issuer, options?: ATLSServerOptions): ServerCredentials {
+  return new ATLSServerCredentials(issuer, options);
+}
