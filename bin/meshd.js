@@ -1,2 +1,3 @@
 #!/usr/bin/env node
-import "../dist/src/cmd/meshd.js";
+import { run } from "../dist/src/cmd/meshd.js";
+run();

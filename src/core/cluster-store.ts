@@ -32,6 +32,8 @@ export interface PeerSnapshot {
 export class ClusterStore {
   readonly #store: Store;
   #cache: PeerSnapshot | undefined;
+  /** #writes serializes this process's write transactions, so they conflict only with other processes. */
+  #writes: Promise<unknown> = Promise.resolve();
 
   constructor(store: Store) {
     this.#store = store;
@@ -39,7 +41,7 @@ export class ClusterStore {
 
   /** putSecrets stores the master secret and cluster ID (first activation only). */
   async putSecrets(secrets: ClusterSecrets): Promise<void> {
-    await runTransaction(this.#store, async (tx) => {
+    await this.#write(async (tx) => {
       tx.put(keys.masterSecret, secrets.masterSecret);
       tx.put(keys.clusterID, secrets.clusterID);
     });
@@ -73,17 +75,17 @@ export class ClusterStore {
 
   /** allocateCoordinatorIP reserves the next Coordinator address. */
   allocateCoordinatorIP(): Promise<string> {
-    return runTransaction(this.#store, (tx) => allocateIP(tx, coordinatorPool));
+    return this.#write((tx) => allocateIP(tx, coordinatorPool));
   }
 
   /** allocateNodeIP reserves the next Node/admin address. */
   allocateNodeIP(): Promise<string> {
-    return runTransaction(this.#store, (tx) => allocateIP(tx, nodePool));
+    return this.#write((tx) => allocateIP(tx, nodePool));
   }
 
   /** releaseNodeIP returns an address that was reserved but never used by a peer. */
   async releaseNodeIP(ip: string): Promise<void> {
-    await runTransaction(this.#store, async (tx) => {
+    await this.#write(async (tx) => {
       if (await tx.get(keys.peer(ip))) throw new InternalError(`release ${ip}: still used by a peer`);
       releaseIP(tx, nodePool, ip);
     });
@@ -91,11 +93,17 @@ export class ClusterStore {
 
   /** putPeer adds or replaces a peer (by VPN IP), optionally remembering its state-disk UUID, and bumps the version. */
   async putPeer(peer: PeerRecord, diskUUID?: string): Promise<number> {
-    return runTransaction(this.#store, async (tx) => {
+    return this.#write(async (tx) => {
       tx.put(keys.peer(peer.vpnIP), Buffer.from(JSON.stringify(peer)));
       if (diskUUID) tx.put(keys.disk(diskUUID), Buffer.from(peer.vpnIP));
       return bumpVersion(tx);
     });
+  }
+
+  #write<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
+    const run = this.#writes.then(() => runTransaction(this.#store, fn));
+    this.#writes = run.catch(() => {});
+    return run;
   }
 
   /** peer returns the peer with vpnIP, or undefined. */

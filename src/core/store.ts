@@ -32,7 +32,7 @@ export interface Transaction {
 }
 
 /** transactionAttempts bounds how often runTransaction retries on conflicts. */
-const transactionAttempts = 32;
+const transactionAttempts = 64;
 
 /**
  * runTransaction runs `fn` in a transaction and commits it, retrying the whole function when the
@@ -55,6 +55,8 @@ export async function runTransaction<T>(store: Store, fn: (tx: Transaction) => P
     } catch (err) {
       if (!(err instanceof ConflictError)) throw err;
       lastErr = err;
+      // Jittered backoff spreads out contenders so they stop colliding round after round.
+      await new Promise((r) => setTimeout(r, Math.random() * Math.min(2 ** attempt, 50)));
     }
   }
   throw new ConflictError(`store transaction: gave up after ${transactionAttempts} conflicting attempts`, { cause: lastErr });

@@ -36,7 +36,8 @@ export interface TestPeer {
 
 /** MeshOptions configure a TestMesh. */
 export interface MeshOptions {
-  issuer?: () => Issuer;
+  /** issuer makes a peer's issuer; the default is the test issuer reporting the peer's marker as "fresh". */
+  issuer?: (marker: FakeMarker) => Issuer;
   validators?: () => Validator[];
   updateIntervalMs?: number;
   withDisks?: boolean;
@@ -67,7 +68,7 @@ export class TestMesh {
     return createATLSChannelCredentials(this.validators(), { requireFresh });
   }
 
-  async startPeer(name: string): Promise<TestPeer> {
+  async startPeer(name: string, options: { port?: number } = {}): Promise<TestPeer> {
     if (!this.#root) this.#root = await mkdtemp(join(tmpdir(), "am-mesh-"));
     const stateDir = await mkdtemp(join(this.#root, `${name}-`));
     const logs: string[] = [];
@@ -82,7 +83,7 @@ export class TestMesh {
     const store = await MemoryStore.open({ file: join(stateDir, "store.json") });
     const peerClient = new PubAPIClient({ activationCredentials: this.credentials(true), credentials: this.credentials(false) });
     const vpnServers: grpc.Server[] = [];
-    const pubapiPort = await freePort();
+    const pubapiPort = options.port ?? (await freePort());
     let peerRef: MeshPeer | undefined;
     const peer = await MeshPeer.start({
       publicIP: "127.0.0.1",
@@ -108,7 +109,7 @@ export class TestMesh {
     });
     peerRef = peer;
     const pub = createPubAPIServer({ peer, logger: logger.child("pubapi") });
-    const port = await bind(pub, `127.0.0.1:${pubapiPort}`, createATLSServerCredentials(this.#o.issuer?.() ?? new TestIssuer(), { logger }));
+    const port = await bind(pub, `127.0.0.1:${pubapiPort}`, createATLSServerCredentials(this.#o.issuer?.(marker) ?? markerAwareIssuer(marker), { logger }));
     const tp: TestPeer = {
       name,
       endpoint: `127.0.0.1:${port}`,
@@ -155,6 +156,16 @@ export class TestMesh {
     await Promise.all(this.peers.map((p) => p.stop().catch(() => {})));
     if (this.#root) await rm(this.#root, { recursive: true, force: true });
   }
+}
+
+/** markerAwareIssuer is the test issuer whose "fresh" flag follows the peer's (fake) TPM marker. */
+function markerAwareIssuer(marker: FakeMarker): Issuer {
+  const base = new TestIssuer();
+  return {
+    platform: base.platform,
+    oid: base.oid,
+    issue: async (nonce, userData) => new TestIssuer({ fresh: (await marker.read()).kind === "fresh" }).issue(nonce, userData),
+  };
 }
 
 /** freePort asks the OS for a free loopback port (the tiny race before reuse is acceptable in tests). */

@@ -1,0 +1,19 @@
+// npm run bench: prints one JSON object of figures, each a ratio measured side by side in this run.
+import { benchActivation, benchPolls } from "./activation.js";
+
+const figures: Record<string, number | string> = { date: new Date().toISOString() };
+const only = process.argv.slice(2);
+const suites: Array<[string, () => Promise<Record<string, number>>]> = [
+  ["activation", benchActivation],
+  ["polls", benchPolls],
+];
+for (const [name, fn] of suites) {
+  if (only.length > 0 && !only.includes(name)) continue;
+  process.stderr.write(`bench: ${name}…\n`);
+  try {
+    Object.assign(figures, await fn());
+  } catch (err) {
+    figures[`${name}_error`] = String((err as Error).message ?? err);
+  }
+}
+process.stdout.write(`${JSON.stringify(figures, null, 2)}\n`);

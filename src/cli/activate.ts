@@ -1,0 +1,120 @@
+import { access, mkdir, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { createATLSChannelCredentials } from "../atls/client.js";
+import { masterSecretMaxBytes, masterSecretMinBytes } from "../core/keys.js";
+import type { AdminConfig } from "../core/mesh-peer.js";
+import { writeFileAtomic } from "../core/store-memory.js";
+import { activateAsCoordinator } from "../pubapi/admin.js";
+import { adminWGConfig, generateAdminKeyPair } from "./admin-config.js";
+import { list, required, UsageError, type Command, type IO } from "./command.js";
+import { endpointFlag } from "./endpoint.js";
+import { loadValidators } from "./validators.js";
+
+
+/** activate is `meshctl activate`: it makes one fresh peer the Coordinator and activates the Nodes. */
+export const activate: Command = {
+  name: "activate",
+  summary: "activate a fresh peer as Coordinator and the given peers as Nodes",
+  usage: `Usage: meshctl activate --coordinator ENDPOINT [--nodes ENDPOINT,...] [--coordinators ENDPOINT,...]
+                        --master-secret FILE [--measurements FILE] [--out DIR]
+
+Activates the fresh peer at --coordinator as the mesh's Coordinator. It verifies the peer's
+attestation (aTLS) against --measurements first, then the Coordinator activates every --nodes peer
+(verifying each one's attestation), assigns VPN IPs and rotates state-disk keys. Progress is
+streamed to stderr.
+
+Writes, into --out (default: the current directory):
+  wg0.conf    wg-quick config for the admin (mode 0600; its private key is made here and never sent)
+  admin.json  ownerId, clusterId (hex), adminVPNIP, coordinatorVPNPubKey (base64)
+Existing files there are never overwritten: the command refuses before it contacts anyone.
+
+Options:
+  --coordinator ENDPOINT     the fresh peer to make Coordinator (HOST[:PORT], port 9000 by default)
+  --nodes LIST               comma-separated Node endpoints (IP[:PORT])
+  --coordinators LIST        additional Coordinators (needs a shared etcd store; not supported yet)
+  --master-secret FILE       16 to 64 bytes of secret; its raw bytes are the secret
+  --measurements FILE        measurement policy (measurements.json); default: PCRs/measurement not checked
+  --out DIR                  where to write wg0.conf and admin.json (default .)
+
+Exit status: 0 when every peer was activated; 1 when something failed (a Node that failed is named,
+the others stay activated: retry it with meshctl add-nodes); 2 on a usage error.`,
+  options: {
+    coordinator: { type: "string" },
+    nodes: { type: "string" },
+    coordinators: { type: "string" },
+    "master-secret": { type: "string" },
+    measurements: { type: "string" },
+    out: { type: "string" },
+  },
+  run: async (v, positionals, io) => {
+    if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+    const coordinator = endpointFlag(required(v, "coordinator"), "--coordinator");
+    const nodes = list(v.nodes).map((n, i) => endpointFlag(n, `--nodes[${i}]`));
+    const coordinators = list(v.coordinators).map((n, i) => endpointFlag(n, `--coordinators[${i}]`));
+    const masterSecret = await readMasterSecret(required(v, "master-secret"), io);
+    const outDir = typeof v.out === "string" ? v.out : ".";
+    await checkOutDir(outDir);
+    const validators = await loadValidators(typeof v.measurements === "string" ? v.measurements : undefined);
+    const keys = generateAdminKeyPair();
+    io.err(`verifying ${coordinator} and activating it as Coordinator (${nodes.length} Node(s))`);
+    const cfg = await activateAsCoordinator(
+      coordinator,
+      createATLSChannelCredentials(validators, { requireFresh: true }),
+      { adminVPNPubKey: keys.publicKey, masterSecret, nodeEndpoints: nodes, coordinatorEndpoints: coordinators },
+      (line) => io.err(`  ${line}`),
+    );
+    await writeOutputs(outDir, cfg, keys.privateKey);
+    io.out(`Coordinator ${cfg.coordinator.publicIP} is ${cfg.coordinator.vpnIP}; admin is ${cfg.adminVPNIP}`);
+    io.out(`wrote ${join(outDir, "wg0.conf")} and ${join(outDir, "admin.json")}`);
+    if (cfg.failed.length > 0) {
+      for (const f of cfg.failed) io.err(`  failed: ${f.endpoint}: ${f.error}`);
+      io.err(
+        `meshctl activate: ${cfg.failed.length} of ${nodes.length} Node(s) failed; the Coordinator and the others are active. ` +
+          `Retry: meshctl add-nodes --coordinator ${coordinator} --nodes ${cfg.failed.map((f) => f.endpoint).join(",")}`,
+      );
+      return 1;
+    }
+    return 0;
+  },
+};
+
+/** readMasterSecret reads the secret file's raw bytes, checking size; it never prints the content. */
+export async function readMasterSecret(path: string, io: IO): Promise<Buffer> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch (err) {
+    throw new Error(`master secret file ${path}: ${(err as NodeJS.ErrnoException).code ?? "cannot read"}`);
+  }
+  if (!info.isFile()) throw new Error(`master secret file ${path}: not a regular file`);
+  if (info.size < masterSecretMinBytes || info.size > masterSecretMaxBytes) {
+    throw new Error(`master secret file ${path}: must hold ${masterSecretMinBytes} to ${masterSecretMaxBytes} bytes, holds ${info.size}`);
+  }
+  if ((info.mode & 0o077) !== 0) io.err(`warning: master secret file ${path} is readable by others (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it`);
+  return readFile(path);
+}
+
+async function checkOutDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  for (const f of ["wg0.conf", "admin.json"]) {
+    const p = join(dir, f);
+    const exists = await access(p).then(
+      () => true,
+      () => false,
+    );
+    if (exists) throw new Error(`${p} already exists; move it away or choose another --out (nothing was activated)`);
+  }
+}
+
+async function writeOutputs(dir: string, cfg: AdminConfig, adminPrivateKey: string): Promise<void> {
+  await writeFileAtomic(join(dir, "wg0.conf"), adminWGConfig(cfg, adminPrivateKey));
+  const admin = {
+    ownerId: cfg.ownerID.toString("hex"),
+    clusterId: cfg.clusterID.toString("hex"),
+    adminVPNIP: cfg.adminVPNIP,
+    coordinatorVPNIP: cfg.coordinator.vpnIP,
+    coordinatorVPNPubKey: cfg.coordinator.vpnPubKey,
+    coordinatorPublicEndpoint: `${cfg.coordinator.publicIP}:${cfg.coordinator.pubapiPort}`,
+  };
+  await writeFileAtomic(join(dir, "admin.json"), `${JSON.stringify(admin, null, 2)}\n`);
+}

@@ -1,0 +1,47 @@
+import { activate } from "./activate.js";
+import { addNodes } from "./add-nodes.js";
+import { runCommand, type Command, type IO } from "./command.js";
+import { evidence } from "./evidence.js";
+import { peers } from "./peers.js";
+import { verify } from "./verify.js";
+
+/** commands are meshctl's subcommands, one file each. */
+export const commands: Command[] = [activate, addNodes, verify, peers, evidence];
+
+const usage = `Usage: meshctl COMMAND [flags]
+
+meshctl is the admin's client for attested-mesh: a WireGuard mesh whose peers prove what they run
+(TPM quote or AMD SEV-SNP report) before they get any secret.
+
+Commands:
+${commands.map((c) => `  ${c.name.padEnd(10)} ${c.summary}`).join("\n")}
+
+Run 'meshctl COMMAND --help' for a command's flags.`;
+
+/** main runs meshctl with argv (without node and script) and returns the exit status. */
+export async function main(argv: string[], io: IO): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    io.out(usage);
+    return name === undefined ? 2 : 0;
+  }
+  const cmd = commands.find((c) => c.name === name);
+  if (!cmd) {
+    io.err(`meshctl: unknown command ${JSON.stringify(name)} (see meshctl --help)`);
+    return 2;
+  }
+  return runCommand(cmd, rest, io, "meshctl");
+}
+
+/** run is the meshctl process entry (bin/meshctl.js): it runs main with the process's argv and streams. */
+export function run(): void {
+  main(process.argv.slice(2), { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) }).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`meshctl: ${String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,145 @@
+import { existsSync } from "node:fs";
+import { isIP } from "node:net";
+import { parseArgs } from "node:util";
+import { InvalidArgumentError } from "../core/errors.js";
+import type { LogLevel } from "../core/logger.js";
+import { parseEndpoint } from "../core/validate.js";
+
+/** MeshdConfig is meshd's validated command line (DESIGN.md "CLI contract"). */
+export interface MeshdConfig {
+  listenHost: string;
+  listenPort: number;
+  publicIP: string;
+  stateDir: string;
+  vpn: "kernel" | "userspace" | "auto";
+  wgInterface: string;
+  wgPort: number;
+  attestation: "tpm" | "snp";
+  /** tcti is the tpm2-tss TCTI config ("device:/dev/tpmrm0" or "swtpm:host=…,port=…"). */
+  tcti: string;
+  snp: "device" | "simulated";
+  disk: string | undefined;
+  diskInitialKey: string;
+  store: { kind: "memory" } | { kind: "etcd"; endpoints: string[] };
+  updateIntervalMs: number;
+  measurements: string | undefined;
+  logLevel: LogLevel;
+}
+
+/** meshdUsage is meshd --help. */
+export const meshdUsage = `Usage: meshd [flags]
+
+meshd runs on every confidential VM of an attested-mesh. It serves the public API over attested TLS
+(its certificate carries a fresh TPM quote or SEV-SNP report bound to the client's nonce) and waits
+to be activated: as the Coordinator by an admin (meshctl activate), or as a Node by a Coordinator.
+
+Flags:
+  --listen HOST:PORT           pubapi address (default 0.0.0.0:9000)
+  --public-ip IP               address other peers use (default: the listen host; required with 0.0.0.0)
+  --state-dir DIR              node state, keys, store (default /var/lib/meshd)
+  --vpn kernel|userspace       WireGuard backend (default: kernel if it works, else userspace wireguard-go)
+  --wg-interface NAME          WireGuard interface (default wg0)
+  --wg-port PORT               WireGuard port (default 51820)
+  --attestation tpm|snp        evidence platform (default: snp if /dev/sev-guest exists, else tpm)
+  --tpm device|swtpm:HOST:PORT TPM for quotes and the activation marker (default device = /dev/tpmrm0)
+  --snp device|simulated       SEV-SNP report source (default device = /dev/sev-guest)
+  --disk PATH                  LUKS2 state disk (device, mapped name or file); without it disk steps are skipped
+  --disk-initial-key FILE      the disk's initial passphrase (default /run/cryptsetup-keys.d/state.key)
+  --store memory|etcd://HOST:PORT[,HOST:PORT...]   Coordinator store (default memory, persisted in the state dir)
+  --measurements FILE          measurement policy the Coordinator applies to Nodes (default: not checked)
+  --update-interval SECONDS    how often Nodes poll the Coordinator (default 10)
+  --log-level debug|info|warn|error   (default info)
+  -h, --help                   this help`;
+
+/** parseMeshdFlags validates argv; errors name the flag. `help` is true for --help. */
+export function parseMeshdFlags(argv: string[]): { help: true } | { help: false; config: MeshdConfig } {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      listen: { type: "string", default: "0.0.0.0:9000" },
+      "public-ip": { type: "string" },
+      "state-dir": { type: "string", default: "/var/lib/meshd" },
+      vpn: { type: "string" },
+      "wg-interface": { type: "string", default: "wg0" },
+      "wg-port": { type: "string", default: "51820" },
+      attestation: { type: "string" },
+      tpm: { type: "string", default: "device" },
+      snp: { type: "string", default: "device" },
+      disk: { type: "string" },
+      "disk-initial-key": { type: "string", default: "/run/cryptsetup-keys.d/state.key" },
+      store: { type: "string", default: "memory" },
+      measurements: { type: "string" },
+      "update-interval": { type: "string", default: "10" },
+      "log-level": { type: "string", default: "info" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) return { help: true };
+  if (positionals.length > 0) throw new InvalidArgumentError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+  const listen = parseEndpoint(values.listen, "--listen");
+  if (isIP(listen.host) === 0) throw new InvalidArgumentError("--listen: HOST must be an IP address");
+  const publicIP = values["public-ip"] ?? listen.host;
+  if (isIP(publicIP) === 0) throw new InvalidArgumentError(`--public-ip: not an IP address: ${JSON.stringify(publicIP)}`);
+  if (publicIP === "0.0.0.0" || publicIP === "::") throw new InvalidArgumentError("--public-ip is required when --listen binds all addresses");
+  const wgInterface = values["wg-interface"]!;
+  if (!/^[A-Za-z0-9_=+.-]{1,15}$/.test(wgInterface)) throw new InvalidArgumentError("--wg-interface: 1-15 characters of letters, digits and _=+.-");
+  const interval = Number(values["update-interval"]);
+  if (!Number.isFinite(interval) || interval < 0.05 || interval > 3600) throw new InvalidArgumentError("--update-interval: seconds between 0.05 and 3600");
+  const logLevel = values["log-level"]!;
+  if (!["debug", "info", "warn", "error"].includes(logLevel)) throw new InvalidArgumentError("--log-level: debug, info, warn or error");
+  return {
+    help: false,
+    config: {
+      listenHost: listen.host,
+      listenPort: listen.port,
+      publicIP,
+      stateDir: values["state-dir"]!,
+      vpn: oneOf(values.vpn ?? "auto", ["kernel", "userspace", "auto"], "--vpn"),
+      wgInterface,
+      wgPort: port(values["wg-port"]!, "--wg-port"),
+      attestation: oneOf(values.attestation ?? (existsSync("/dev/sev-guest") ? "snp" : "tpm"), ["tpm", "snp"], "--attestation"),
+      tcti: tctiOf(values.tpm!),
+      snp: oneOf(values.snp!, ["device", "simulated"], "--snp"),
+      disk: values.disk,
+      diskInitialKey: values["disk-initial-key"]!,
+      store: storeOf(values.store!),
+      updateIntervalMs: Math.round(interval * 1000),
+      measurements: values.measurements,
+      logLevel: logLevel as LogLevel,
+    },
+  };
+}
+
+function oneOf<T extends string>(v: string, allowed: readonly T[], flag: string): T {
+  if (!allowed.includes(v as T)) throw new InvalidArgumentError(`${flag}: must be ${allowed.join(" or ")}, got ${JSON.stringify(v)}`);
+  return v as T;
+}
+
+function port(v: string, flag: string): number {
+  const n = Number(v);
+  if (!/^\d{1,5}$/.test(v) || n < 1 || n > 65535) throw new InvalidArgumentError(`${flag}: must be a port 1-65535`);
+  return n;
+}
+
+/** tctiOf turns --tpm into a tpm2-tss TCTI configuration string. */
+export function tctiOf(v: string): string {
+  if (v === "device") return "device:/dev/tpmrm0";
+  if (v.startsWith("device:")) return v;
+  const m = /^swtpm:(.+)$/.exec(v);
+  if (!m) throw new InvalidArgumentError(`--tpm: must be device or swtpm:HOST:PORT, got ${JSON.stringify(v)}`);
+  const ep = parseEndpoint(m[1], "--tpm swtpm");
+  return `swtpm:host=${ep.host},port=${ep.port}`;
+}
+
+function storeOf(v: string): MeshdConfig["store"] {
+  if (v === "memory") return { kind: "memory" };
+  const m = /^etcd:\/\/(.+)$/.exec(v);
+  if (!m) throw new InvalidArgumentError(`--store: must be memory or etcd://HOST:PORT[,HOST:PORT...], got ${JSON.stringify(v)}`);
+  const endpoints = m[1]!.split(",").map((e, i) => {
+    const ep = parseEndpoint(e, `--store etcd endpoint ${i}`);
+    return `${ep.host}:${ep.port}`;
+  });
+  return { kind: "etcd", endpoints };
+}

@@ -1,0 +1,155 @@
+import * as grpc from "@grpc/grpc-js";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { Issuer } from "../attestation/attestation.js";
+import { Tpm } from "../attestation/native.js";
+import { loadPolicy } from "../attestation/policy.js";
+import { SNPDeviceIssuer } from "../attestation/snp-device.js";
+import { SimulatedSNPIssuer } from "../attestation/snp-simulated.js";
+import { TPMIssuer } from "../attestation/tpm-issuer.js";
+import { TPMMarker } from "../attestation/tpm-marker.js";
+import { createATLSChannelCredentials } from "../atls/client.js";
+import { createATLSServerCredentials } from "../atls/server.js";
+import { validatorsFor } from "../cli/validators.js";
+import { systemClock } from "../core/clock.js";
+import { errorMessage, FailedPreconditionError } from "../core/errors.js";
+import { createLogger, type Logger } from "../core/logger.js";
+import { MeshPeer } from "../core/mesh-peer.js";
+import { NodeStateFile } from "../core/node-state.js";
+import { MemoryStore } from "../core/store-memory.js";
+import type { Store } from "../core/store.js";
+import { LUKSDisk } from "../diskencryption/luks-disk.js";
+import { PubAPIClient } from "../pubapi/client.js";
+import { createPubAPIServer } from "../pubapi/server.js";
+import { VPNAPIClient, vpnapiPort } from "../vpnapi/client.js";
+import { createVPNAPIServer } from "../vpnapi/server.js";
+import { meshdUsage, parseMeshdFlags, type MeshdConfig } from "./flags.js";
+import { openVPN } from "./vpn.js";
+
+/** Closer releases one resource at shutdown. */
+type Closer = () => Promise<void> | void;
+
+/**
+ * startMeshd wires the real components for `config` and starts serving. It returns a function that
+ * shuts everything down in reverse order.
+ */
+export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<() => Promise<void>> {
+  const closers: Closer[] = [];
+  const shutdown = async (): Promise<void> => {
+    for (const c of closers.reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        logger.warn("shutdown step failed", { error: errorMessage(err) });
+      }
+    }
+  };
+  try {
+    await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    const tpm = await Tpm.open(config.tcti).catch((err: unknown) => {
+      throw new FailedPreconditionError(`TPM ${config.tcti}: ${errorMessage(err)} (meshd needs a TPM for its activation marker; use --tpm)`, { cause: err });
+    });
+    closers.push(() => tpm.close());
+    const issuer = await makeIssuer(config, tpm);
+    closers.push(() => (issuer as { close?: () => Promise<void> }).close?.());
+    const policy = await loadPolicy(config.measurements);
+    const validators = validatorsFor(policy);
+    const vpn = await openVPN(config, logger.child("wireguard"));
+    closers.push(() => vpn.close());
+    const store: Store = await openStore(config);
+    closers.push(() => store.close());
+    const peerClient = new PubAPIClient({
+      activationCredentials: createATLSChannelCredentials(validators, { requireFresh: true }),
+      credentials: createATLSChannelCredentials(validators),
+    });
+    closers.push(() => peerClient.close());
+    const disk = config.disk
+      ? new LUKSDisk({ device: config.disk, initialKeyFile: config.diskInitialKey, logger: logger.child("disk") })
+      : undefined;
+    if (!disk) logger.info("no --disk: state-disk steps will be skipped");
+    let peerRef: MeshPeer | undefined;
+    const peer = await MeshPeer.start({
+      publicIP: config.publicIP,
+      pubapiPort: config.listenPort,
+      wgPort: config.wgPort,
+      vpn,
+      disk,
+      marker: new TPMMarker(tpm),
+      nodeState: new NodeStateFile(join(config.stateDir, "node-state.json")),
+      store,
+      peerClient,
+      dialCoordinator: (ip) => new VPNAPIClient(`${ip}:${vpnapiPort}`),
+      updateIntervalMs: config.updateIntervalMs,
+      clock: systemClock,
+      logger: logger.child("peer"),
+      onCoordinator: async (vpnIP) => {
+        const server = createVPNAPIServer(peerRef!, logger.child("vpnapi"));
+        closers.push(() => server.forceShutdown());
+        await bind(server, `${vpnIP}:${vpnapiPort}`, grpc.ServerCredentials.createInsecure());
+        logger.info("serving the vpnapi", { address: `${vpnIP}:${vpnapiPort}` });
+      },
+    });
+    peerRef = peer;
+    closers.push(() => peer.close());
+    const pub = createPubAPIServer({ peer, logger: logger.child("pubapi") });
+    closers.push(() => pub.forceShutdown());
+    const address = config.listenHost.includes(":") ? `[${config.listenHost}]:${config.listenPort}` : `${config.listenHost}:${config.listenPort}`;
+    await bind(pub, address, createATLSServerCredentials(issuer, { logger: logger.child("atls") }));
+    logger.info("serving the pubapi over aTLS", { address, platform: issuer.platform, state: peer.state });
+    return shutdown;
+  } catch (err) {
+    await shutdown();
+    throw err;
+  }
+}
+
+async function makeIssuer(config: MeshdConfig, tpm: Tpm): Promise<Issuer> {
+  if (config.attestation === "tpm") return TPMIssuer.create(tpm);
+  if (config.snp === "simulated") return new SimulatedSNPIssuer();
+  return new SNPDeviceIssuer();
+}
+
+async function openStore(config: MeshdConfig): Promise<Store> {
+  if (config.store.kind === "memory") return MemoryStore.open({ file: join(config.stateDir, "store.json") });
+  throw new FailedPreconditionError("--store etcd://…: the etcd store is not implemented yet; use --store memory");
+}
+
+function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) =>
+    server.bindAsync(address, creds, (err, port) => (err ? reject(new Error(`listen on ${address}: ${err.message}`, { cause: err })) : resolve(port))),
+  );
+}
+
+/** run is the meshd process entry (bin/meshd.js). */
+export function run(): void {
+  let parsed;
+  try {
+    parsed = parseMeshdFlags(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`meshd: ${errorMessage(err)} (see meshd --help)\n`);
+    process.exitCode = 2;
+    return;
+  }
+  if (parsed.help) {
+    process.stdout.write(`${meshdUsage}\n`);
+    return;
+  }
+  const logger = createLogger((l) => process.stderr.write(`${l}\n`), { level: parsed.config.logLevel, component: "meshd" });
+  startMeshd(parsed.config, logger).then(
+    (shutdown) => {
+      let stopping = false;
+      const stop = (signal: string): void => {
+        if (stopping) return;
+        stopping = true;
+        logger.info("shutting down", { signal });
+        void shutdown().then(() => process.exit(0));
+      };
+      process.on("SIGINT", () => stop("SIGINT"));
+      process.on("SIGTERM", () => stop("SIGTERM"));
+    },
+    (err: unknown) => {
+      process.stderr.write(`meshd: ${errorMessage(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
