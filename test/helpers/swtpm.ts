@@ -1,0 +1,206 @@
+/**
+ * swtpm test helper: one `swtpm socket` TPM 2.0 per simulated peer, on free loopback ports, with its
+ * state in a fresh temp dir. Every process and temp dir is removed by stop(), by stopAllSwtpm() (run
+ * automatically after each test file), and, for whatever is left, on process exit and SIGINT/SIGTERM.
+ */
+import { existsSync, rmSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer, Socket, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { execa, type ResultPromise } from "execa";
+import { afterAll } from "vitest";
+
+/** Swtpm is one running swtpm; `tcti` is what Tpm.open / openTPM take. */
+export interface Swtpm {
+  host: string;
+  /** port is the TPM command port; ctrlPort (= port + 1, as tpm2-tss's swtpm TCTI requires) the control port. */
+  port: number;
+  ctrlPort: number;
+  /** stateDir is the absolute directory holding the TPM's state (removed by stop()). */
+  stateDir: string;
+  /** tcti is "swtpm:host=127.0.0.1,port=N". */
+  tcti: string;
+  /** stop terminates swtpm (SIGTERM, then SIGKILL after 2 s) and removes stateDir. Idempotent. */
+  stop(): Promise<void>;
+}
+
+const host = "127.0.0.1";
+const readyTimeoutMs = 10_000;
+const maxStartAttempts = 5;
+const setpriv = "/usr/bin/setpriv";
+
+interface Running {
+  child: ResultPromise;
+  stateDir: string;
+  stop(): Promise<void>;
+}
+const running = new Set<Running>();
+
+function listen(port: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen({ host, port, exclusive: true }, () => resolve(s));
+  });
+}
+
+const closeServer = (s: Server) => new Promise<void>((r) => s.close(() => r()));
+
+/** freePortPair asks the OS for a free port P whose neighbour P+1 is free too. */
+async function freePortPair(): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const a = await listen(0);
+    const port = (a.address() as { port: number }).port;
+    const b = port < 65535 ? await listen(port + 1).catch(() => undefined) : undefined;
+    await closeServer(a);
+    if (b) {
+      await closeServer(b);
+      return port;
+    }
+  }
+  throw new Error("swtpm: found no two adjacent free ports on 127.0.0.1");
+}
+
+/** probe sends TPM2_GetRandom(8) and resolves true if the TPM answers with TPM_RC_SUCCESS. */
+function probe(port: number): Promise<boolean> {
+  const cmd = Buffer.from("80010000000c0000017b0008", "hex");
+  return new Promise((resolve) => {
+    const sock = new Socket();
+    let got = Buffer.alloc(0);
+    const done = (ok: boolean) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(1000, () => done(false));
+    sock.once("error", () => done(false));
+    sock.on("data", (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (got.length >= 10) done(got.readUInt16BE(0) === 0x8001 && got.readUInt32BE(6) === 0);
+    });
+    sock.connect(port, host, () => sock.write(cmd));
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function startOnce(): Promise<Swtpm | "port-taken"> {
+  const stateDir = await mkdtemp(join(tmpdir(), "swtpm-"));
+  const port = await freePortPair();
+  const ctrlPort = port + 1;
+  const logFile = join(stateDir, "swtpm.log");
+  // swtpm in the foreground (no --daemon): the child handle is the process to stop. Absolute state
+  // path regardless, since swtpm resolves it after any chdir. setpriv makes the kernel SIGKILL swtpm
+  // if this process dies without running any handler (SIGKILL, OOM): no orphan survives a test run.
+  const [command, ...prefix] = existsSync(setpriv) ? [setpriv, "--pdeathsig", "KILL", "swtpm"] : ["swtpm"];
+  const child = execa(
+    command!,
+    [
+      ...prefix,
+      "socket", "--tpm2",
+      "--tpmstate", `dir=${stateDir}`,
+      "--server", `type=tcp,port=${port},bindaddr=${host}`,
+      "--ctrl", `type=tcp,port=${ctrlPort},bindaddr=${host}`,
+      "--flags", "not-need-init,startup-clear",
+      "--log", `file=${logFile},level=1`,
+    ],
+    { reject: false, stdin: "ignore", stdout: "ignore", stderr: "pipe", cleanup: true },
+  );
+  let exited = false;
+  void child.then(() => (exited = true));
+
+  let stopped: Promise<void> | undefined;
+  const entry: Running = {
+    child,
+    stateDir,
+    stop: () =>
+      (stopped ??= (async () => {
+        running.delete(entry);
+        if (!exited) {
+          child.kill("SIGTERM");
+          const timer = setTimeout(() => child.kill("SIGKILL"), 2000);
+          await child;
+          clearTimeout(timer);
+        }
+        await rm(stateDir, { recursive: true, force: true });
+      })()),
+  };
+  running.add(entry);
+  installExitHandlers();
+
+  const deadline = Date.now() + readyTimeoutMs;
+  for (;;) {
+    if (exited) {
+      const r = await child;
+      // With --log file=, swtpm writes its errors there rather than to stderr.
+      const log = await readFile(logFile, "utf8").catch(() => "");
+      await entry.stop();
+      const msg = `${r.stderr ?? ""}\n${log}`.trim();
+      if (/address already in use|bind/i.test(msg)) return "port-taken";
+      const why = r.failed && r.exitCode === undefined ? r.shortMessage : `exit code ${r.exitCode}: ${msg}`;
+      throw new Error(`swtpm exited before it was ready (${why})`);
+    }
+    if (await probe(port)) break;
+    if (Date.now() > deadline) {
+      await entry.stop();
+      throw new Error(`swtpm on ${host}:${port} did not answer TPM commands within ${readyTimeoutMs} ms`);
+    }
+    await sleep(25);
+  }
+  return { host, port, ctrlPort, stateDir, tcti: `swtpm:host=${host},port=${port}`, stop: entry.stop };
+}
+
+/**
+ * startSwtpm starts a TPM 2.0 simulator (`swtpm socket`, started up with TPM2_Startup(CLEAR)) and
+ * resolves once it answers a TPM command. Ports come from the OS; a collision is retried.
+ */
+export async function startSwtpm(): Promise<Swtpm> {
+  for (let i = 0; i < maxStartAttempts; i++) {
+    const s = await startOnce();
+    if (s !== "port-taken") return s;
+  }
+  throw new Error(`swtpm: ports were taken on each of ${maxStartAttempts} attempts`);
+}
+
+/** stopAllSwtpm stops every swtpm this process started and removes their state dirs. */
+export async function stopAllSwtpm(): Promise<void> {
+  await Promise.all([...running].map((r) => r.stop()));
+}
+
+let handlersInstalled = false;
+
+/** killAllSync is the last resort on exit and signals: SIGKILL every swtpm, remove its state dir. */
+function killAllSync(): void {
+  for (const r of running) {
+    try {
+      r.child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+    rmSync(r.stateDir, { recursive: true, force: true });
+  }
+  running.clear();
+}
+
+function installExitHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.once("exit", killAllSync);
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    const onSignal = () => {
+      killAllSync();
+      process.removeListener(sig, onSignal);
+      // Re-deliver so the default action (or other listeners) still ends the process.
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    };
+    process.on(sig, onSignal);
+  }
+}
+
+// Inside a vitest file, stop this file's swtpms after its tests even if a test forgot to.
+try {
+  afterAll(stopAllSwtpm);
+} catch {
+  // imported outside a vitest collection phase: the exit and signal handlers still clean up
+}
