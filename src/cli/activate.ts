@@ -1,3 +1,4 @@
+import type * as grpc from "@grpc/grpc-js";
 import { access, mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { createATLSChannelCredentials } from "../atls/client.js";
@@ -52,31 +53,53 @@ the others stay activated: retry it with meshctl add-nodes); 2 on a usage error.
     const nodes = list(v.nodes).map((n, i) => endpointFlag(n, `--nodes[${i}]`));
     const coordinators = list(v.coordinators).map((n, i) => endpointFlag(n, `--coordinators[${i}]`));
     const masterSecret = await readMasterSecret(required(v, "master-secret"), io);
-    const outDir = typeof v.out === "string" ? v.out : ".";
-    await checkOutDir(outDir);
     const validators = await loadValidators(typeof v.measurements === "string" ? v.measurements : undefined);
-    const keys = generateAdminKeyPair();
-    io.err(`verifying ${coordinator} and activating it as Coordinator (${nodes.length} Node(s))`);
-    const cfg = await activateAsCoordinator(
-      coordinator,
-      createATLSChannelCredentials(validators, { requireFresh: true }),
-      { adminVPNPubKey: keys.publicKey, masterSecret, nodeEndpoints: nodes, coordinatorEndpoints: coordinators },
-      (line) => io.err(`  ${line}`),
+    return runActivate(
+      { coordinator, nodes, coordinators, masterSecret, outDir: typeof v.out === "string" ? v.out : ".", credentials: createATLSChannelCredentials(validators, { requireFresh: true }) },
+      io,
     );
-    await writeOutputs(outDir, cfg, keys.privateKey);
-    io.out(`Coordinator ${cfg.coordinator.publicIP} is ${cfg.coordinator.vpnIP}; admin is ${cfg.adminVPNIP}`);
-    io.out(`wrote ${join(outDir, "wg0.conf")} and ${join(outDir, "admin.json")}`);
-    if (cfg.failed.length > 0) {
-      for (const f of cfg.failed) io.err(`  failed: ${f.endpoint}: ${f.error}`);
-      io.err(
-        `meshctl activate: ${cfg.failed.length} of ${nodes.length} Node(s) failed; the Coordinator and the others are active. ` +
-          `Retry: meshctl add-nodes --coordinator ${coordinator} --nodes ${cfg.failed.map((f) => f.endpoint).join(",")}`,
-      );
-      return 1;
-    }
-    return 0;
   },
 };
+
+/** ActivateOptions are the parsed inputs of `meshctl activate`. */
+export interface ActivateOptions {
+  coordinator: string;
+  nodes: string[];
+  coordinators: string[];
+  masterSecret: Uint8Array;
+  outDir: string;
+  /** credentials verify the fresh Coordinator's attestation (aTLS with requireFresh). */
+  credentials: grpc.ChannelCredentials;
+}
+
+/**
+ * runActivate is meshctl activate after flag parsing: it refuses to overwrite outputs, makes the
+ * admin's key pair, activates, writes wg0.conf (0600) and admin.json, and reports failed Nodes.
+ * Returns the exit status.
+ */
+export async function runActivate(o: ActivateOptions, io: IO): Promise<number> {
+  await checkOutDir(o.outDir);
+  const keys = generateAdminKeyPair();
+  io.err(`verifying ${o.coordinator} and activating it as Coordinator (${o.nodes.length} Node(s))`);
+  const cfg = await activateAsCoordinator(
+    o.coordinator,
+    o.credentials,
+    { adminVPNPubKey: keys.publicKey, masterSecret: o.masterSecret, nodeEndpoints: o.nodes, coordinatorEndpoints: o.coordinators },
+    (line) => io.err(`  ${line}`),
+  );
+  await writeOutputs(o.outDir, cfg, keys.privateKey);
+  io.out(`Coordinator ${cfg.coordinator.publicIP} is ${cfg.coordinator.vpnIP}; admin is ${cfg.adminVPNIP}`);
+  io.out(`wrote ${join(o.outDir, "wg0.conf")} and ${join(o.outDir, "admin.json")}`);
+  if (cfg.failed.length > 0) {
+    for (const f of cfg.failed) io.err(`  failed: ${f.endpoint}: ${f.error}`);
+    io.err(
+      `meshctl activate: ${cfg.failed.length} of ${o.nodes.length} Node(s) failed; the Coordinator and the others are active. ` +
+        `Retry: meshctl add-nodes --coordinator ${o.coordinator} --nodes ${cfg.failed.map((f) => f.endpoint).join(",")}`,
+    );
+    return 1;
+  }
+  return 0;
+}
 
 /** readMasterSecret reads the secret file's raw bytes, checking size; it never prints the content. */
 export async function readMasterSecret(path: string, io: IO): Promise<Buffer> {

@@ -1,10 +1,14 @@
 import { afterEach, describe, expect, it } from "vitest";
 import nacl from "tweetnacl";
-import { activateAdditionalNodes, activateAsCoordinator } from "../../src/pubapi/admin.js";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runActivate } from "../../src/cli/activate.js";
+import { deriveOwnerID } from "../../src/core/keys.js";
+import { activateAdditionalNodes } from "../../src/pubapi/admin.js";
 import { PeerState } from "../../src/core/state.js";
 import { TestMesh } from "../helpers/mesh.js";
 
-const adminKey = (): string => Buffer.from(nacl.box.keyPair().publicKey).toString("base64");
 const masterSecret = Buffer.from("0123456789abcdef0123456789abcdef");
 
 async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
@@ -23,17 +27,32 @@ describe("activation chain in one process", () => {
     mesh = new TestMesh({ withDisks: true });
     const coord = await mesh.startPeer("coord");
     const nodes = await Promise.all([1, 2, 3].map((i) => mesh.startPeer(`node${i}`)));
+    const out = await mkdtemp(join(tmpdir(), "am-admin-"));
     const lines: string[] = [];
-    const cfg = await activateAsCoordinator(
-      coord.endpoint,
-      mesh.credentials(true),
-      { adminVPNPubKey: adminKey(), masterSecret, nodeEndpoints: nodes.map((n) => n.endpoint), coordinatorEndpoints: [] },
-      (l) => lines.push(l),
+    const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
+    // The same code path as `meshctl activate`, after flag parsing.
+    const code = await runActivate(
+      { coordinator: coord.endpoint, nodes: nodes.map((n) => n.endpoint), coordinators: [], masterSecret, outDir: out, credentials: mesh.credentials(true) },
+      io,
     );
-    expect(cfg.failed).toEqual([]);
-    expect(cfg.coordinator.vpnIP).toBe("10.118.0.1");
-    expect(cfg.adminVPNIP).toBe("10.118.0.11");
+    expect(code, lines.join("\n")).toBe(0);
     expect(lines.some((l) => l.includes("activated Node"))).toBe(true);
+    const admin = JSON.parse(await readFile(join(out, "admin.json"), "utf8"));
+    expect(admin.ownerId).toBe(deriveOwnerID(masterSecret).toString("hex"));
+    expect(admin.clusterId).toMatch(/^[0-9a-f]{64}$/);
+    expect(admin.adminVPNIP).toBe("10.118.0.11");
+    expect(admin.coordinatorVPNPubKey).toBe(coord.vpn.pubKey);
+    const conf = await readFile(join(out, "wg0.conf"), "utf8");
+    expect((await stat(join(out, "wg0.conf"))).mode & 0o777).toBe(0o600);
+    expect(conf).toMatch(/^\[Interface\]\nPrivateKey = [A-Za-z0-9+/]{43}=\nAddress = 10\.118\.0\.11\/16/);
+    expect(conf.match(/\[Peer\]/g)).toHaveLength(4);
+    expect(conf).toContain(`AllowedIPs = 10.118.0.1/32\nEndpoint = 127.0.0.1:${coord.vpn.port}`);
+    // The admin's private key never left this process: the Coordinator knows only the public key.
+    const adminPeer = (await coord.peer.getUpdate(-1)).peers!.find((p) => p.role === "admin")!;
+    const priv = /PrivateKey = (\S+)/.exec(conf)![1]!;
+    expect(Buffer.from(nacl.scalarMult.base(Buffer.from(priv, "base64"))).toString("base64")).toBe(adminPeer.vpnPubKey);
+    expect(mesh.logs.join("\n")).not.toContain(priv);
+    await rm(out, { recursive: true, force: true });
     expect(coord.peer.state).toBe(PeerState.ActivatingNodes);
     for (const n of nodes) expect(n.peer.state).toBe(PeerState.IsNode);
     const ips = nodes.map((n) => n.vpn.vpnIP);
