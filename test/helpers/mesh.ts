@@ -5,7 +5,12 @@ import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Issuer, Validator } from "../../src/attestation/attestation.js";
+import { defaultPolicy, type MeasurementPolicy } from "../../src/attestation/policy.js";
+import { openTPM } from "../../src/attestation/tpm-issuer.js";
+import { TPMMarker } from "../../src/attestation/tpm-marker.js";
+import { createTPMValidator } from "../../src/attestation/tpm-validator.js";
 import { createATLSChannelCredentials } from "../../src/atls/client.js";
+import type { InitMarker, MarkerState } from "../../src/core/marker.js";
 import { createATLSServerCredentials } from "../../src/atls/server.js";
 import { systemClock } from "../../src/core/clock.js";
 import { UnavailableError } from "../../src/core/errors.js";
@@ -20,6 +25,7 @@ import { VPNAPIClient } from "../../src/vpnapi/client.js";
 import { createVPNAPIServer } from "../../src/vpnapi/server.js";
 import { FakeDisk, FakeMarker, FakeVPNNetwork, type FakeVPN } from "./fakes.js";
 import { TestIssuer, TestValidator } from "./attestation-test.js";
+import { startSwtpm } from "./swtpm.js";
 
 /** TestPeer is one in-process peer. */
 export interface TestPeer {
@@ -28,7 +34,7 @@ export interface TestPeer {
   peer: MeshPeer;
   vpn: FakeVPN;
   disk: FakeDisk | undefined;
-  marker: FakeMarker;
+  marker: CountingMarker;
   stateDir: string;
   logs: string[];
   stop(): Promise<void>;
@@ -36,9 +42,13 @@ export interface TestPeer {
 
 /** MeshOptions configure a TestMesh. */
 export interface MeshOptions {
-  /** issuer makes a peer's issuer; the default is the test issuer reporting the peer's marker as "fresh". */
-  issuer?: (marker: FakeMarker) => Issuer;
-  validators?: () => Validator[];
+  /**
+   * attestation picks the evidence: "tpm" (default) gives every peer its own swtpm, a TPM issuer and
+   * the real PCR 11/12 marker; "test" uses the test-only issuer and a fake marker (no swtpm).
+   */
+  attestation?: "tpm" | "test";
+  /** policy is the measurement policy of every validator (default: the default policy). */
+  policy?: MeasurementPolicy;
   updateIntervalMs?: number;
   withDisks?: boolean;
   activationConcurrency?: number;
@@ -60,7 +70,8 @@ export class TestMesh {
 
   /** validators returns the client-side validators of this mesh. */
   validators(): Validator[] {
-    return this.#o.validators?.() ?? [new TestValidator()];
+    if (this.#o.attestation === "test") return [new TestValidator()];
+    return [createTPMValidator(this.#o.policy ?? defaultPolicy())];
   }
 
   /** credentials returns aTLS channel credentials (requireFresh for activation). */
@@ -79,7 +90,23 @@ export class TestMesh {
     const index = this.peers.length;
     const vpn = this.net.newDevice("127.0.0.1", 52000 + index);
     const disk = this.#o.withDisks ? new FakeDisk() : undefined;
-    const marker = new FakeMarker();
+    let issuer: Issuer;
+    let marker: CountingMarker;
+    let closeAttestation = async (): Promise<void> => {};
+    if (this.#o.attestation === "test") {
+      const fake = new FakeMarker();
+      marker = new CountingMarker(fake);
+      issuer = markerAwareIssuer(fake);
+    } else {
+      const tpm = await startSwtpm();
+      const tpmIssuer = await openTPM(tpm.tcti);
+      issuer = tpmIssuer;
+      marker = new CountingMarker(new TPMMarker(tpmIssuer.tpm));
+      closeAttestation = async () => {
+        await tpmIssuer.close();
+        await tpm.stop();
+      };
+    }
     const store = await MemoryStore.open({ file: join(stateDir, "store.json") });
     const peerClient = new PubAPIClient({ activationCredentials: this.credentials(true), credentials: this.credentials(false) });
     const vpnServers: grpc.Server[] = [];
@@ -109,7 +136,7 @@ export class TestMesh {
     });
     peerRef = peer;
     const pub = createPubAPIServer({ peer, logger: logger.child("pubapi") });
-    const port = await bind(pub, `127.0.0.1:${pubapiPort}`, createATLSServerCredentials(this.#o.issuer?.(marker) ?? markerAwareIssuer(marker), { logger }));
+    const port = await bind(pub, `127.0.0.1:${pubapiPort}`, createATLSServerCredentials(issuer, { logger }));
     const tp: TestPeer = {
       name,
       endpoint: `127.0.0.1:${port}`,
@@ -124,6 +151,7 @@ export class TestMesh {
         peerClient.close();
         for (const s of [pub, ...vpnServers]) s.forceShutdown();
         await store.close();
+        await closeAttestation();
       },
     };
     this.peers.push(tp);
@@ -155,6 +183,19 @@ export class TestMesh {
   async close(): Promise<void> {
     await Promise.all(this.peers.map((p) => p.stop().catch(() => {})));
     if (this.#root) await rm(this.#root, { recursive: true, force: true });
+  }
+}
+
+/** CountingMarker counts mark() calls of the marker it wraps (tests assert "marked once"). */
+export class CountingMarker implements InitMarker {
+  marks = 0;
+  constructor(readonly inner: InitMarker) {}
+  read(): Promise<MarkerState> {
+    return this.inner.read();
+  }
+  async mark(ownerID: Uint8Array, clusterID: Uint8Array): Promise<void> {
+    await this.inner.mark(ownerID, clusterID);
+    this.marks++;
   }
 }
 
