@@ -1,3 +1,4 @@
+import type { Verdict } from "../attestation/attestation.js";
 /**
  * Typed errors of attested TLS. Every failure names the check that failed, so the admin sees
  * *why* a peer was refused (DESIGN.md "Attested TLS"), and says whether a retry can help.
@@ -48,13 +49,16 @@ export class ATLSError extends Error {
   readonly check: ATLSCheck;
   /** retryable says whether connecting again may succeed without a change on either side. */
   readonly retryable: boolean;
+  /** verdict is the validator's full answer when the failure was a failed check (for display). */
+  readonly verdict: Verdict | undefined;
 
   /** `detail` is the message after the "aTLS: " prefix. */
-  constructor(check: ATLSCheck, detail: string, options?: { cause?: unknown; retryable?: boolean }) {
+  constructor(check: ATLSCheck, detail: string, options?: { cause?: unknown; retryable?: boolean; verdict?: Verdict }) {
     super(`aTLS: ${detail}`, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "ATLSError";
     this.check = check;
     this.retryable = options?.retryable ?? retryableChecks.has(check);
+    this.verdict = options?.verdict;
   }
 
   override toString(): string {

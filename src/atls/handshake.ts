@@ -126,8 +126,8 @@ async function verifyPeer(
   }
   if (!verdict.ok) {
     const failed = verdict.checks.find((c) => c.status === "failed");
-    if (failed) throw new ATLSError(failed.name, `${verdict.platform} ${failed.name}: ${failed.detail ?? "failed"}`);
-    throw new ATLSError("validator", `${verdict.platform}: no check passed (${verdict.checks.map((c) => `${c.name} ${c.status}`).join(", ") || "no checks"})`);
+    if (failed) throw new ATLSError(failed.name, `${verdict.platform} ${failed.name}: ${failed.detail ?? "failed"}`, { verdict });
+    throw new ATLSError("validator", `${verdict.platform}: no check passed (${verdict.checks.map((c) => `${c.name} ${c.status}`).join(", ") || "no checks"})`, { verdict });
   }
   if (options.requireH2 && socket.alpnProtocol !== "h2") {
     throw new ATLSError("alpn", `the server did not negotiate ALPN h2 (got ${socket.alpnProtocol || "none"})`);

@@ -1,4 +1,5 @@
 import type { Verdict } from "../attestation/attestation.js";
+import { ATLSError } from "../atls/errors.js";
 import { probeEndpoint } from "../atls/probe.js";
 import { parseEndpoint } from "../core/validate.js";
 import { required, UsageError, type Command, type IO } from "./command.js";
@@ -25,7 +26,18 @@ Options:
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
     const ep = parseEndpoint(required(v, "endpoint"), "--endpoint", pubapiDefaultPort);
     const validators = await loadValidators(typeof v.measurements === "string" ? v.measurements : undefined);
-    const { verdict, certificate } = await probeEndpoint(ep.host, ep.port, validators);
+    let result;
+    try {
+      result = await probeEndpoint(ep.host, ep.port, validators);
+    } catch (err) {
+      // A failed check still shows every check and measured value, then the reason on stderr.
+      if (err instanceof ATLSError && err.verdict) {
+        if (v.json) io.out(JSON.stringify({ endpoint: `${ep.host}:${ep.port}`, ...err.verdict }, null, 2));
+        else printVerdict(err.verdict, io);
+      }
+      throw err;
+    }
+    const { verdict, certificate } = result;
     if (v.json) io.out(JSON.stringify({ endpoint: `${ep.host}:${ep.port}`, ...verdict, certificate: { subject: certificate.subject, notAfter: certificate.notAfter } }, null, 2));
     else printVerdict(verdict, io);
     return verdict.ok ? 0 : 1;
