@@ -1,5 +1,6 @@
 // npm run bench: prints one JSON object of figures, each a ratio measured side by side in this run.
 import { benchActivation, benchPolls } from "./activation.js";
+import { benchATLS } from "./atls.js";
 import { benchWireGuard } from "./wireguard.js";
 
 const figures: Record<string, number | string> = { date: new Date().toISOString() };
@@ -8,6 +9,7 @@ const suites: Array<[string, () => Promise<Record<string, number>>]> = [
   ["activation", benchActivation],
   ["polls", benchPolls],
   ["wireguard", () => benchWireGuard()],
+  ["atls", () => benchATLS()],
 ];
 for (const [name, fn] of suites) {
   if (only.length > 0 && !only.includes(name)) continue;

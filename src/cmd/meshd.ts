@@ -122,6 +122,8 @@ function bind(server: grpc.Server, address: string, creds: grpc.ServerCredential
 
 /** run is the meshd process entry (bin/meshd.js). */
 export function run(): void {
+  // tpm2-tss logs its own errors to stderr; ours already carry the TSS call and return code.
+  process.env.TSS2_LOG ??= "all+none";
   let parsed;
   try {
     parsed = parseMeshdFlags(process.argv.slice(2));
