@@ -66,7 +66,8 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     const disk = config.disk
       ? new LUKSDisk({ device: config.disk, initialKeyFile: config.diskInitialKey, logger: logger.child("disk") })
       : undefined;
-    if (!disk) logger.info("no --disk: state-disk steps will be skipped");
+    if (disk) await disk.checkLUKS2();
+    else logger.info("no --disk: state-disk steps will be skipped");
     let peerRef: MeshPeer | undefined;
     const peer = await MeshPeer.start({
       publicIP: config.publicIP,
@@ -96,6 +97,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     const address = config.listenHost.includes(":") ? `[${config.listenHost}]:${config.listenPort}` : `${config.listenHost}:${config.listenPort}`;
     await bind(pub, address, createATLSServerCredentials(issuer, { logger: logger.child("atls") }));
     logger.info("serving the pubapi over aTLS", { address, platform: issuer.platform, state: peer.state });
+    await peer.resume();
     return shutdown;
   } catch (err) {
     await shutdown();

@@ -10,4 +10,9 @@ export interface StateDisk {
    * On failure the old passphrase still opens the disk.
    */
   updatePassphrase(key: Uint8Array): Promise<void>;
+  /**
+   * unlock opens the disk with `key` after a reboot (the key the Coordinator delivered). It throws
+   * when the key does not open the disk. The key is never written anywhere by the caller.
+   */
+  unlock(key: Uint8Array): Promise<void>;
 }

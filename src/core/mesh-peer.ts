@@ -3,7 +3,8 @@ import { ClusterStore } from "./cluster-store.js";
 import { Coordinator, type ActivationResult, type NodeFailure, type ProgressLog } from "./coordinator.js";
 import type { StateDisk } from "./disk.js";
 import { CoreError, errorMessage, FailedPreconditionError, InternalError, InvalidArgumentError } from "./errors.js";
-import { checkMasterSecret, deriveOwnerID, newClusterID } from "./keys.js";
+import { DiskKeyRequest } from "./disk-key-request.js";
+import { checkMasterSecret, deriveOwnerID, newClusterID, stateDiskKey } from "./keys.js";
 import type { Logger } from "./logger.js";
 import type { InitMarker } from "./marker.js";
 import { Node } from "./node.js";
@@ -71,12 +72,22 @@ export class MeshPeer {
   #coordinator: Coordinator | undefined;
   #node: Node | undefined;
   #log: Logger;
+  #saved: NodeState | undefined;
+  #resumed = false;
+  readonly #diskKeys: DiskKeyRequest;
 
   private constructor(options: MeshPeerOptions, state: PeerState) {
     this.#o = options;
     this.#sm = new StateMachine(state);
     this.#cluster = new ClusterStore(options.store);
     this.#log = options.logger;
+    this.#diskKeys = new DiskKeyRequest({
+      peerClient: options.peerClient,
+      disk: options.disk,
+      clock: options.clock,
+      logger: options.logger,
+      backoffMs: (attempt) => this.#backoff(attempt),
+    });
   }
 
   /**
@@ -86,20 +97,49 @@ export class MeshPeer {
   static async start(options: MeshPeerOptions): Promise<MeshPeer> {
     const [saved, marker] = await Promise.all([options.nodeState.load(), options.marker.read()]);
     if (marker.kind === "inconsistent") throw new FailedPreconditionError(`start: initialized marker is inconsistent: ${marker.detail}`);
-    if (marker.kind === "fresh") {
-      if (saved) throw new FailedPreconditionError(`start: ${options.nodeState.path} says this peer was activated, but its TPM marker is fresh (was the TPM reset?)`);
+    if (!saved) {
+      if (marker.kind === "activated") throw new FailedPreconditionError(`start: the TPM marker says this peer was activated, but ${options.nodeState.path} is missing`);
       options.logger.info("fresh peer: accepting activation");
       return new MeshPeer(options, PeerState.AcceptingInit);
     }
-    if (!saved) throw new FailedPreconditionError(`start: the TPM marker says this peer was activated, but ${options.nodeState.path} is missing`);
-    if (saved.role === "coordinator") {
-      const peer = new MeshPeer(options, PeerState.ActivatingNodes);
-      await peer.#restoreCoordinator(saved);
-      return peer;
+    if (marker.kind === "fresh") {
+      // A reboot reset the PCRs: mark them again before anything else, so this peer can never be
+      // activated a second time.
+      options.logger.info("activated before and the TPM was reset (reboot): marking it again");
+      await options.marker.mark(Buffer.from(saved.ownerID, "hex"), Buffer.from(saved.clusterID, "hex"));
     }
-    const peer = new MeshPeer(options, PeerState.NodeWaitingForClusterJoin);
-    await peer.#restoreNode(saved);
+    const peer = new MeshPeer(options, saved.role === "coordinator" ? PeerState.ActivatingNodes : PeerState.NodeWaitingForClusterJoin);
+    peer.#saved = saved;
     return peer;
+  }
+
+  /**
+   * resume brings a previously activated peer back into its role: a Coordinator unlocks its own
+   * disk and follows the store; a Node gets its disk key from a Coordinator (RequestStateDiskKey),
+   * unlocks its disk, brings its VPN IP back and polls until it has the current peer set (then it
+   * is IsNode again). Call it once the pubapi serves (the Coordinator pushes the disk key there).
+   * A fresh peer has nothing to resume. The Node part runs in the background, retrying with backoff.
+   */
+  async resume(): Promise<void> {
+    const saved = this.#saved;
+    if (!saved || this.#resumed) return;
+    this.#resumed = true;
+    if (saved.role === "coordinator") {
+      await this.#restoreCoordinator(saved);
+      return;
+    }
+    void this.#rejoin(saved).catch((err: unknown) => {
+      this.#sm.fail();
+      this.#log.error("re-join failed; this peer cannot serve until an operator looks at it", { error: errorMessage(err) });
+    });
+  }
+
+  /**
+   * receiveStateDiskKey takes the disk key a Coordinator pushes after RequestStateDiskKey. It is
+   * accepted only while this peer waits for the key of exactly that disk, and only if it opens it.
+   */
+  receiveStateDiskKey(diskUUID: string, key: Uint8Array): Promise<void> {
+    return this.#diskKeys.receive(diskUUID, key);
   }
 
   /** state returns the current state. */
@@ -127,7 +167,7 @@ export class MeshPeer {
       const ownerID = deriveOwnerID(masterSecret);
       const clusterID = newClusterID();
       const vpnIP = await this.#cluster.allocateCoordinatorIP();
-      await this.#o.nodeState.save(nodeStateOf("coordinator", vpnIP, ownerID, clusterID, [vpnIP], []));
+      await this.#o.nodeState.save(nodeStateOf("coordinator", vpnIP, ownerID, clusterID, [vpnIP], [], []));
       await this.#o.marker.mark(ownerID, clusterID);
       log("marked this peer as the Coordinator (TPM PCRs 11 and 12)");
       await this.#cluster.putSecrets({ masterSecret, clusterID });
@@ -163,7 +203,7 @@ export class MeshPeer {
     this.#sm.advance("ActivateAsNode", PeerState.AcceptingInit, PeerState.NodeWaitingForClusterJoin);
     try {
       await this.#o.nodeState.save(
-        nodeStateOf("node", req.nodeVPNIP, req.ownerID, req.clusterID, req.coordinatorVPNIPs, req.coordinatorEndpoints),
+        nodeStateOf("node", req.nodeVPNIP, req.ownerID, req.clusterID, req.coordinatorVPNIPs, req.coordinatorEndpoints, req.peers.filter((p) => p.role === "coordinator")),
       );
       await this.#o.marker.mark(req.ownerID, req.clusterID);
       const disk = this.#o.disk;
@@ -286,26 +326,40 @@ export class MeshPeer {
 
   async #restoreCoordinator(saved: NodeState): Promise<void> {
     this.#log.info("restoring the Coordinator role", { vpnIP: saved.vpnIP });
-    await this.#cluster.secrets();
+    const { masterSecret, clusterID } = await this.#cluster.secrets();
+    const disk = this.#o.disk;
+    if (disk) {
+      await disk.unlock(stateDiskKey(masterSecret, clusterID, await disk.uuid()));
+      this.#log.info("state disk unlocked with the derived key");
+    }
     await this.#becomeCoordinator(saved.vpnIP);
   }
 
-  async #restoreNode(saved: NodeState): Promise<void> {
+  async #rejoin(saved: NodeState): Promise<void> {
     this.#log.info("restoring the Node role", { vpnIP: saved.vpnIP });
+    const disk = this.#o.disk;
+    if (disk) {
+      await this.#diskKeys.request(await disk.uuid(), saved.coordinatorEndpoints);
+      this.#log.info("state disk unlocked with the key from the Coordinator");
+    }
     await this.#o.vpn.setInterfaceIP(saved.vpnIP);
+    // The device may have come back empty (reboot): the Coordinators are enough to poll for the rest.
+    await this.#o.vpn.updatePeers(toVPNPeers(saved.coordinatorPeers, saved.vpnIP));
     const node = this.#becomeNode(saved.vpnIP, saved.coordinatorVPNIPs);
-    void (async () => {
-      for (let attempt = 0; this.#sm.get() === PeerState.NodeWaitingForClusterJoin; attempt++) {
-        try {
-          await node.update();
-          this.#sm.advance("re-join", PeerState.NodeWaitingForClusterJoin, PeerState.IsNode);
-          this.#log.info("re-joined the cluster", { resourceVersion: node.resourceVersion });
-        } catch (err) {
-          this.#log.warn("re-join: Coordinator not reachable yet", { error: errorMessage(err), attempt });
-          await this.#o.clock.sleep(Math.min(this.#o.updateIntervalMs * 2 ** Math.min(attempt, 6), 60_000));
-        }
+    for (let attempt = 0; this.#sm.get() === PeerState.NodeWaitingForClusterJoin; attempt++) {
+      try {
+        await node.update();
+        this.#sm.advance("re-join", PeerState.NodeWaitingForClusterJoin, PeerState.IsNode);
+        this.#log.info("re-joined the cluster", { resourceVersion: node.resourceVersion });
+      } catch (err) {
+        this.#log.warn("re-join: Coordinator not reachable through the VPN yet", { error: errorMessage(err), attempt });
+        await this.#o.clock.sleep(this.#backoff(attempt));
       }
-    })();
+    }
+  }
+
+  #backoff(attempt: number): number {
+    return Math.min(this.#o.updateIntervalMs * 2 ** Math.min(attempt, 6), 60_000);
   }
 
   #requireCoordinator(): Coordinator {
@@ -314,8 +368,16 @@ export class MeshPeer {
   }
 }
 
-function nodeStateOf(role: NodeState["role"], vpnIP: string, ownerID: Buffer, clusterID: Buffer, coordinatorVPNIPs: string[], coordinatorEndpoints: string[]): NodeState {
-  return { role, vpnIP, ownerID: ownerID.toString("hex"), clusterID: clusterID.toString("hex"), coordinatorVPNIPs, coordinatorEndpoints };
+function nodeStateOf(
+  role: NodeState["role"],
+  vpnIP: string,
+  ownerID: Buffer,
+  clusterID: Buffer,
+  coordinatorVPNIPs: string[],
+  coordinatorEndpoints: string[],
+  coordinatorPeers: PeerRecord[],
+): NodeState {
+  return { role, vpnIP, ownerID: ownerID.toString("hex"), clusterID: clusterID.toString("hex"), coordinatorVPNIPs, coordinatorEndpoints, coordinatorPeers };
 }
 
 /** wrap prefixes an error with the operation, keeping its class (and so its status code) when it is a CoreError. */

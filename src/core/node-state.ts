@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { InternalError } from "./errors.js";
 import { writeFileAtomic } from "./store-memory.js";
+import { checkPeerSet, type PeerRecord } from "./peer.js";
 import { checkIP } from "./validate.js";
 
 /**
@@ -17,6 +18,11 @@ export interface NodeState {
   coordinatorVPNIPs: string[];
   /** coordinatorEndpoints are the Coordinators' public pubapi endpoints, for re-joining after a reboot. */
   coordinatorEndpoints: string[];
+  /**
+   * coordinatorPeers are the Coordinators' WireGuard peers (public keys and addresses only), so a
+   * rebooted Node whose device came back empty can reach the vpnapi through the VPN again.
+   */
+  coordinatorPeers: PeerRecord[];
 }
 
 /** NodeStateFile reads and writes NodeState as a JSON file with mode 0600, atomically. */
@@ -52,6 +58,7 @@ export class NodeStateFile {
       checkIP(v.vpnIP, "vpnIP");
       if (!/^[0-9a-f]{64}$/.test(v.ownerID) || !/^[0-9a-f]{64}$/.test(v.clusterID)) throw new Error("ownerID/clusterID");
       if (!Array.isArray(v.coordinatorVPNIPs) || !Array.isArray(v.coordinatorEndpoints)) throw new Error("coordinators");
+      v.coordinatorPeers = checkPeerSet(v.coordinatorPeers ?? [], "coordinatorPeers");
       return v;
     } catch (err) {
       throw new InternalError(`node state: ${this.#path} is corrupt`, { cause: err });

@@ -44,6 +44,11 @@ export interface PeerClient {
   getPeerVPNPublicKey(endpoint: string): Promise<string>;
   /** pushStateDiskKey delivers a disk key to a peer, after verifying the peer's attestation. */
   pushStateDiskKey(endpoint: string, diskUUID: string, key: Uint8Array): Promise<void>;
+  /**
+   * requestStateDiskKey asks a Coordinator (whose attestation is verified) to push the key of
+   * `diskUUID` back to the peer registered for that disk; it resolves once the push succeeded.
+   */
+  requestStateDiskKey(endpoint: string, diskUUID: string): Promise<void>;
 }
 
 /** PeerUpdate is a vpnapi GetUpdate answer; peers is undefined when nothing changed. */

@@ -20,12 +20,17 @@ export interface UpdateLoopOptions {
 
 /**
  * UpdateLoop keeps a device converged to the Coordinators' peer set: it polls with its last
- * resource version and applies only new versions. Polls never overlap (pollNow calls queue behind a
- * running poll). After failures it backs off exponentially up to maxBackoffMs. Call stop() to end it.
+ * resource version and applies new versions. Each poll first re-applies the last applied set, so a
+ * device reset behind the loop's back (peers removed, perhaps the very route to the Coordinator) is
+ * repaired even when the version did not move; `apply` must therefore be idempotent and cheap when
+ * the device already agrees (the VPN diffs against the device and then writes nothing). Polls never
+ * overlap (pollNow calls queue behind a running poll). After failures it backs off exponentially up
+ * to maxBackoffMs. Call stop() to end it.
  */
 export class UpdateLoop {
   readonly #o: UpdateLoopOptions;
   #version = 0;
+  #peers: PeerRecord[] | undefined;
   #chain: Promise<unknown> = Promise.resolve();
   #abort: AbortController | undefined;
   #failures = 0;
@@ -62,11 +67,14 @@ export class UpdateLoop {
   }
 
   async #pollOnce(): Promise<number> {
+    // Repair first: a reset device may have lost the peer this poll's fetch travels through.
+    if (this.#peers !== undefined) await this.#o.apply(this.#peers, this.#version);
     const update = await this.#o.fetch(this.#version);
     if (update.peers !== undefined && update.resourceVersion !== this.#version) {
       await this.#o.apply(update.peers, update.resourceVersion);
       this.#o.logger.debug("applied peer update", { resourceVersion: update.resourceVersion, peers: update.peers.length });
       this.#version = update.resourceVersion;
+      this.#peers = update.peers;
     }
     return this.#version;
   }

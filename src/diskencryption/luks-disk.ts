@@ -152,6 +152,11 @@ export class LUKSDisk implements StateDisk {
     });
   }
 
+  /** unlock implements StateDisk.unlock: it verifies that `key` opens the disk (see unlockWith). */
+  async unlock(key: Uint8Array): Promise<void> {
+    await this.unlockWith(key);
+  }
+
   /**
    * updatePassphrase replaces the initial key with `newKey`: it adds `newKey` to a free keyslot
    * (luksAddKey, authorized by the initial key file), then wipes the keyslot(s) the initial key

@@ -98,6 +98,10 @@ export class PubAPIClient implements PeerClient {
     await this.#unary(endpoint, "PushStateDiskKey", { diskUuid: diskUUID, stateDiskKey: Buffer.from(key) });
   }
 
+  async requestStateDiskKey(endpoint: string, diskUUID: string): Promise<void> {
+    await this.#unary(endpoint, "RequestStateDiskKey", { diskUuid: diskUUID });
+  }
+
   /** close releases every cached channel. */
   close(): void {
     for (const c of this.#clients.values()) c.close();

@@ -10,15 +10,10 @@ import { toStatus } from "../rpc/status.js";
 import { serveActivateAsNode } from "./activate-node-server.js";
 import type { WireFailure } from "./messages.js";
 
-/** DiskKeyReceiver takes a pushed state-disk key on a rebooted peer (issue: state-disk re-join). */
-export type DiskKeyReceiver = (diskUUID: string, key: Buffer) => Promise<void>;
-
 /** PubAPIServerOptions wires the public API to a peer. */
 export interface PubAPIServerOptions {
   peer: MeshPeer;
   logger: Logger;
-  /** receiveDiskKey handles PushStateDiskKey; undefined refuses it (FAILED_PRECONDITION). */
-  receiveDiskKey?: DiskKeyReceiver;
   /** streamMessageTimeoutMs bounds the wait for each ActivateAsNode message (default 60 s). */
   streamMessageTimeoutMs?: number;
 }
@@ -100,10 +95,9 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
 
     PushStateDiskKey: (call: grpc.ServerUnaryCall<{ diskUuid: string; stateDiskKey: Buffer }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       (async () => {
-        if (!o.receiveDiskKey) throw new InvalidArgumentError("PushStateDiskKey: this peer is not waiting for a disk key");
         checkDiskUUID(call.request.diskUuid, "diskUUID");
         if (call.request.stateDiskKey.length !== 32) throw new InvalidArgumentError(`stateDiskKey: must be 32 bytes, got ${call.request.stateDiskKey.length}`);
-        await o.receiveDiskKey(call.request.diskUuid, call.request.stateDiskKey);
+        await o.peer.receiveStateDiskKey(call.request.diskUuid, call.request.stateDiskKey);
       })().then(() => cb(null, {}), fail("PushStateDiskKey", cb));
     },
   });

@@ -37,6 +37,9 @@ export class FakeDisk implements StateDisk {
     }
     this.passphrase = Buffer.from(key);
   }
+  async unlock(key: Uint8Array): Promise<void> {
+    if (!this.passphrase.equals(Buffer.from(key))) throw new Error("fake disk: the key opens no keyslot");
+  }
 }
 
 /** Packet is one delivered fake-VPN packet. */

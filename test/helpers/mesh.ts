@@ -25,7 +25,10 @@ import { VPNAPIClient } from "../../src/vpnapi/client.js";
 import { createVPNAPIServer } from "../../src/vpnapi/server.js";
 import { FakeDisk, FakeMarker, FakeVPNNetwork, type FakeVPN } from "./fakes.js";
 import { TestIssuer, TestValidator } from "./attestation-test.js";
-import { startSwtpm } from "./swtpm.js";
+import { createLUKSFile, fastPBKDF, type LUKSFile } from "./luks.js";
+import { startSwtpm, type Swtpm } from "./swtpm.js";
+import { LUKSDisk } from "../../src/diskencryption/luks-disk.js";
+import type { StateDisk } from "../../src/core/disk.js";
 
 /** TestPeer is one in-process peer. */
 export interface TestPeer {
@@ -33,11 +36,27 @@ export interface TestPeer {
   endpoint: string;
   peer: MeshPeer;
   vpn: FakeVPN;
-  disk: FakeDisk | undefined;
+  disk: StateDisk | undefined;
   marker: CountingMarker;
   stateDir: string;
   logs: string[];
+  /** hardware is what survives a restart: state dir, TPM, disk, WireGuard device, port. */
+  hardware: Hardware;
+  /** stopSoftware stops the peer's processes-to-be (servers, store, TPM connection), keeping its hardware. */
+  stopSoftware(): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** Hardware is a test peer's machine: what a reboot keeps. */
+export interface Hardware {
+  name: string;
+  stateDir: string;
+  vpn: FakeVPN;
+  port: number;
+  disk: StateDisk | undefined;
+  luks: LUKSFile | undefined;
+  swtpm: Swtpm | undefined;
+  fakeMarker: FakeMarker;
 }
 
 /** MeshOptions configure a TestMesh. */
@@ -50,7 +69,8 @@ export interface MeshOptions {
   /** policy is the measurement policy of every validator (default: the default policy). */
   policy?: MeasurementPolicy;
   updateIntervalMs?: number;
-  withDisks?: boolean;
+  /** withDisks gives every peer a state disk: true → a fake, "luks" → a real LUKS2 file through cryptsetup. */
+  withDisks?: boolean | "luks";
   activationConcurrency?: number;
 }
 
@@ -81,48 +101,84 @@ export class TestMesh {
 
   async startPeer(name: string, options: { port?: number } = {}): Promise<TestPeer> {
     if (!this.#root) this.#root = await mkdtemp(join(tmpdir(), "am-mesh-"));
-    const stateDir = await mkdtemp(join(this.#root, `${name}-`));
+    const hw: Hardware = {
+      name,
+      stateDir: await mkdtemp(join(this.#root, `${name}-`)),
+      vpn: this.net.newDevice("127.0.0.1", 52000 + this.peers.length),
+      port: options.port ?? (await freePort()),
+      disk: undefined,
+      luks: undefined,
+      swtpm: undefined,
+      fakeMarker: new FakeMarker(),
+    };
+    if (this.#o.withDisks === "luks") {
+      hw.luks = await createLUKSFile({ sizeMiB: 20 });
+      hw.disk = new LUKSDisk({ device: hw.luks.path, initialKeyFile: hw.luks.initialKeyFile, pbkdf: fastPBKDF });
+    } else if (this.#o.withDisks) {
+      hw.disk = new FakeDisk();
+    }
+    if (this.#o.attestation !== "test") hw.swtpm = await startSwtpm();
+    const tp = await this.#boot(hw);
+    this.peers.push(tp);
+    return tp;
+  }
+
+  /**
+   * restartPeer stops a peer's software and starts it again on the same state dir, disk and port.
+   * With reboot, the TPM is powered off and on (PCRs reset) and the WireGuard device comes back empty.
+   */
+  async restartPeer(old: TestPeer, options: { reboot?: boolean } = {}): Promise<TestPeer> {
+    await old.stopSoftware();
+    const hw = old.hardware;
+    if (options.reboot) {
+      hw.vpn.peers = [];
+      hw.vpn.vpnIP = undefined;
+      if (hw.swtpm) {
+        await hw.swtpm.powerOff();
+        hw.swtpm = await startSwtpm({ stateDir: hw.swtpm.stateDir });
+      } else {
+        hw.fakeMarker.owner = undefined;
+        hw.fakeMarker.cluster = undefined;
+      }
+    }
+    const tp = await this.#boot(hw);
+    this.peers[this.peers.indexOf(old)] = tp;
+    return tp;
+  }
+
+  async #boot(hw: Hardware): Promise<TestPeer> {
     const logs: string[] = [];
     const logger: Logger = createLogger((l) => {
       logs.push(l);
       this.logs.push(l);
-    }, { level: "debug", component: name });
-    const index = this.peers.length;
-    const vpn = this.net.newDevice("127.0.0.1", 52000 + index);
-    const disk = this.#o.withDisks ? new FakeDisk() : undefined;
+    }, { level: "debug", component: hw.name });
     let issuer: Issuer;
     let marker: CountingMarker;
     let closeAttestation = async (): Promise<void> => {};
-    if (this.#o.attestation === "test") {
-      const fake = new FakeMarker();
-      marker = new CountingMarker(fake);
-      issuer = markerAwareIssuer(fake);
+    if (!hw.swtpm) {
+      marker = new CountingMarker(hw.fakeMarker);
+      issuer = markerAwareIssuer(hw.fakeMarker);
     } else {
-      const tpm = await startSwtpm();
-      const tpmIssuer = await openTPM(tpm.tcti);
+      const tpmIssuer = await openTPM(hw.swtpm.tcti);
       issuer = tpmIssuer;
       marker = new CountingMarker(new TPMMarker(tpmIssuer.tpm));
-      closeAttestation = async () => {
-        await tpmIssuer.close();
-        await tpm.stop();
-      };
+      closeAttestation = () => tpmIssuer.close();
     }
-    const store = await MemoryStore.open({ file: join(stateDir, "store.json") });
+    const store = await MemoryStore.open({ file: join(hw.stateDir, "store.json") });
     const peerClient = new PubAPIClient({ activationCredentials: this.credentials(true), credentials: this.credentials(false) });
     const vpnServers: grpc.Server[] = [];
-    const pubapiPort = options.port ?? (await freePort());
     let peerRef: MeshPeer | undefined;
     const peer = await MeshPeer.start({
       publicIP: "127.0.0.1",
-      pubapiPort,
-      wgPort: vpn.port,
-      vpn,
-      disk,
+      pubapiPort: hw.port,
+      wgPort: hw.vpn.port,
+      vpn: hw.vpn,
+      disk: hw.disk,
       marker,
-      nodeState: new NodeStateFile(join(stateDir, "node-state.json")),
+      nodeState: new NodeStateFile(join(hw.stateDir, "node-state.json")),
       store,
       peerClient,
-      dialCoordinator: (ip) => this.#dial(vpn, ip),
+      dialCoordinator: (ip) => this.#dial(hw.vpn, ip),
       updateIntervalMs: this.#o.updateIntervalMs ?? 200,
       ...(this.#o.activationConcurrency ? { activationConcurrency: this.#o.activationConcurrency } : {}),
       clock: systemClock,
@@ -136,26 +192,32 @@ export class TestMesh {
     });
     peerRef = peer;
     const pub = createPubAPIServer({ peer, logger: logger.child("pubapi") });
-    const port = await bind(pub, `127.0.0.1:${pubapiPort}`, createATLSServerCredentials(issuer, { logger }));
-    const tp: TestPeer = {
-      name,
-      endpoint: `127.0.0.1:${port}`,
+    await bind(pub, `127.0.0.1:${hw.port}`, createATLSServerCredentials(issuer, { logger }));
+    await peer.resume();
+    const stopSoftware = async (): Promise<void> => {
+      peer.close();
+      peerClient.close();
+      for (const s of [pub, ...vpnServers]) s.forceShutdown();
+      await store.close();
+      await closeAttestation();
+    };
+    return {
+      name: hw.name,
+      endpoint: `127.0.0.1:${hw.port}`,
       peer,
-      vpn,
-      disk,
+      vpn: hw.vpn,
+      disk: hw.disk,
       marker,
-      stateDir,
+      stateDir: hw.stateDir,
       logs,
+      hardware: hw,
+      stopSoftware,
       stop: async () => {
-        peer.close();
-        peerClient.close();
-        for (const s of [pub, ...vpnServers]) s.forceShutdown();
-        await store.close();
-        await closeAttestation();
+        await stopSoftware();
+        await hw.swtpm?.stop();
+        await hw.luks?.cleanup();
       },
     };
-    this.peers.push(tp);
-    return tp;
   }
 
   /** #dial gives a Node a vpnapi client that works only while the fake VPN routes both ways. */

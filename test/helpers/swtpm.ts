@@ -24,6 +24,11 @@ export interface Swtpm {
   tcti: string;
   /** stop terminates swtpm (SIGTERM, then SIGKILL after 2 s) and removes stateDir. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * powerOff terminates swtpm but keeps stateDir, so startSwtpm({ stateDir }) boots the same TPM
+   * again (same keys and NV, PCRs reset: a reboot). The caller then owns stateDir.
+   */
+  powerOff(): Promise<void>;
 }
 
 const host = "127.0.0.1";
@@ -85,8 +90,8 @@ function probe(port: number): Promise<boolean> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function startOnce(): Promise<Swtpm | "port-taken"> {
-  const stateDir = await mkdtemp(join(tmpdir(), "swtpm-"));
+async function startOnce(keepDir?: string): Promise<Swtpm | "port-taken"> {
+  const stateDir = keepDir ?? (await mkdtemp(join(tmpdir(), "swtpm-")));
   const port = await freePortPair();
   const ctrlPort = port + 1;
   const logFile = join(stateDir, "swtpm.log");
@@ -111,6 +116,7 @@ async function startOnce(): Promise<Swtpm | "port-taken"> {
   void child.then(() => (exited = true));
 
   let stopped: Promise<void> | undefined;
+  let keepState = false;
   const entry: Running = {
     child,
     stateDir,
@@ -123,8 +129,12 @@ async function startOnce(): Promise<Swtpm | "port-taken"> {
           await child;
           clearTimeout(timer);
         }
-        await rm(stateDir, { recursive: true, force: true });
+        if (!keepState) await rm(stateDir, { recursive: true, force: true });
       })()),
+  };
+  const powerOff = async (): Promise<void> => {
+    keepState = true;
+    await entry.stop();
   };
   running.add(entry);
   installExitHandlers();
@@ -148,16 +158,17 @@ async function startOnce(): Promise<Swtpm | "port-taken"> {
     }
     await sleep(25);
   }
-  return { host, port, ctrlPort, stateDir, tcti: `swtpm:host=${host},port=${port}`, stop: entry.stop };
+  return { host, port, ctrlPort, stateDir, tcti: `swtpm:host=${host},port=${port}`, stop: entry.stop, powerOff };
 }
 
 /**
- * startSwtpm starts a TPM 2.0 simulator (`swtpm socket`, started up with TPM2_Startup(CLEAR)) and
+ * startSwtpm starts a TPM 2.0 simulator (in options.stateDir when given: a reboot of a TPM that was
+ * powered off) (`swtpm socket`, started up with TPM2_Startup(CLEAR)) and
  * resolves once it answers a TPM command. Ports come from the OS; a collision is retried.
  */
-export async function startSwtpm(): Promise<Swtpm> {
+export async function startSwtpm(options: { stateDir?: string } = {}): Promise<Swtpm> {
   for (let i = 0; i < maxStartAttempts; i++) {
-    const s = await startOnce();
+    const s = await startOnce(options.stateDir);
     if (s !== "port-taken") return s;
   }
   throw new Error(`swtpm: ports were taken on each of ${maxStartAttempts} attempts`);

@@ -5,6 +5,7 @@ import type { CoreError } from "../../src/core/errors.js";
 import { PeerState } from "../../src/core/state.js";
 import { activateAdditionalNodes, activateAsCoordinator, type ActivateRequest } from "../../src/pubapi/admin.js";
 import { newPubAPIClient } from "../../src/pubapi/client.js";
+import type { FakeDisk } from "../helpers/fakes.js";
 import { freePort, TestMesh, type TestPeer } from "../helpers/mesh.js";
 
 const adminKey = (): string => Buffer.from(nacl.box.keyPair().publicKey).toString("base64");
@@ -58,7 +59,7 @@ describe("bad input gets a clear error and loses nothing", () => {
     const before = await coord.peer.getUpdate(-1);
     const marks = coord.marker.marks;
     const key = await coord.peer.getVPNPublicKey();
-    const passphrase = Buffer.from(coord.disk!.passphrase);
+    const passphrase = Buffer.from((coord.disk as FakeDisk).passphrase);
     // aTLS already refuses a non-fresh peer for activation; without requireFresh the core refuses too.
     const viaFresh = await activationError(mesh, coord, {});
     expect(viaFresh.message).toMatch(/aTLS: .*fresh marker/);
@@ -68,7 +69,7 @@ describe("bad input gets a clear error and loses nothing", () => {
     expect(await coord.peer.getUpdate(-1)).toEqual(before);
     expect(coord.marker.marks).toBe(marks);
     expect(await coord.peer.getVPNPublicKey()).toBe(key);
-    expect(coord.disk!.passphrase).toEqual(passphrase);
+    expect((coord.disk as FakeDisk).passphrase).toEqual(passphrase);
     expect(node.peer.state).toBe(PeerState.IsNode);
   });
 
