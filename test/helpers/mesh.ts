@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Issuer, Validator } from "../../src/attestation/attestation.js";
 import { defaultPolicy, type MeasurementPolicy } from "../../src/attestation/policy.js";
+import type { Tpm } from "../../src/attestation/native.js";
 import { openTPM } from "../../src/attestation/tpm-issuer.js";
 import { TPMMarker } from "../../src/attestation/tpm-marker.js";
 import { createTPMValidator } from "../../src/attestation/tpm-validator.js";
@@ -42,6 +43,8 @@ export interface TestPeer {
   logs: string[];
   /** hardware is what survives a restart: state dir, TPM, disk, WireGuard device, port. */
   hardware: Hardware;
+  /** tpm is the peer's TPM connection (attestation "tpm" only), for tests that extend PCRs. */
+  tpm: Tpm | undefined;
   /** stopSoftware stops the peer's processes-to-be (servers, store, TPM connection), keeping its hardware. */
   stopSoftware(): Promise<void>;
   stop(): Promise<void>;
@@ -155,12 +158,14 @@ export class TestMesh {
     let issuer: Issuer;
     let marker: CountingMarker;
     let closeAttestation = async (): Promise<void> => {};
+    let tpm: Tpm | undefined;
     if (!hw.swtpm) {
       marker = new CountingMarker(hw.fakeMarker);
       issuer = markerAwareIssuer(hw.fakeMarker);
     } else {
       const tpmIssuer = await openTPM(hw.swtpm.tcti);
       issuer = tpmIssuer;
+      tpm = tpmIssuer.tpm;
       marker = new CountingMarker(new TPMMarker(tpmIssuer.tpm));
       closeAttestation = () => tpmIssuer.close();
     }
@@ -211,6 +216,7 @@ export class TestMesh {
       stateDir: hw.stateDir,
       logs,
       hardware: hw,
+      tpm,
       stopSoftware,
       stop: async () => {
         await stopSoftware();
