@@ -6,6 +6,7 @@ import { Tpm } from "../attestation/native.js";
 import { loadPolicy } from "../attestation/policy.js";
 import { SNPDeviceIssuer } from "../attestation/snp-device.js";
 import { SimulatedSNPIssuer } from "../attestation/snp-simulated.js";
+import { sharedSimulatedSNPChain } from "../attestation/snp-test-chain.js";
 import { TPMIssuer } from "../attestation/tpm-issuer.js";
 import { TPMMarker } from "../attestation/tpm-marker.js";
 import { createATLSChannelCredentials } from "../atls/client.js";
@@ -107,7 +108,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
 
 async function makeIssuer(config: MeshdConfig, tpm: Tpm): Promise<Issuer> {
   if (config.attestation === "tpm") return TPMIssuer.create(tpm);
-  if (config.snp === "simulated") return new SimulatedSNPIssuer();
+  if (config.snp === "simulated") return new SimulatedSNPIssuer({ chain: sharedSimulatedSNPChain() });
   return new SNPDeviceIssuer();
 }
 
