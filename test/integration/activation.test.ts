@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runActivate } from "../../src/cli/activate.js";
+import { main } from "../../src/cli/meshctl.js";
 import { deriveOwnerID } from "../../src/core/keys.js";
 import { activateAdditionalNodes } from "../../src/pubapi/admin.js";
 import { PeerState } from "../../src/core/state.js";
@@ -78,5 +79,13 @@ describe("activation chain in one process", () => {
     for (const n of [...nodes, node4]) expect(n.vpn.peers).toHaveLength(5);
     expect(mesh.logs.join("\n")).not.toContain(masterSecret.toString());
     expect(mesh.logs.join("\n")).not.toContain(masterSecret.toString("base64"));
+
+    // meshctl peers, against the Coordinator's vpnapi (here on loopback instead of through the VPN).
+    const rows: string[] = [];
+    const code2 = await main(["peers", "--vpn-endpoint", mesh.vpnapi.get("10.118.0.1")!], { out: (l) => rows.push(l), err: (l) => rows.push(l) });
+    expect(code2, rows.join("\n")).toBe(0);
+    expect(rows[0]).toBe(`resource version ${version}, 6 peer(s)`);
+    expect(rows.filter((l) => /^node\s+10\.118\.0\.\d+\s+127\.0\.0\.1:\d+/.test(l))).toHaveLength(4);
+    expect(rows.some((l) => /^node .*s ago$/.test(l))).toBe(true);
   });
 });
