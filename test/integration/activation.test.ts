@@ -8,17 +8,11 @@ import { main } from "../../src/cli/meshctl.js";
 import { deriveOwnerID } from "../../src/core/keys.js";
 import { activateAdditionalNodes } from "../../src/pubapi/admin.js";
 import { PeerState } from "../../src/core/state.js";
+import { until } from "../helpers/wait.js";
 import { TestMesh } from "../helpers/mesh.js";
 
 const masterSecret = Buffer.from("0123456789abcdef0123456789abcdef");
 
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe("activation chain in one process", () => {
   let mesh: TestMesh;

@@ -4,19 +4,13 @@ import { PeerState } from "../../src/core/state.js";
 import { activateAsCoordinator } from "../../src/pubapi/admin.js";
 import { PubAPIClient } from "../../src/pubapi/client.js";
 import { cryptsetupUUID, opensWithKeyFile } from "../helpers/luks.js";
+import { until } from "../helpers/wait.js";
 import { TestMesh, type TestPeer } from "../helpers/mesh.js";
 import nacl from "tweetnacl";
 
 const secret = Buffer.from("disk test master secret, 32 byte");
 const adminKey = (): string => Buffer.from(nacl.box.keyPair().publicKey).toString("base64");
 
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe("state-disk keys from the master secret (real LUKS2 files, real cryptsetup)", () => {
   let mesh: TestMesh;
@@ -53,7 +47,7 @@ describe("state-disk keys from the master secret (real LUKS2 files, real cryptse
     const vpnIP = node.vpn.vpnIP;
     const uuid = await cryptsetupUUID(node.hardware.luks!.path);
     const again = await mesh.restartPeer(node, { reboot: true });
-    await until("the Node re-joins", () => again.peer.state === PeerState.IsNode);
+    await until("the Node re-joins", () => again.peer.state === PeerState.IsNode, 20_000);
     expect(again.vpn.vpnIP).toBe(vpnIP);
     expect(again.vpn.peers.length).toBeGreaterThan(0);
     expect(again.logs.join("\n")).toContain("state disk unlocked with the key from the Coordinator");

@@ -1,0 +1,8 @@
+/** until polls `cond` every 25 ms until it holds, or throws naming `what` after timeoutMs (a bounded poll, never a fixed sleep). */
+export async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
