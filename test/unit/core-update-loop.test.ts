@@ -1,0 +1,98 @@
+import { describe, expect, it } from "vitest";
+import { systemClock } from "../../src/core/clock.js";
+import { nullLogger } from "../../src/core/logger.js";
+import { Node } from "../../src/core/node.js";
+import type { PeerRecord } from "../../src/core/peer.js";
+import type { CoordinatorClient, PeerUpdate } from "../../src/core/remote.js";
+import { UpdateLoop } from "../../src/core/update-loop.js";
+import { FakeVPN } from "../helpers/fakes.js";
+
+const peer = (i: number, key: string): PeerRecord => ({ role: "node", publicIP: `192.0.2.${i}`, vpnIP: `10.118.0.${i}`, vpnPubKey: key, wgPort: 51820, pubapiPort: 9000 });
+const keyA = Buffer.alloc(32, 1).toString("base64");
+const keyB = Buffer.alloc(32, 2).toString("base64");
+const coordinator: PeerRecord = { role: "coordinator", publicIP: "192.0.2.1", vpnIP: "10.118.0.1", vpnPubKey: Buffer.alloc(32, 9).toString("base64"), wgPort: 51820, pubapiPort: 9000 };
+
+describe("update loop", () => {
+  it("fetches with its last version and re-applies the last peer set before each poll (repairs a reset device)", async () => {
+    const versions: PeerUpdate[] = [
+      { resourceVersion: 1, peers: [peer(11, keyA)] },
+      { resourceVersion: 1, peers: undefined },
+      { resourceVersion: 2, peers: [peer(11, keyA), peer(12, keyB)] },
+    ];
+    const asked: number[] = [];
+    const applied: number[] = [];
+    const loop = new UpdateLoop({
+      fetch: async (v) => {
+        asked.push(v);
+        return versions.shift()!;
+      },
+      apply: async (_p, v) => {
+        applied.push(v);
+      },
+      intervalMs: 1000,
+      clock: systemClock,
+      logger: nullLogger,
+    });
+    expect(await loop.pollNow()).toBe(1);
+    expect(await loop.pollNow()).toBe(1);
+    expect(await loop.pollNow()).toBe(2);
+    expect(asked).toEqual([0, 1, 1]);
+    // Poll 1 applies v1; polls 2 and 3 first re-apply v1 (a no-op on an unchanged device), poll 3 then v2.
+    expect(applied).toEqual([1, 1, 1, 2]);
+  });
+
+  it("concurrent pollNow calls never overlap", async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let v = 0;
+    const loop = new UpdateLoop({
+      fetch: async () => {
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        await new Promise((r) => setTimeout(r, 5));
+        inFlight--;
+        return { resourceVersion: ++v, peers: [] };
+      },
+      apply: async () => {},
+      intervalMs: 1000,
+      clock: systemClock,
+      logger: nullLogger,
+    });
+    await Promise.all(Array.from({ length: 10 }, () => loop.pollNow()));
+    expect(maxInFlight).toBe(1);
+  });
+
+  it("a Node keeps one channel for all its polls and applies peers without itself", async () => {
+    let dials = 0;
+    let closed = 0;
+    let version = 3;
+    const client: CoordinatorClient = {
+      getUpdate: async (v) => (v === version ? { resourceVersion: version, peers: undefined } : { resourceVersion: version, peers: [coordinator, peer(11, keyA), peer(12, keyB)] }),
+      getDataKey: async () => Buffer.alloc(32),
+      close: () => {
+        closed++;
+      },
+    };
+    const vpn = new FakeVPN("192.0.2.11", 51820);
+    const node = new Node({
+      vpnIP: "10.118.0.11",
+      coordinatorVPNIPs: ["10.118.0.1"],
+      dial: () => {
+        dials++;
+        return client;
+      },
+      vpn,
+      updateIntervalMs: 1000,
+      clock: systemClock,
+      logger: nullLogger,
+    });
+    for (let i = 0; i < 5; i++) await node.update();
+    version = 4;
+    await node.update();
+    expect(dials).toBe(1);
+    expect(vpn.peers.map((p) => p.vpnIP).sort()).toEqual(["10.118.0.1", "10.118.0.12"]);
+    expect(vpn.writes).toBe(1);
+    node.close();
+    expect(closed).toBe(1);
+  });
+});
