@@ -12,7 +12,8 @@ export function pubapiError(err: unknown, operation: string): CoreError {
   const e = err as Partial<grpc.ServiceError>;
   if (e && e.code === grpc.status.UNAVAILABLE && typeof e.details === "string") {
     const reason = atlsReasonOf(e.details);
-    if (reason) return new PermissionDeniedError(`${operation}: ${reason}`, { cause: err });
+    // No cause: grpc-js's wrapper would only repeat the reason with transport noise in messages.
+    if (reason) return new PermissionDeniedError(`${operation}: ${reason}`);
   }
   return fromServiceError(err, operation);
 }

@@ -1,0 +1,168 @@
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { NetnsHarness, NetnsNode } from "./netns.js";
+import { NsProcess } from "./ns-process.js";
+import { waitFor } from "./poll.js";
+
+/** pubapiPort is where every local peer's meshd listens (DESIGN.md). */
+export const pubapiPort = 9000;
+/** swtpmPort is each peer's TPM command port on 127.0.0.1 inside its own namespace (control: +1). */
+export const swtpmPort = 2321;
+/** policyPCRs are the PCRs the local measurement policy pins: the boot chain, 0-10 (11 and 12 are the activation marker). */
+export const policyPCRs: readonly number[] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+
+/** LocalPeerOptions say where and how to start one peer. */
+export interface LocalPeerOptions {
+  net: NetnsHarness;
+  /** label names the peer in progress lines and its namespace (`am-<id>-<label>`). */
+  label: string;
+  /** dir is the peer's own absolute directory: tpm/, state/, swtpm.log, meshd.log. */
+  dir: string;
+  /** meshdScript is the absolute path of bin/meshd.js. */
+  meshdScript: string;
+  /** measurementsFile is given to meshd (--measurements); it must exist before start(). */
+  measurementsFile: string | ((peer: LocalPeer) => Promise<string>);
+  updateIntervalSec: number;
+  /** readyTimeoutMs bounds the wait for swtpm and meshd to listen. */
+  readyTimeoutMs: number;
+}
+
+/**
+ * LocalPeer is one meshd in its own network namespace with its own swtpm (listening on 127.0.0.1
+ * inside that namespace), state dir and WireGuard interface (a unique name: wireguard-go's UAPI
+ * sockets are shared by every namespace). role, vpnIP and vpnPubKey are filled in by LocalMesh
+ * once the peer is activated. stop() ends meshd, then swtpm; the namespace belongs to the harness.
+ */
+export class LocalPeer {
+  /** label names the peer ("coordinator", "node1") in progress lines, its namespace and its directory. */
+  readonly label: string;
+  /** netns is the peer's network namespace (`am-<id>-<label>`). */
+  readonly netns: string;
+  /** publicIP is the peer's underlay address (198.18.0.x), where its pubapi and WireGuard port listen. */
+  readonly publicIP: string;
+  /** wgInterface is the peer's WireGuard device (unique across namespaces: `amwg` + 8 hex). */
+  readonly wgInterface: string;
+  /** dir holds tpm/ (swtpm state), state/ (meshd's state dir), swtpm.log and meshd.log. */
+  readonly dir: string;
+  /** role is set once the peer is activated; undefined while it is fresh. */
+  role: "coordinator" | "node" | undefined;
+  /** vpnIP is the peer's VPN address once known (from admin.json or `meshctl peers`). */
+  vpnIP: string | undefined;
+  /** vpnPubKey is the peer's WireGuard public key as the Coordinator serves it. */
+  vpnPubKey: string | undefined;
+  readonly #net: NetnsHarness;
+  #swtpm: NsProcess | undefined;
+  #meshd: NsProcess | undefined;
+
+  private constructor(o: LocalPeerOptions, node: NetnsNode) {
+    this.label = o.label;
+    this.netns = node.name;
+    this.publicIP = node.ip;
+    this.wgInterface = o.net.interfaceName("amwg");
+    this.dir = o.dir;
+    this.#net = o.net;
+  }
+
+  /** endpoint is the peer's pubapi endpoint (IP:9000). */
+  get endpoint(): string {
+    return `${this.publicIP}:${pubapiPort}`;
+  }
+
+  /** processes are the peer's running programs (swtpm, meshd), for logs and diagnostics. */
+  get processes(): NsProcess[] {
+    return [this.#swtpm, this.#meshd].filter((p): p is NsProcess => p !== undefined);
+  }
+
+  /**
+   * start makes the peer's namespace, starts its swtpm and waits until it listens, resolves the
+   * measurements file (which may read this TPM, see readPCRs), then starts meshd and waits until
+   * its pubapi listens. On failure the error names the peer and carries its log tail.
+   */
+  static async start(o: LocalPeerOptions): Promise<LocalPeer> {
+    const peer = new LocalPeer(o, o.net.addNode(o.label));
+    try {
+      await peer.#start(o);
+      return peer;
+    } catch (err) {
+      const tails = peer.processes.map((p) => `--- ${p.logFile}\n${p.logTail(10)}`).join("\n");
+      await peer.stop();
+      throw new Error(`start ${o.label}: ${err instanceof Error ? err.message : String(err)}${tails ? `\n${tails}` : ""}`, { cause: err });
+    }
+  }
+
+  async #start(o: LocalPeerOptions): Promise<void> {
+    const tpmDir = join(this.dir, "tpm");
+    await mkdir(tpmDir, { recursive: true, mode: 0o700 });
+    const swtpm = NsProcess.start({
+      name: `${this.label} swtpm`,
+      netns: this.netns,
+      file: "swtpm",
+      args: [
+        "socket", "--tpm2",
+        "--tpmstate", `dir=${tpmDir}`,
+        "--server", `type=tcp,port=${swtpmPort},bindaddr=127.0.0.1`,
+        "--ctrl", `type=tcp,port=${swtpmPort + 1},bindaddr=127.0.0.1`,
+        "--flags", "not-need-init,startup-clear",
+        "--log", "level=1",
+      ],
+      logFile: join(this.dir, "swtpm.log"),
+    });
+    this.#swtpm = swtpm;
+    await this.#waitListening(o, swtpm, "127.0.0.1", swtpmPort);
+    const measurements = typeof o.measurementsFile === "string" ? o.measurementsFile : await o.measurementsFile(this);
+    const meshd = NsProcess.start({
+      name: `${this.label} meshd`,
+      netns: this.netns,
+      file: process.execPath,
+      args: [
+        o.meshdScript,
+        "--listen", this.endpoint,
+        "--attestation", "tpm",
+        "--tpm", `swtpm:127.0.0.1:${swtpmPort}`,
+        "--vpn", "userspace",
+        "--wg-interface", this.wgInterface,
+        "--state-dir", join(this.dir, "state"),
+        "--update-interval", String(o.updateIntervalSec),
+        "--measurements", measurements,
+      ],
+      logFile: join(this.dir, "meshd.log"),
+    });
+    this.#meshd = meshd;
+    await this.#waitListening(o, meshd, this.publicIP, pubapiPort);
+  }
+
+  /**
+   * readPCRs reads SHA-256 PCRs `indices` from this peer's swtpm with tpm2_pcrread (inside its
+   * namespace) and returns them as lower-case hex by index.
+   */
+  async readPCRs(indices: readonly number[] = policyPCRs): Promise<Map<number, string>> {
+    const r = await this.#net.exec(this.netns, "tpm2_pcrread", ["-T", `swtpm:host=127.0.0.1,port=${swtpmPort}`, `sha256:${indices.join(",")}`]);
+    const pcrs = new Map<number, string>();
+    for (const m of r.stdout.matchAll(/^\s*(\d+)\s*:\s*0x([0-9A-Fa-f]{64})\s*$/gm)) pcrs.set(Number(m[1]), m[2]!.toLowerCase());
+    const missing = indices.filter((i) => !pcrs.has(i));
+    if (missing.length > 0) throw new Error(`tpm2_pcrread in ${this.netns}: no SHA-256 value for PCR ${missing.join(",")} in its output`);
+    return pcrs;
+  }
+
+  /** stop ends meshd (SIGTERM, which closes its wireguard-go), then swtpm; idempotent. */
+  async stop(): Promise<void> {
+    await this.#meshd?.stop();
+    await this.#swtpm?.stop();
+  }
+
+  async #waitListening(o: LocalPeerOptions, proc: NsProcess, host: string, port: number): Promise<void> {
+    await waitFor(
+      async () => ((await this.#net.exec(this.netns, "ss", ["-Hltn", `src ${host}:${port}`])).stdout.trim() !== "" ? true : undefined),
+      { what: `${proc.name} to listen on ${host}:${port}`, timeoutMs: o.readyTimeoutMs, intervalMs: 50 },
+      () => {
+        if (proc.exitStatus !== undefined) throw new Error(`${proc.name} exited (${proc.exitStatus}) before it listened on ${host}:${port}`);
+      },
+    );
+  }
+}
+
+/** writePolicy writes measurements.json pinning `pcrs` (DESIGN.md format), mode 0644. */
+export async function writePolicy(file: string, pcrs: ReadonlyMap<number, string>): Promise<void> {
+  const sorted = [...pcrs].sort(([a], [b]) => a - b);
+  await writeFile(file, `${JSON.stringify({ tpm: { pcrs: Object.fromEntries(sorted.map(([i, v]) => [String(i), v])) } }, null, 2)}\n`, { mode: 0o644 });
+}

@@ -1,0 +1,223 @@
+/**
+ * The whole mesh across network namespaces, through the real processes: every peer a meshd with its
+ * own swtpm and wireguard-go in its own namespace, the admin running `meshctl` and wg-quick in
+ * another (src/localmesh). Runs against dist/ (bin/meshd.js, bin/meshctl.js): build first.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
+import { join, relative } from "node:path";
+import { pathToFileURL } from "node:url";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
+import { LocalMesh } from "../../src/localmesh/local-mesh.js";
+import type { LocalPeer } from "../../src/localmesh/local-peer.js";
+import { localMeshTools } from "../../src/localmesh/requirements.js";
+import { waitFor } from "../../src/localmesh/poll.js";
+import { canRunE2E } from "../helpers/netns.js";
+
+const reason = canRunE2E(localMeshTools);
+const repo = join(import.meta.dirname, "..", "..");
+const updateIntervalSec = 1;
+/** convergeMs bounds "within one update interval": the interval, plus a poll in flight and process latency. */
+const convergeMs = 3 * updateIntervalSec * 1000 + 2000;
+
+/** checkBuilt fails when dist/ is older than src/: the peers run bin/meshd.js, which runs dist/. */
+function checkBuilt(): void {
+  const walk = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith(".ts") ? [join(dir, e.name)] : []));
+  for (const ts of walk(join(repo, "src")).filter((f) => !f.endsWith(".d.ts"))) {
+    const js = join(repo, "dist", relative(repo, ts)).replace(/\.ts$/, ".js");
+    if (!existsSync(js) || statSync(js).mtimeMs < statSync(ts).mtimeMs) throw new Error(`dist/ is stale (${relative(repo, ts)} is newer than its build): run npm run build`);
+  }
+}
+
+interface Route {
+  dst: string;
+  dev: string;
+}
+
+async function routes(mesh: LocalMesh, ns: string): Promise<Route[]> {
+  return JSON.parse((await mesh.net.exec(ns, "ip", ["-j", "-4", "route", "show"])).stdout) as Route[];
+}
+
+async function routeGet(mesh: LocalMesh, ns: string, ip: string): Promise<string> {
+  return (JSON.parse((await mesh.net.exec(ns, "ip", ["-j", "route", "get", ip])).stdout) as Route[])[0]!.dev;
+}
+
+/** tunnelPeers lists a peer's WireGuard peers as "key allowed-ips" (endpoints of dial-in admins move, so they are left out). */
+async function tunnelPeers(mesh: LocalMesh, p: LocalPeer): Promise<string[]> {
+  const dump = (await mesh.net.exec(p.netns, "wg", ["show", p.wgInterface, "dump"])).stdout.trim().split("\n").slice(1);
+  return dump.map((l) => l.split("\t")).map((f) => `${f[0]} ${f[3]}`).sort();
+}
+
+/** getState asks a peer for its state over aTLS that demands a fresh peer, from the admin's namespace. */
+async function getState(mesh: LocalMesh, p: LocalPeer): Promise<{ exitCode: number | undefined; out: string }> {
+  const dist = (f: string) => JSON.stringify(pathToFileURL(join(repo, "dist", "src", f)).href);
+  const script = `
+    import { getState } from ${dist("pubapi/admin.js")};
+    import { createATLSChannelCredentials } from ${dist("atls/client.js")};
+    import { loadValidators } from ${dist("cli/validators.js")};
+    const creds = createATLSChannelCredentials(await loadValidators(process.argv[1]), { requireFresh: true });
+    process.stdout.write(await getState(process.argv[2], creds));`;
+  const r = await mesh.net.exec(mesh.admin.netns, process.execPath, ["--input-type=module", "-e", script, mesh.measurementsFile, p.endpoint], { reject: false });
+  return { exitCode: r.exitCode, out: `${r.stdout}${r.stderr}`.trim() };
+}
+
+describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, swtpm, wireguard-go)${reason ? ` — skipped: ${reason}` : ""}`, () => {
+  let mesh: LocalMesh;
+  let coordinator: LocalPeer;
+  let nodes: LocalPeer[];
+  const progress: string[] = [];
+
+  const diagnoseOnFailure = (): void =>
+    onTestFailed(() => {
+      process.stderr.write(`\n--- localmesh progress\n${progress.join("\n")}\n${mesh?.diagnostics(20) ?? ""}\n`);
+    });
+
+  beforeAll(async () => {
+    checkBuilt();
+    mesh = await LocalMesh.create({ updateIntervalSec, progress: (l) => progress.push(l), readyTimeoutMs: 20_000 });
+    [coordinator, ...nodes] = (await mesh.startPeers(["coord", "node1", "node2", "node3"])) as [LocalPeer, ...LocalPeer[]];
+  }, 60_000);
+
+  afterAll(async () => {
+    await mesh?.close();
+  });
+
+  it("admin activates 1 Coordinator + 3 Nodes through meshctl with a measurement policy; packets cross the VPN and only the VPN", async () => {
+    diagnoseOnFailure();
+    const policy = JSON.parse(await readFile(mesh.measurementsFile, "utf8")) as { tpm: { pcrs: Record<string, string> } };
+    expect(Object.keys(policy.tpm.pcrs).map(Number)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    for (const v of Object.values(policy.tpm.pcrs)) expect(v).toMatch(/^[0-9a-f]{64}$/);
+
+    const r = await mesh.activate(coordinator, nodes);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`Coordinator ${coordinator.publicIP} is 10.118.0.1`);
+    expect(r.stderr).toContain("[3/3] activated Node");
+
+    const peers = await mesh.connectAdmin();
+    expect(peers.map((p) => p.role).sort()).toEqual(["admin", "coordinator", "node", "node", "node"]);
+    for (const n of nodes) expect(n.vpnIP).toMatch(/^10\.118\.0\.\d+$/);
+
+    // The admin reaches every Node through its own tunnel.
+    for (const n of nodes) expect(await mesh.ping(n.vpnIP!)).toBeGreaterThan(0);
+
+    // Node 1 reaches Node 2 through the VPN.
+    const [node1, node2] = nodes as [LocalPeer, LocalPeer];
+    expect(await mesh.ping(node2.vpnIP!, node1.netns)).toBeGreaterThan(0);
+    expect(await routeGet(mesh, node1.netns, node2.vpnIP!)).toBe(node1.wgInterface);
+    // ... while its public address stays the only route outside the VPN: no default route, the
+    // underlay /24 on eth0, and nothing of 10.118.0.0/16 except through the WireGuard device.
+    const table = await routes(mesh, node1.netns);
+    expect(table.find((x) => x.dst === "default")).toBeUndefined();
+    expect(table.filter((x) => x.dev !== node1.wgInterface)).toEqual([expect.objectContaining({ dst: "198.18.0.0/24", dev: "eth0" })]);
+    expect(table.filter((x) => x.dst.startsWith("10.118.")).every((x) => x.dev === node1.wgInterface)).toBe(true);
+    expect(await routeGet(mesh, node1.netns, node2.publicIP)).toBe("eth0");
+  }, 45_000);
+
+  it("meshctl add-nodes adds a fifth peer; within one update interval every peer's wg show lists it", async () => {
+    diagnoseOnFailure();
+    const [node4] = (await mesh.startPeers(["node4"])) as [LocalPeer];
+    const key = (await mesh.net.exec(node4.netns, "wg", ["show", node4.wgInterface, "public-key"])).stdout.trim();
+    const r = await mesh.addNodes([node4]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`activated ${node4.publicIP.replaceAll(".", "\\.")}:9000 as 10\\.118\\.0\\.\\d+`));
+    const added = Date.now();
+    const others = [coordinator, ...nodes];
+    await waitFor(async () => ((await Promise.all(others.map((p) => mesh.wgPeers(p)))).every((keys) => keys.includes(key)) ? true : undefined), {
+      what: `every peer to list ${node4.label}'s key`,
+      timeoutMs: convergeMs,
+    });
+    progress.push(`every peer listed node4 ${Date.now() - added} ms after add-nodes returned`);
+    expect(node4.vpnPubKey).toBe(key);
+    expect(await mesh.ping(node4.vpnIP!)).toBeGreaterThan(0);
+    expect(await mesh.ping(node4.vpnIP!, nodes[0]!.netns)).toBeGreaterThan(0);
+    nodes.push(node4);
+  }, 30_000);
+
+  it("a Node whose WireGuard peers were all removed converges back on the next poll", async () => {
+    diagnoseOnFailure();
+    const node2 = nodes[1]!;
+    const before = await tunnelPeers(mesh, node2);
+    expect(before).toHaveLength(nodes.length + 1); // the Coordinator, the other Nodes and the admin
+    const keys = await mesh.wgPeers(node2);
+    await mesh.net.exec(node2.netns, "wg", ["set", node2.wgInterface, ...keys.flatMap((k) => ["peer", k, "remove"])]);
+    expect(await mesh.wgPeers(node2)).toEqual([]);
+    const reset = Date.now();
+    await waitFor(async () => ((await tunnelPeers(mesh, node2)).join() === before.join() ? true : undefined), {
+      what: `${node2.label}'s WireGuard peers to be restored`,
+      timeoutMs: convergeMs,
+    });
+    progress.push(`node2 restored its ${before.length} peers ${Date.now() - reset} ms after the reset`);
+    // Packets flow again once node2 handshakes afresh (it knows the other peers' endpoints); node1's
+    // stale session is replaced by that handshake, so node1 reaches node2 again right away. (The admin,
+    // which node2 cannot dial, gets through after WireGuard's own re-handshake, ~15 s of silence.)
+    expect(await mesh.ping(nodes[0]!.vpnIP!, node2.netns)).toBeGreaterThan(0);
+    expect(await mesh.ping(node2.vpnIP!, nodes[0]!.netns, 3000)).toBeGreaterThan(0);
+  }, 30_000);
+
+  it("a wrong measurement policy (one PCR changed) makes meshctl activate fail with one line naming 'policy pcrs'; nothing is activated", async () => {
+    diagnoseOnFailure();
+    const [fresh] = (await mesh.startPeers(["fresh"])) as [LocalPeer];
+    const policy = JSON.parse(await readFile(mesh.measurementsFile, "utf8")) as { tpm: { pcrs: Record<string, string> } };
+    const pcr0 = policy.tpm.pcrs["0"]!;
+    policy.tpm.pcrs["0"] = `${pcr0.slice(0, -1)}${pcr0.endsWith("0") ? "1" : "0"}`;
+    const wrong = join(mesh.workDir, "wrong-measurements.json");
+    await writeFile(wrong, JSON.stringify(policy));
+
+    const r = await mesh.activate(fresh, [], { measurements: wrong });
+    expect(r.exitCode).toBe(1);
+    const errors = r.stderr.split("\n").filter((l) => l.startsWith("meshctl activate:"));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/policy pcrs: PCR 0 is [0-9a-f]{64}, policy wants [0-9a-f]{64}/);
+    expect(r.stderr.trim().split("\n").at(-1)).toBe(errors[0]!.trim());
+    expect(r.stdout).toBe("");
+
+    // Nothing happened: the peer is still fresh (PCR 11/12 zero: aTLS with requireFresh passes) and AcceptingInit.
+    expect(await getState(mesh, fresh)).toEqual({ exitCode: 0, out: "AcceptingInit" });
+    expect(existsSync(join(mesh.admin.dir, fresh.label, "wg0.conf"))).toBe(false);
+  }, 30_000);
+
+  it("close() removes every process, namespace, WireGuard socket and the temp dir", async () => {
+    const namespaces = [mesh.net.bridgeNs, mesh.admin.netns, ...mesh.peers.map((p) => p.netns)];
+    const sockets = [mesh.admin.wgInterface, ...mesh.peers.map((p) => p.wgInterface)].map((i) => `/var/run/wireguard/${i}.sock`);
+    expect(sockets.filter((s) => existsSync(s))).toHaveLength(sockets.length);
+    await mesh.close();
+    const left = spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout;
+    expect(namespaces.filter((n) => left.includes(n))).toEqual([]);
+    expect(sockets.filter((s) => existsSync(s))).toEqual([]);
+    expect(existsSync(mesh.workDir)).toBe(false);
+    expect(mesh.peers.flatMap((p) => p.processes).map((p) => p.exitStatus)).not.toContain(undefined);
+  });
+});
+
+describe.skipIf(reason !== undefined)(`localmesh command${reason ? ` — skipped: ${reason}` : ""}`, () => {
+  it("localmesh --nodes 1 --keep prints every peer with its RTT through the VPN, and SIGTERM tears everything down", async () => {
+    checkBuilt();
+    const child = execa(process.execPath, [join(repo, "bin", "localmesh.js"), "--nodes", "1", "--keep"], { reject: false, all: false, buffer: true });
+    let stderr = "";
+    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    try {
+      await waitFor(async () => (stderr.includes("press Ctrl-C") ? true : undefined), { what: "localmesh to be up", timeoutMs: 30_000 }, () => {
+        if (child.exitCode !== null) throw new Error(`localmesh exited early (${child.exitCode}): ${stderr}`);
+      });
+      const id = /bridge namespace am-([0-9a-f]{6})-br/.exec(stderr)?.[1];
+      const workDir = /files in (\/\S+)/.exec(stderr)?.[1];
+      expect(id).toBeDefined();
+      expect(spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout).toContain(`am-${id}-coordinator`);
+      child.kill("SIGTERM");
+      const r = await child;
+      expect(r.exitCode, stderr).toBe(0);
+      const rows = r.stdout.trim().split("\n");
+      expect(rows[0]).toMatch(/^ROLE\s+PUBLIC IP\s+VPN IP\s+PING \(VPN\)\s+NAMESPACE$/);
+      expect(rows.slice(1).map((l) => l.split(/\s+/)[0])).toEqual(["coordinator", "node", "admin"]);
+      for (const l of rows.slice(1, 3)) expect(l).toMatch(/^\w+\s+198\.18\.0\.\d+\s+10\.118\.0\.\d+\s+[\d.]+ ms\s+am-/);
+      expect(spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout).not.toContain(`am-${id}-`);
+      expect(readdirSync("/var/run/wireguard").filter((f) => stderr.includes(f.replace(/\.sock$/, "")))).toEqual([]);
+      expect(existsSync(workDir!)).toBe(false);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  }, 45_000);
+});
