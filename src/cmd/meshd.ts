@@ -22,6 +22,7 @@ import type { Store } from "../core/store.js";
 import { LUKSDisk } from "../diskencryption/luks-disk.js";
 import { PubAPIClient } from "../pubapi/client.js";
 import { createPubAPIServer } from "../pubapi/server.js";
+import { EtcdStore } from "../store/store-etcd.js";
 import { VPNAPIClient, vpnapiPort } from "../vpnapi/client.js";
 import { createVPNAPIServer } from "../vpnapi/server.js";
 import { meshdUsage, parseMeshdFlags, type MeshdConfig } from "./flags.js";
@@ -57,7 +58,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     const validators = validatorsFor(policy);
     const vpn = await openVPN(config, logger.child("wireguard"));
     closers.push(() => vpn.close());
-    const store: Store = await openStore(config);
+    const store: Store = await openStore(config, logger);
     closers.push(() => store.close());
     const peerClient = new PubAPIClient({
       activationCredentials: createATLSChannelCredentials(validators, { requireFresh: true }),
@@ -112,9 +113,9 @@ async function makeIssuer(config: MeshdConfig, tpm: Tpm): Promise<Issuer> {
   return new SNPDeviceIssuer();
 }
 
-async function openStore(config: MeshdConfig): Promise<Store> {
+async function openStore(config: MeshdConfig, logger: Logger): Promise<Store> {
   if (config.store.kind === "memory") return MemoryStore.open({ file: join(config.stateDir, "store.json") });
-  throw new FailedPreconditionError("--store etcd://…: the etcd store is not implemented yet; use --store memory");
+  return EtcdStore.open({ endpoints: config.store.endpoints, logger });
 }
 
 function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {

@@ -1,0 +1,187 @@
+/**
+ * etcd test helper: one single-member etcd (Debian `etcd-server`) per call, on free loopback ports,
+ * with its data in a fresh temp dir. Every process and dir is removed by stop(), by stopAllEtcd()
+ * (run automatically after each test file that imports this module), and, for whatever is left, on
+ * process exit and SIGINT/SIGTERM.
+ */
+import { existsSync, rmSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { connect, createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { execa, type ResultPromise } from "execa";
+import { afterAll } from "vitest";
+
+/** Etcd is one running etcd; `endpoint` is "127.0.0.1:PORT" (what --store etcd:// takes). */
+export interface Etcd {
+  endpoint: string;
+  dataDir: string;
+  /** stop terminates etcd (SIGTERM, then SIGKILL after 2 s) and removes dataDir. Idempotent. */
+  stop(): Promise<void>;
+}
+
+const host = "127.0.0.1";
+const readyTimeoutMs = 10_000;
+const maxStartAttempts = 5;
+const setpriv = "/usr/bin/setpriv";
+
+interface Running {
+  child: ResultPromise;
+  dataDir: string;
+  stop(): Promise<void>;
+}
+const running = new Set<Running>();
+
+/** freePort asks the OS for a free loopback port (the tiny race before etcd binds it is retried by startEtcd). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, host, () => {
+      const port = (srv.address() as AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** healthy asks etcd's /health endpoint (served on the client port) whether it has a leader. */
+async function healthy(port: number): Promise<boolean> {
+  try {
+    const res = await fetch(`http://${host}:${port}/health`, { signal: AbortSignal.timeout(1000) });
+    return res.ok && ((await res.json()) as { health?: unknown }).health === "true";
+  } catch {
+    return false;
+  }
+}
+
+async function startOnce(): Promise<Etcd | "port-taken"> {
+  const dataDir = await mkdtemp(join(tmpdir(), "etcd-"));
+  const [clientPort, peerPort] = [await freePort(), await freePort()];
+  if (clientPort === peerPort) return "port-taken";
+  const client = `http://${host}:${clientPort}`;
+  const peer = `http://${host}:${peerPort}`;
+  // setpriv makes the kernel SIGKILL etcd if this process dies without running any handler.
+  const [command, ...prefix] = existsSync(setpriv) ? [setpriv, "--pdeathsig", "KILL", "etcd"] : ["etcd"];
+  const child = execa(
+    command!,
+    [
+      ...prefix,
+      "--name", "default",
+      "--data-dir", dataDir,
+      "--listen-client-urls", client,
+      "--advertise-client-urls", client,
+      "--listen-peer-urls", peer,
+      "--initial-advertise-peer-urls", peer,
+      "--initial-cluster", `default=${peer}`,
+      "--log-level", "error",
+      "--logger", "zap",
+    ],
+    { reject: false, stdin: "ignore", stdout: "ignore", stderr: "pipe", cleanup: true },
+  );
+  let exited = false;
+  void child.then(() => (exited = true));
+  let stopped: Promise<void> | undefined;
+  const entry: Running = {
+    child,
+    dataDir,
+    stop: () =>
+      (stopped ??= (async () => {
+        running.delete(entry);
+        if (!exited) {
+          child.kill("SIGTERM");
+          const timer = setTimeout(() => child.kill("SIGKILL"), 2000);
+          await child;
+          clearTimeout(timer);
+        }
+        await rm(dataDir, { recursive: true, force: true });
+      })()),
+  };
+  running.add(entry);
+  installExitHandlers();
+
+  const deadline = Date.now() + readyTimeoutMs;
+  for (;;) {
+    if (exited) {
+      const r = await child;
+      await entry.stop();
+      const msg = String(r.stderr ?? "");
+      if (/address already in use/i.test(msg)) return "port-taken";
+      throw new Error(`etcd exited before it was ready (exit code ${r.exitCode}): ${msg.slice(-2000)}`);
+    }
+    if (await healthy(clientPort)) break;
+    if (Date.now() > deadline) {
+      await entry.stop();
+      throw new Error(`etcd on ${client} was not healthy within ${readyTimeoutMs} ms`);
+    }
+    await sleep(50);
+  }
+  return { endpoint: `${host}:${clientPort}`, dataDir, stop: entry.stop };
+}
+
+/** startEtcd starts a single-member etcd and resolves once /health reports a leader. */
+export async function startEtcd(): Promise<Etcd> {
+  for (let i = 0; i < maxStartAttempts; i++) {
+    const e = await startOnce();
+    if (e !== "port-taken") return e;
+  }
+  throw new Error(`etcd: ports were taken on each of ${maxStartAttempts} attempts`);
+}
+
+/** closedPort returns a loopback port nobody listens on (checked: a connect is refused). */
+export async function closedPort(): Promise<number> {
+  for (let i = 0; i < 20; i++) {
+    const port = await freePort();
+    const refused = await new Promise<boolean>((resolve) => {
+      const s = connect(port, host);
+      s.once("connect", () => (s.destroy(), resolve(false)));
+      s.once("error", () => resolve(true));
+    });
+    if (refused) return port;
+  }
+  throw new Error("found no closed loopback port");
+}
+
+/** stopAllEtcd stops every etcd this process started and removes their data dirs. */
+export async function stopAllEtcd(): Promise<void> {
+  await Promise.all([...running].map((r) => r.stop()));
+}
+
+let handlersInstalled = false;
+
+/** killAllSync is the last resort on exit and signals: SIGKILL every etcd, remove its data dir. */
+function killAllSync(): void {
+  for (const r of running) {
+    try {
+      r.child.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+    rmSync(r.dataDir, { recursive: true, force: true });
+  }
+  running.clear();
+}
+
+function installExitHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.once("exit", killAllSync);
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    const onSignal = () => {
+      killAllSync();
+      process.removeListener(sig, onSignal);
+      // Re-deliver so the default action (or other listeners) still ends the process.
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    };
+    process.on(sig, onSignal);
+  }
+}
+
+// Inside a vitest file, stop this file's etcds after its tests even if a test forgot to.
+try {
+  afterAll(stopAllEtcd);
+} catch {
+  // imported outside a vitest collection phase: the exit and signal handlers still clean up
+}
