@@ -52,4 +52,12 @@ describe("aTLS on simulated-TPM evidence (swtpm per peer)", () => {
     expect(coord.peer.state).toBe(PeerState.AcceptingInit);
     expect(coord.marker.marks).toBe(0);
   });
+
+  it("a peer whose TPM shows only one of PCR 11/12 set refuses to start, saying so", async () => {
+    mesh = new TestMesh();
+    const peer = await mesh.startPeer("peer");
+    await peer.tpm!.pcrEvent(12, Buffer.alloc(32, 1));
+    const err = await mesh.restartPeer(peer).catch((e: Error) => e);
+    expect(String((err as Error).message)).toMatch(/start: initialized marker is inconsistent/);
+  });
 });
