@@ -56,8 +56,10 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     closers.push(() => (issuer as { close?: () => Promise<void> }).close?.());
     const policy = await loadPolicy(config.measurements);
     const validators = validatorsFor(policy);
-    const vpn = await openVPN(config, logger.child("wireguard"));
+    const vpn = openVPN(config, logger.child("wireguard"));
     closers.push(() => vpn.close());
+    // Open the device now when its key can be read (it can unless a locked state disk holds it).
+    await vpn.getPublicKey();
     const store: Store = await openStore(config, logger);
     closers.push(() => store.close());
     const peerClient = new PubAPIClient({

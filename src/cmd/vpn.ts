@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import type { Logger } from "../core/logger.js";
-import type { VPN } from "../core/vpn.js";
+import type { VPN, VPNPeer } from "../core/vpn.js";
+import type { WireGuardVPN } from "../wireguard/vpn-device.js";
 import { openWireGuardVPN } from "../wireguard/vpn.js";
 import type { MeshdConfig } from "./flags.js";
 
@@ -8,15 +9,32 @@ import type { MeshdConfig } from "./flags.js";
 export type ManagedVPN = VPN & { close(): Promise<void> };
 
 /**
- * openVPN opens the WireGuard device meshd was told to use (--vpn, --wg-interface, --wg-port). The
- * private key lives in the state dir (wg.key, mode 0600), so a restarted peer keeps its identity.
+ * openVPN returns meshd's WireGuard device (--vpn, --wg-interface, --wg-port). The device opens on
+ * first use, not here: its private key lives in the state dir (wg.key, mode 0600), which on a
+ * rebooted peer with a state disk exists only once the disk is unlocked. Concurrent first calls
+ * share one opening; a failed opening is retried by the next call.
  */
-export function openVPN(config: MeshdConfig, logger: Logger): Promise<ManagedVPN> {
-  return openWireGuardVPN({
-    interfaceName: config.wgInterface,
-    listenPort: config.wgPort,
-    privateKeyFile: join(config.stateDir, "wg.key"),
-    backend: config.vpn,
-    logger,
-  });
+export function openVPN(config: MeshdConfig, logger: Logger): ManagedVPN {
+  let device: Promise<WireGuardVPN> | undefined;
+  const get = (): Promise<WireGuardVPN> => {
+    device ??= openWireGuardVPN({
+      interfaceName: config.wgInterface,
+      listenPort: config.wgPort,
+      privateKeyFile: join(config.stateDir, "wg.key"),
+      backend: config.vpn,
+      logger,
+    }).catch((err: unknown) => {
+      device = undefined;
+      throw err;
+    });
+    return device;
+  };
+  return {
+    getPublicKey: async () => (await get()).getPublicKey(),
+    setInterfaceIP: async (ip: string) => (await get()).setInterfaceIP(ip),
+    updatePeers: async (peers: readonly VPNPeer[]) => (await get()).updatePeers(peers),
+    close: async () => {
+      if (device) await (await device.catch(() => undefined))?.close();
+    },
+  };
 }

@@ -8,7 +8,7 @@ import { checkMasterSecret, deriveOwnerID, newClusterID, stateDiskKey } from "./
 import type { Logger } from "./logger.js";
 import type { InitMarker } from "./marker.js";
 import { Node } from "./node.js";
-import type { NodeState, NodeStateFile } from "./node-state.js";
+import type { NodeState, NodeStateStore } from "./node-state.js";
 import type { PeerRecord } from "./peer.js";
 import { checkNodeActivation, checkNodeEndpoints } from "./requests.js";
 import type { CoordinatorDialer, NodeActivationRequest, NodeExchange, PeerClient, PeerUpdate } from "./remote.js";
@@ -28,7 +28,7 @@ export interface MeshPeerOptions {
   /** disk is the LUKS2 state disk; undefined skips disk steps (with a log line). */
   disk: StateDisk | undefined;
   marker: InitMarker;
-  nodeState: NodeStateFile;
+  nodeState: NodeStateStore;
   /** store is used once the peer is a Coordinator. The MeshPeer does not close it. */
   store: Store;
   peerClient: PeerClient;

@@ -25,8 +25,21 @@ export interface NodeState {
   coordinatorPeers: PeerRecord[];
 }
 
+/**
+ * NodeStateStore keeps a peer's NodeState where it survives a reboot and is readable before the
+ * state disk is unlocked (it is public bootstrap data): a file (NodeStateFile) or the LUKS2 header.
+ */
+export interface NodeStateStore {
+  /** path names where the state is kept, for messages. */
+  readonly path: string;
+  /** save replaces the state durably; it completes before the caller marks the TPM. */
+  save(state: NodeState): Promise<void>;
+  /** load returns the saved state, undefined when there is none, or throws when it is corrupt. */
+  load(): Promise<NodeState | undefined>;
+}
+
 /** NodeStateFile reads and writes NodeState as a JSON file with mode 0600, atomically. */
-export class NodeStateFile {
+export class NodeStateFile implements NodeStateStore {
   readonly #path: string;
 
   constructor(path: string) {
@@ -53,15 +66,23 @@ export class NodeStateFile {
       throw new InternalError(`node state: read ${this.#path}`, { cause: err });
     }
     try {
-      const v = JSON.parse(text) as NodeState;
-      if (v.role !== "coordinator" && v.role !== "node") throw new Error("role");
-      checkIP(v.vpnIP, "vpnIP");
-      if (!/^[0-9a-f]{64}$/.test(v.ownerID) || !/^[0-9a-f]{64}$/.test(v.clusterID)) throw new Error("ownerID/clusterID");
-      if (!Array.isArray(v.coordinatorVPNIPs) || !Array.isArray(v.coordinatorEndpoints)) throw new Error("coordinators");
-      v.coordinatorPeers = checkPeerSet(v.coordinatorPeers ?? [], "coordinatorPeers");
-      return v;
+      return checkNodeState(JSON.parse(text));
     } catch (err) {
       throw new InternalError(`node state: ${this.#path} is corrupt`, { cause: err });
     }
   }
+}
+
+/** checkNodeState validates a parsed NodeState (from a file or a LUKS2 token) and returns it. */
+export function checkNodeState(value: unknown): NodeState {
+  const v = value as NodeState;
+  if (typeof v !== "object" || v === null) throw new Error("not an object");
+  if (v.role !== "coordinator" && v.role !== "node") throw new Error("role");
+  checkIP(v.vpnIP, "vpnIP");
+  if (!/^[0-9a-f]{64}$/.test(v.ownerID) || !/^[0-9a-f]{64}$/.test(v.clusterID)) throw new Error("ownerID/clusterID");
+  if (!Array.isArray(v.coordinatorVPNIPs) || !Array.isArray(v.coordinatorEndpoints)) throw new Error("coordinators");
+  v.coordinatorVPNIPs.forEach((ip, i) => checkIP(ip, `coordinatorVPNIPs[${i}]`));
+  if (!v.coordinatorEndpoints.every((e) => typeof e === "string" && e.length < 300)) throw new Error("coordinatorEndpoints");
+  v.coordinatorPeers = checkPeerSet(v.coordinatorPeers ?? [], "coordinatorPeers");
+  return v;
 }
