@@ -16,7 +16,10 @@ packages=(
   etcd-server
   iproute2 iputils-ping
   g++ make python3 pkg-config
+  qemu-system-x86 busybox kmod e2fsprogs
 )
+# The VM tier boots /boot's Debian kernel; install one only when the machine has none.
+compgen -G "/boot/vmlinuz-*" >/dev/null || packages+=(linux-image-amd64)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

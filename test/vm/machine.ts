@@ -1,0 +1,199 @@
+/**
+ * One VM across its boots: a tap, a disk image (/dev/vda), a TPM state dir and a share dir that
+ * outlive each boot, and the current boot (QemuBoot) with its guest agent. The cluster (vm.ts)
+ * makes VMs; the API is documented there.
+ */
+import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, statSync } from "node:fs";
+import { join } from "node:path";
+
+import type { Accel } from "./accel.js";
+import { AgentClient, type ExecOptions, type GuestResult } from "./agent.js";
+import { GuestProcess } from "./guest-process.js";
+import { guestShareDir } from "./initramfs.js";
+import type { Kernel } from "./kernel.js";
+import type { Tap } from "./network.js";
+import { QemuBoot } from "./qemu.js";
+import { VmError, tailLines, waitUntil } from "./wait.js";
+
+/** VmContext is what a VM needs from its cluster. */
+export interface VmContext {
+  readonly kernel: Kernel;
+  readonly initrd: string;
+  readonly accel: Accel;
+  /** workDir holds one directory per VM. */
+  readonly workDir: string;
+  /** network.ns is the admin namespace QEMU runs in. */
+  readonly network: { readonly ns: string };
+}
+
+/** VmOptions configure one VM; only `name` is required. */
+export interface VmOptions {
+  /** name is the guest's hostname and the VM's dir name; unique per cluster. */
+  name: string;
+  /** memoryMiB: undefined means 1024. */
+  memoryMiB?: number;
+  /** cpus: undefined means 1 (TCG runs one host thread per vCPU). */
+  cpus?: number;
+  /** diskMiB is /dev/vda's size (a sparse raw file kept across reboots); undefined means 256. */
+  diskMiB?: number;
+  /** modules are modprobed before the agent is ready (e.g. "wireguard", "dm_crypt"); virtio_net and virtio_blk always are. */
+  modules?: readonly string[];
+  /** bootTimeoutMs bounds each boot until the agent is ready; undefined: 30 s with KVM, 120 s with TCG. */
+  bootTimeoutMs?: number;
+  /** services are started (spawn) after every boot, name → bash command. */
+  services?: Readonly<Record<string, string>>;
+  /** kernelArgs are appended to the kernel command line. */
+  kernelArgs?: readonly string[];
+  /** kernel boots another vmlinuz than the cluster's (failure tests). */
+  kernel?: string;
+  /** agent replaces the guest agent's script (failure tests: a guest that never becomes ready). */
+  agent?: string;
+}
+
+/** BootTiming is one boot's duration as seen from the host and from the guest. */
+export interface BootTiming {
+  /** hostMs is from starting swtpm to seeing the agent's ready file. */
+  hostMs: number;
+  /** guestUptimeS is the guest's uptime when the agent became ready. */
+  guestUptimeS: number;
+}
+
+/** Vm is one VM. Methods may be called concurrently except start/stop/reboot, which must not overlap. */
+export class Vm {
+  /** ip is the guest's address on the bridge (198.18.1.x), reachable from the admin namespace. */
+  readonly ip: string;
+  readonly dir: string;
+  readonly diskPath: string;
+  readonly tpmStateDir: string;
+  /** shareDir is the host side of the guest's /run/vm. */
+  readonly shareDir: string;
+  /** serialLog accumulates the console of every boot. */
+  readonly serialLog: string;
+  /** boots lists every completed boot's timing, in order. */
+  readonly boots: BootTiming[] = [];
+  private boot: QemuBoot | undefined;
+  private serialOffset = 0;
+  private readonly agent: AgentClient;
+
+  constructor(private readonly cluster: VmContext, readonly options: VmOptions, private readonly tap: Tap) {
+    this.ip = tap.ip;
+    this.dir = join(cluster.workDir, options.name);
+    this.diskPath = join(this.dir, "disk.img");
+    this.tpmStateDir = join(this.dir, "tpm");
+    this.shareDir = join(this.dir, "share");
+    this.serialLog = join(this.dir, "serial.log");
+    mkdirSync(this.tpmStateDir, { recursive: true });
+    const fd = openSync(this.diskPath, "w");
+    ftruncateSync(fd, (options.diskMiB ?? 256) << 20);
+    closeSync(fd);
+    this.agent = new AgentClient(this.shareDir, { name: options.name, abort: () => this.notRunning(), serialTail: () => this.serialTail() });
+  }
+
+  /** name is the guest's hostname. */
+  get name(): string {
+    return this.options.name;
+  }
+
+  /** running is true between a successful start() and stop() while QEMU lives. */
+  get running(): boolean {
+    return this.notRunning() === undefined;
+  }
+
+  private notRunning(): string | undefined {
+    return this.boot ? this.boot.exitReason() : `${this.name} is stopped`;
+  }
+
+  /** serialTail returns the last lines of the current (or last) boot's console. */
+  serialTail(lines = 40): string {
+    return tailLines(this.serialLog, lines, this.serialOffset);
+  }
+
+  /** start boots the VM and resolves when the agent is ready (then starts `services`); VmError on failure. */
+  async start(): Promise<BootTiming> {
+    if (this.boot) throw new Error(`${this.name}: already started`);
+    const t0 = Date.now();
+    this.serialOffset = existsSync(this.serialLog) ? statSync(this.serialLog).size : 0;
+    this.agent.prepare(this.options.agent);
+    const c = this.cluster;
+    const kernel = this.options.kernel ? { ...c.kernel, vmlinuz: this.options.kernel } : c.kernel;
+    const modules = this.options.modules?.length ? [`am.modules=${this.options.modules.join(",")}`] : [];
+    this.boot = await QemuBoot.start({
+      name: this.name, ns: c.network.ns, kernel, initrd: c.initrd, accel: c.accel,
+      memoryMiB: this.options.memoryMiB ?? 1024, cpus: this.options.cpus ?? 1,
+      dir: this.dir, diskPath: this.diskPath, tpmStateDir: this.tpmStateDir, shareDir: this.shareDir,
+      serialLog: this.serialLog, tap: this.tap,
+      kernelArgs: [`am.name=${this.name}`, `am.ip=${this.tap.cidr}`, ...modules, ...(this.options.kernelArgs ?? [])],
+    });
+    try {
+      const guestUptimeS = await waitUntil(() => this.agent.readyUptimeS(), {
+        timeoutMs: this.options.bootTimeoutMs ?? (c.accel.name === "kvm" ? 30_000 : 120_000),
+        intervalMs: 100,
+        what: `${this.name} to boot (agent ready)`,
+        abort: () => this.notRunning(),
+        detail: () => this.serialTail(),
+      });
+      const timing = { hostMs: Date.now() - t0, guestUptimeS };
+      this.boots.push(timing);
+      for (const [name, command] of Object.entries(this.options.services ?? {})) await this.spawn(name, command);
+      return timing;
+    } catch (err) {
+      await this.stop({ graceful: false });
+      throw err;
+    }
+  }
+
+  /**
+   * stop ends the current boot, keeping disk and TPM state. graceful (default): `sync` in the guest,
+   * then QEMU is asked to quit; graceful=false is a power cut. Idempotent.
+   */
+  async stop(options: { graceful?: boolean } = {}): Promise<void> {
+    const m = this.boot;
+    if (!m) return;
+    const graceful = options.graceful ?? true;
+    if (graceful && this.running) await this.agent.exec("sync", { timeoutMs: 10_000 }).catch(() => undefined);
+    await m.stop(graceful);
+    this.boot = undefined;
+  }
+
+  /** reboot is stop() then start(); resolves with the new boot's timing. */
+  async reboot(options: { graceful?: boolean } = {}): Promise<BootTiming> {
+    await this.stop(options);
+    return this.start();
+  }
+
+  /** exec runs a bash script in the guest; it rejects only on timeout or a dead VM, not on a non-zero exit. */
+  exec(script: string, options?: ExecOptions): Promise<GuestResult> {
+    const why = this.notRunning();
+    if (why) return Promise.reject(new VmError("exited", `exec on ${this.name}: ${why}`, this.serialTail()));
+    return this.agent.exec(script, options);
+  }
+
+  /** run is exec() that rejects with VmError("failed") unless the script exits 0; resolves with stdout. */
+  async run(script: string, options?: ExecOptions): Promise<string> {
+    const r = await this.exec(script, options);
+    if (r.exitCode !== 0) {
+      throw new VmError("failed", `\`${script.trim().split("\n")[0]}\` on ${this.name} exited ${r.exitCode}: ${(r.stderr || r.stdout).trim().slice(-2000)}`, "");
+    }
+    return r.stdout;
+  }
+
+  /** spawn starts a long-running guest command in its own session; its output goes to `<name>.log` in the share. */
+  async spawn(name: string, command: string): Promise<GuestProcess> {
+    const p = new GuestProcess(this, name, guestShareDir);
+    await p.start(command);
+    return p;
+  }
+
+  /** waitForSerial polls the current boot's console for `pattern`. */
+  async waitForSerial(pattern: RegExp, timeoutMs: number): Promise<void> {
+    await waitUntil(() => (pattern.test(tailLines(this.serialLog, 10_000, this.serialOffset)) ? true : undefined), {
+      timeoutMs, intervalMs: 200, what: `${pattern} on ${this.name}'s console`, abort: () => this.notRunning(), detail: () => this.serialTail(),
+    });
+  }
+
+  /** killSync SIGKILLs QEMU and swtpm (exit handlers only). */
+  killSync(): void {
+    this.boot?.killSync();
+  }
+}
+
