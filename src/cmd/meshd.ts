@@ -1,5 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
-import { mkdir } from "node:fs/promises";
+import { mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Issuer } from "../attestation/attestation.js";
 import { Tpm } from "../attestation/native.js";
@@ -16,7 +16,10 @@ import { systemClock } from "../core/clock.js";
 import { errorMessage, FailedPreconditionError } from "../core/errors.js";
 import { createLogger, type Logger } from "../core/logger.js";
 import { MeshPeer } from "../core/mesh-peer.js";
-import { NodeStateFile } from "../core/node-state.js";
+import { NodeStateFile, type NodeStateStore } from "../core/node-state.js";
+import type { StateDisk } from "../core/disk.js";
+import { LUKSTokenNodeState } from "../diskencryption/bootstrap-token.js";
+import { StateVolume } from "../diskencryption/state-volume.js";
 import { MemoryStore } from "../core/store-memory.js";
 import type { Store } from "../core/store.js";
 import { LUKSDisk } from "../diskencryption/luks-disk.js";
@@ -56,10 +59,16 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     closers.push(() => (issuer as { close?: () => Promise<void> }).close?.());
     const policy = await loadPolicy(config.measurements);
     const validators = validatorsFor(policy);
+    const { disk, nodeState, locked } = await openStateDisk(config, logger.child("disk"));
     const vpn = openVPN(config, logger.child("wireguard"));
     closers.push(() => vpn.close());
     // Open the device now when its key can be read (it can unless a locked state disk holds it).
-    await vpn.getPublicKey();
+    if (!locked) await vpn.getPublicKey();
+    else if ((await nodeState.load())?.role === "coordinator") {
+      throw new FailedPreconditionError(
+        `--disk ${config.disk}: the Coordinator's state disk is locked after a reboot; a Coordinator cannot unlock itself (its master secret is on that disk) and recovering one is not supported yet`,
+      );
+    } else logger.info("state disk is locked: waiting for its key from a Coordinator before anything else");
     const store: Store = await openStore(config, logger);
     closers.push(() => store.close());
     const peerClient = new PubAPIClient({
@@ -67,11 +76,6 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
       credentials: createATLSChannelCredentials(validators),
     });
     closers.push(() => peerClient.close());
-    const disk = config.disk
-      ? new LUKSDisk({ device: config.disk, initialKeyFile: config.diskInitialKey, logger: logger.child("disk") })
-      : undefined;
-    if (disk) await disk.checkLUKS2();
-    else logger.info("no --disk: state-disk steps will be skipped");
     let peerRef: MeshPeer | undefined;
     const peer = await MeshPeer.start({
       publicIP: config.publicIP,
@@ -80,7 +84,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
       vpn,
       disk,
       marker: new TPMMarker(tpm),
-      nodeState: new NodeStateFile(join(config.stateDir, "node-state.json")),
+      nodeState,
       store,
       peerClient,
       dialCoordinator: (ip) => new VPNAPIClient(`${ip}:${vpnapiPort}`),
@@ -107,6 +111,37 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     await shutdown();
     throw err;
   }
+}
+
+/**
+ * diskPBKDF is used for every keyslot meshd makes. State-disk keys are 32 random or HKDF-derived
+ * bytes, never passwords, so key stretching adds nothing and argon2's memory would hurt small VMs.
+ */
+const diskPBKDF = { type: "pbkdf2", iterations: 1000 } as const;
+
+/**
+ * openStateDisk sets up --disk. A block device is the real state disk (DESIGN.md): formatted on
+ * first boot, mapped as `state` and mounted at the state dir, node state kept as public bootstrap
+ * data in its LUKS2 header; a file is the embedded default (a LUKS2 header whose key is rotated,
+ * no mapping). Without --disk, disk steps are skipped.
+ */
+async function openStateDisk(config: MeshdConfig, logger: Logger): Promise<{ disk: StateDisk | undefined; nodeState: NodeStateStore; locked: boolean }> {
+  const fileState = new NodeStateFile(join(config.stateDir, "node-state.json"));
+  if (!config.disk) {
+    logger.info("no --disk: state-disk steps will be skipped");
+    return { disk: undefined, nodeState: fileState, locked: false };
+  }
+  const info = await stat(config.disk).catch((err: NodeJS.ErrnoException) => {
+    throw new FailedPreconditionError(`--disk ${config.disk}: ${err.code === "ENOENT" ? "no such device or file" : err.message}`);
+  });
+  if (info.isBlockDevice()) {
+    const { volume, state } = await StateVolume.prepare({ device: config.disk, mountPoint: config.stateDir, initialKeyFile: config.diskInitialKey, pbkdf: diskPBKDF, logger });
+    logger.info("state disk prepared", { device: config.disk, state });
+    return { disk: volume, nodeState: new LUKSTokenNodeState(config.disk), locked: state === "locked" };
+  }
+  const disk = new LUKSDisk({ device: config.disk, initialKeyFile: config.diskInitialKey, pbkdf: diskPBKDF, logger });
+  await disk.checkLUKS2();
+  return { disk, nodeState: fileState, locked: false };
 }
 
 async function makeIssuer(config: MeshdConfig, tpm: Tpm): Promise<Issuer> {

@@ -71,6 +71,8 @@ export interface RunContext {
   device: string;
   /** key, when set, is written to the child's stdin and then closed; otherwise stdin is /dev/null. */
   key?: Uint8Array;
+  /** input is non-secret stdin (a token's JSON); ignored when `key` is set. */
+  input?: Uint8Array;
   /** keyContext says a key is involved (stdin or a key file), so exit 2 means a wrong key. */
   keyContext?: boolean;
   /** okExitCodes are the statuses returned instead of thrown (default [0]). */
@@ -84,7 +86,52 @@ export interface CryptsetupRunnerOptions {
   /** timeoutMs bounds each run; the child gets SIGTERM after it. */
   timeoutMs: number;
   logger: Logger;
+  /** exec runs the child (default {@link execaExec}); unit tests inject a fake. */
+  exec?: Exec;
 }
+
+/** ExecOptions are one child run's stdin (undefined: /dev/null) and time limit. */
+export interface ExecOptions {
+  input?: Uint8Array;
+  timeoutMs: number;
+}
+
+/** ExecResult is how a child ended; exitCode is undefined when it could not run or was killed. */
+export interface ExecResult {
+  exitCode: number | undefined;
+  stdout: string;
+  stderr: string;
+  timedOut?: boolean;
+  signal?: string | undefined;
+  /** spawnCode is the errno name when the program could not be started ("ENOENT"). */
+  spawnCode?: string | undefined;
+}
+
+/**
+ * Exec runs `file args…` in the C locale and resolves with how it ended; it never rejects for a
+ * failed child. Implementations must pass `input` only on stdin (it may be a key).
+ */
+export type Exec = (file: string, args: readonly string[], options: ExecOptions) => Promise<ExecResult>;
+
+/** execaExec is the real {@link Exec}: execa, environment plus LC_ALL=C, stdin from input or /dev/null. */
+export const execaExec: Exec = async (file, args, options) => {
+  const input = options.input;
+  const r = await execa(file, args, {
+    ...(input ? { input: Buffer.from(input.buffer, input.byteOffset, input.byteLength) } : { stdin: "ignore" as const }),
+    reject: false,
+    timeout: options.timeoutMs,
+    env: { LC_ALL: "C", LANG: "C" },
+    stripFinalNewline: true,
+  });
+  return {
+    exitCode: r.exitCode,
+    stdout: String(r.stdout ?? ""),
+    stderr: String(r.stderr ?? ""),
+    timedOut: r.timedOut,
+    signal: r.signal,
+    spawnCode: (r as { code?: string }).code,
+  };
+};
 
 /**
  * CryptsetupRunner runs cryptsetup. It does not serialize: callers hold cryptsetupMutex around
@@ -98,13 +145,8 @@ export class CryptsetupRunner {
   async run(args: readonly string[], ctx: RunContext): Promise<RunResult> {
     const started = Date.now();
     const keys = ctx.key ? [ctx.key] : [];
-    const r = await execa(this.opts.path, args, {
-      ...(ctx.key ? { input: Buffer.from(ctx.key.buffer, ctx.key.byteOffset, ctx.key.byteLength) } : { stdin: "ignore" as const }),
-      reject: false,
-      timeout: this.opts.timeoutMs,
-      env: { LC_ALL: "C", LANG: "C" },
-      stripFinalNewline: true,
-    });
+    const input = ctx.key ?? ctx.input;
+    const r = await (this.opts.exec ?? execaExec)(this.opts.path, args, { ...(input ? { input } : {}), timeoutMs: this.opts.timeoutMs });
     this.opts.logger.debug("cryptsetup", {
       op: ctx.op,
       args: args.join(" "),
@@ -119,7 +161,7 @@ export class CryptsetupRunner {
       );
     }
     if (r.exitCode === undefined) {
-      const spawnCode = (r as { code?: string }).code;
+      const spawnCode = r.spawnCode;
       if (spawnCode === "ENOENT") {
         throw new CryptsetupError(
           "cryptsetup-not-found",
@@ -133,8 +175,7 @@ export class CryptsetupRunner {
         `${ctx.op} ${ctx.device}: cryptsetup ${args[0] ?? ""} ${r.signal ? `was killed by ${r.signal}` : `failed to run (${spawnCode ?? "unknown"})`}`,
       );
     }
-    const stdout = String(r.stdout ?? "");
-    const stderr = String(r.stderr ?? "");
+    const { stdout, stderr } = r;
     if (!(ctx.okExitCodes ?? [0]).includes(r.exitCode)) {
       throw errorForExit(r.exitCode, stderr || stdout, { op: ctx.op, device: ctx.device, keyContext: ctx.keyContext ?? keys.length > 0, keys });
     }

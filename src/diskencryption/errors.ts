@@ -21,6 +21,9 @@ export type DiskErrorReason =
   | "invalid-argument"
   | "timeout"
   | "cryptsetup-not-found"
+  | "device-not-blank"
+  | "corrupt-metadata"
+  | "command-failed"
   | "internal";
 
 const codeOf: Record<DiskErrorReason, CoreErrorCode> = {
@@ -37,6 +40,9 @@ const codeOf: Record<DiskErrorReason, CoreErrorCode> = {
   "invalid-argument": "invalid-argument",
   timeout: "deadline-exceeded",
   "cryptsetup-not-found": "failed-precondition",
+  "device-not-blank": "failed-precondition",
+  "corrupt-metadata": "internal",
+  "command-failed": "internal",
   internal: "internal",
 };
 
@@ -132,6 +138,34 @@ export class DeviceBusyError extends DiskError {
     super("device-busy", device, message, options);
   }
 }
+
+/** DeviceNotBlankError: the device holds no LUKS2 header but is not blank either; it is never formatted over. */
+export class DeviceNotBlankError extends DiskError {
+  constructor(device: string, message: string, options?: DiskErrorOptions) {
+    super("device-not-blank", device, message, options);
+  }
+}
+
+/** CorruptMetadataError: public metadata kept in the LUKS2 header (a bootstrap token) is malformed. */
+export class CorruptMetadataError extends DiskError {
+  constructor(device: string, message: string, options?: DiskErrorOptions) {
+    super("corrupt-metadata", device, message, options);
+  }
+}
+
+/** TokenTooLargeError: a bootstrap token would not fit the LUKS2 header beside its keyslots; nothing was written. */
+export class TokenTooLargeError extends DiskError {
+  constructor(device: string, message: string, options?: DiskErrorOptions) {
+    super("invalid-argument", device, message, options);
+  }
+}
+
+/**
+ * VolumeCommandError: a step of the state volume other than cryptsetup failed (blkid, mkfs.ext4,
+ * mount, umount, findmnt, the mapping's device node not appearing); `reason` is "command-failed",
+ * "timeout", "device-busy" or "invalid-argument".
+ */
+export class VolumeCommandError extends DiskError {}
 
 /**
  * CryptsetupError: any other cryptsetup failure; `reason` tells which (exit 1 invalid-argument,
