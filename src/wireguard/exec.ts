@@ -44,8 +44,12 @@ export class CommandError extends Error {
 /** execaRunner is the production CommandRunner (execa, no shell, stdin from `input` or /dev/null). */
 export const execaRunner: CommandRunner = async (file, args, options = {}) => {
   const command = [file, ...args].join(" ");
+  // Node gives children a socket as stdin, and /dev/stdin of a socket cannot be opened (wg's
+  // `private-key /proc/self/fd/0` fails). `cat |` hands the command a real pipe instead;
+  // the secret still travels only through stdin.
+  const [f, a] = args.includes("/proc/self/fd/0") ? ["bash", ["-c", 'cat | "$@"', "bash", file, ...args]] : [file, [...args]];
   try {
-    const r = await execa(file, [...args], {
+    const r = await execa(f, a, {
       input: options.input ?? "",
       timeout: options.timeoutMs ?? 10_000,
       stripFinalNewline: false,

@@ -9,13 +9,18 @@ import { WireGuardVPN } from "./vpn-device.js";
 
 /**
  * KernelVPN drives a kernel WireGuard link (`ip link add <if> type wireguard`) with wg(8). Secrets
- * only travel on stdin: the private key through `wg set <if> private-key /dev/stdin`, peers through
- * `wg syncconf <if> /dev/stdin` (one batched netlink change that removes what is not wanted and
+ * only travel on stdin: the private key through `wg set <if> private-key /proc/self/fd/0`, peers through
+ * `wg syncconf <if> /proc/self/fd/0` (one batched netlink change that removes what is not wanted and
  * sets the rest). An existing kernel WireGuard link of that name is adopted (a restarted meshd);
  * close() deletes the link only if this object created it. See WireGuardVPN for the contract.
  */
 export class KernelVPN extends WireGuardVPN {
   private created = false;
+  /**
+   * privateKey is kept for writePeers: `wg syncconf` treats its input as the whole configuration,
+   * so a config without PrivateKey and ListenPort would clear the key and pick a random port.
+   */
+  private privateKey: Uint8Array | undefined;
 
   protected override async createDevice(privateKey: Uint8Array): Promise<void> {
     const iface = this.interfaceName;
@@ -32,7 +37,8 @@ export class KernelVPN extends WireGuardVPN {
       if (!/\bwireguard\b/.test(shown.stdout)) throw new WireGuardError("not-wireguard", `create interface ${iface}: a link named ${iface} exists and is not a kernel WireGuard device`);
       this.log.info("adopting existing kernel WireGuard link", { interface: iface });
     }
-    const args = ["set", iface, "private-key", "/dev/stdin", "listen-port", String(this.options.listenPort)];
+    this.privateKey = Uint8Array.from(privateKey); // a copy: the caller wipes its buffer after start
+    const args = ["set", iface, "private-key", "/proc/self/fd/0", "listen-port", String(this.options.listenPort)];
     await this.run("set private key", "wg", args, { input: `${encodeKey(privateKey)}\n` });
   }
 
@@ -41,7 +47,9 @@ export class KernelVPN extends WireGuardVPN {
   }
 
   protected override async writePeers(_diff: PeerDiff, wanted: readonly PeerConfig[]): Promise<void> {
-    await this.run("update peers", "wg", ["syncconf", this.interfaceName, "/dev/stdin"], { input: renderWgConfig({ peers: wanted }) });
+    if (!this.privateKey) throw new WireGuardError("inconsistent", `update peers ${this.interfaceName}: the device was not started`);
+    const config = renderWgConfig({ privKey: encodeKey(this.privateKey), listenPort: this.options.listenPort, peers: wanted });
+    await this.run("update peers", "wg", ["syncconf", this.interfaceName, "/proc/self/fd/0"], { input: config });
   }
 
   protected override async destroyDevice(): Promise<void> {

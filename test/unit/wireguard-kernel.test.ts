@@ -80,7 +80,7 @@ describe("KernelVPN (fake ip/wg)", () => {
     const fake = new FakeKernel();
     const vpn = await kernelVPN(fake);
     await vpn.start();
-    expect(fake.calls.map((c) => c.cmd)).toEqual(["ip link add wg0 type wireguard", "wg set wg0 private-key /dev/stdin listen-port 51820", "wg show wg0 dump"]);
+    expect(fake.calls.map((c) => c.cmd)).toEqual(["ip link add wg0 type wireguard", "wg set wg0 private-key /proc/self/fd/0 listen-port 51820", "wg show wg0 dump"]);
     expect(await vpn.getPublicKey()).toBe(publicKeyOf(fake.privKey!));
     for (const c of fake.calls) {
       expect(c.cmd).not.toContain(fake.privKey);
@@ -96,14 +96,17 @@ describe("KernelVPN (fake ip/wg)", () => {
     expect(fake.calls[0]!.cmd).toBe("ip netns exec am-x ip link add wg0 type wireguard");
   });
 
-  it("syncs peers through `wg syncconf … /dev/stdin`, and writes nothing for a no-op", async () => {
+  it("syncs peers through `wg syncconf … /proc/self/fd/0`, and writes nothing for a no-op", async () => {
     const fake = new FakeKernel();
     const vpn = await kernelVPN(fake);
     await vpn.start();
     await vpn.updatePeers([spec(1), spec(2)]);
-    const syncs = () => fake.calls.filter((c) => c.cmd === "wg syncconf wg0 /dev/stdin");
+    const syncs = () => fake.calls.filter((c) => c.cmd === "wg syncconf wg0 /proc/self/fd/0");
     expect(syncs()).toHaveLength(1);
-    expect(syncs()[0]!.input).not.toContain("PrivateKey");
+    // Regression (seen in the VM tier): syncconf input is the whole configuration; without these two
+    // lines the kernel device lost its private key and moved to a random port.
+    expect(syncs()[0]!.input).toContain(`PrivateKey = ${fake.privKey}`);
+    expect(syncs()[0]!.input).toContain("ListenPort = 51820");
     expect((await vpn.listPeers()).map((p) => p.allowedIPs[0]).sort()).toEqual(["10.118.0.11/32", "10.118.0.12/32"]);
     await vpn.updatePeers([spec(2), spec(1)]);
     expect(syncs()).toHaveLength(1);

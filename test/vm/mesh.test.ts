@@ -1,0 +1,127 @@
+// The VM tier's mesh test (issue 6): every peer a QEMU VM with its own vTPM at /dev/tpmrm0, kernel
+// WireGuard and a dm-crypt state disk; the admin activates from the admin namespace; a Node VM is
+// rebooted and re-joins with no admin action.
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stateDiskKey } from "../../src/core/keys.js";
+import { until } from "../helpers/wait.js";
+import { canRunVM, repoRoot, VmCluster, type Vm } from "./vm.js";
+
+const reason = canRunVM();
+const names = ["coord", "node1", "node2"];
+const ipOf = (i: number): string => `198.18.1.${i + 2}`;
+const meshd = (ip: string): string =>
+  `node ${repoRoot}/bin/meshd.js --listen ${ip}:9000 --vpn kernel --attestation tpm --tpm device ` +
+  `--disk /dev/vda --state-dir /var/lib/meshd --update-interval 2`;
+
+describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason}` : ""}`, () => {
+  let cluster: VmCluster;
+  let vms: Vm[];
+  let dir: string;
+  let admin: { ownerId: string; clusterId: string; adminVPNIP: string };
+  let adminIf: string;
+  const secret = randomBytes(32);
+  const fileStart = Date.now();
+
+  const meshctl = (args: string[], timeoutMs = 300_000) => cluster.admin("node", [`${repoRoot}/bin/meshctl.js`, ...args], { timeoutMs, reject: false });
+  const adminPing = async (ip: string) => (await cluster.network.exec("ping", ["-c", "1", "-W", "2", ip], { reject: false })).exitCode === 0;
+  const meshdLog = (vm: Vm) => {
+    try {
+      return readFileSync(join(vm.shareDir, "meshd.log"), "utf8").split("\n").slice(-30).join("\n");
+    } catch {
+      return "(no meshd log)";
+    }
+  };
+
+  beforeAll(async () => {
+    const built = statSync(join(repoRoot, "dist/src/cmd/meshd.js")).mtimeMs;
+    if (statSync(join(repoRoot, "src/cmd/meshd.ts")).mtimeMs > built) throw new Error("dist/ is stale: run npm run build");
+    dir = mkdtempSync(join(tmpdir(), "am-vm-mesh-"));
+    cluster = await VmCluster.create();
+    vms = await cluster.startAll(
+      names.map((name, i) => ({ name, modules: ["wireguard", "dm_crypt"], diskMiB: 64, services: { meshd: meshd(ipOf(i)) } })),
+    );
+    vms.forEach((vm, i) => expect(vm.ip).toBe(ipOf(i)));
+    // Wait for every meshd's pubapi; a meshd that exits (its last line "meshd: <reason>") fails at once.
+    await Promise.all(
+      vms.map((vm) =>
+        until(`meshd on ${vm.name} to serve`, async () => {
+          if (/^meshd: /m.test(meshdLog(vm))) throw new Error(`meshd on ${vm.name} exited:\n${meshdLog(vm)}`);
+          return cluster.network.canConnect(vm.ip, 9000);
+        }, 180_000),
+      ),
+    );
+  }, 420_000);
+
+  afterAll(async () => {
+    if (adminIf) await cluster?.network.exec("wg-quick", ["down", join(dir, `${adminIf}.conf`)], { reject: false });
+    await cluster?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    console.info(`vm mesh: file took ${Math.round((Date.now() - fileStart) / 1000)} s`);
+  }, 120_000);
+
+  it("activates 1 Coordinator + 2 Nodes with a policy of the vTPMs' PCRs; everyone pings through kernel WireGuard", async () => {
+    // The policy: PCRs 0-10 as the Coordinator's vTPM reports them through aTLS.
+    const v = await meshctl(["verify", "--endpoint", `${vms[0]!.ip}:9000`, "--json"]);
+    expect(v.exitCode, v.stderr).toBe(0);
+    const facts = JSON.parse(v.stdout).facts as Record<string, string>;
+    const pcrs = Object.fromEntries(Array.from({ length: 11 }, (_, i) => [String(i), facts[`pcr${i}`]!]));
+    writeFileSync(join(dir, "measurements.json"), JSON.stringify({ tpm: { pcrs } }));
+    writeFileSync(join(dir, "secret"), secret, { mode: 0o600 });
+    const out = join(dir, "out");
+    const act = await meshctl([
+      "activate", "--coordinator", `${vms[0]!.ip}:9000`, "--nodes", `${vms[1]!.ip}:9000,${vms[2]!.ip}:9000`,
+      "--master-secret", join(dir, "secret"), "--measurements", join(dir, "measurements.json"), "--out", out,
+    ]);
+    if (act.exitCode !== 0) {
+      const diag = await Promise.all(vms.map(async (vm) => `--- ${vm.name}\n${meshdLog(vm)}\n${(await vm.exec("wg show all; ip -4 addr; ip route")).stdout}`));
+      throw new Error(`meshctl activate failed: ${act.stderr}\n${diag.join("\n")}`);
+    }
+    admin = JSON.parse(readFileSync(join(out, "admin.json"), "utf8"));
+    // The admin's tunnel: userspace WireGuard in the admin namespace (the host has no kernel module).
+    adminIf = `amvm${randomBytes(4).toString("hex")}`;
+    writeFileSync(join(dir, `${adminIf}.conf`), readFileSync(join(out, "wg0.conf")), { mode: 0o600 });
+    const up = await cluster.network.exec("env", ["WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go", "wg-quick", "up", join(dir, `${adminIf}.conf`)], { reject: false });
+    expect(up.exitCode, up.stderr).toBe(0);
+    for (const ip of ["10.118.0.1", "10.118.0.12", "10.118.0.13"]) await until(`admin pings ${ip}`, () => adminPing(ip), 30_000);
+    // Node 1 reaches Node 2 through the VPN.
+    await until("node1 pings node2's VPN IP", async () => (await vms[1]!.exec("ping -c 1 -W 2 10.118.0.13")).exitCode === 0, 30_000);
+    // Kernel WireGuard, not wireguard-go, in every guest.
+    for (const vm of vms) {
+      expect(await vm.run("ip -d link show wg0")).toMatch(/wireguard/);
+      expect((await vm.exec("pgrep -x wireguard-go")).exitCode, vm.name).not.toBe(0);
+      expect(await vm.run("wg show wg0 peers | wc -l")).toMatch(/^\s*3\s*$/);
+    }
+  }, 420_000);
+
+  it("each guest's /dev/vda opens with the key derived from the master secret, not with its initial key", async () => {
+    for (const vm of vms) {
+      const uuid = (await vm.run("cryptsetup luksUUID /dev/vda")).trim();
+      writeFileSync(join(vm.shareDir, "derived.key"), stateDiskKey(secret, Buffer.from(admin.clusterId, "hex"), uuid), { mode: 0o600 });
+      expect((await vm.exec("cryptsetup open --test-passphrase --key-file /run/vm/derived.key /dev/vda")).exitCode, vm.name).toBe(0);
+      expect((await vm.exec("cryptsetup open --test-passphrase --key-file /run/cryptsetup-keys.d/state.key /dev/vda")).exitCode, vm.name).not.toBe(0);
+      expect(await vm.run("findmnt -n -o SOURCE /var/lib/meshd")).toMatch(/\/dev\/mapper\/state/);
+      rmSync(join(vm.shareDir, "derived.key"));
+    }
+  }, 120_000);
+
+  it("a rebooted Node gets its disk key from the Coordinator and re-joins with the same VPN IP and key", async () => {
+    const node2 = vms[2]!;
+    const keyBefore = (await node2.run("wg show wg0 public-key")).trim();
+    const boot = await node2.reboot();
+    const bootedAt = Date.now();
+    await until("node2 reachable through the VPN again", () => adminPing("10.118.0.13"), 120_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${meshdLog(node2)}`);
+    });
+    const rejoinS = (Date.now() - bootedAt) / 1000;
+    console.info(`vm mesh: node2 rebooted in ${boot.hostMs} ms, reachable ${rejoinS.toFixed(1)} s after boot`);
+    expect(rejoinS).toBeLessThan(60);
+    expect((await node2.run("wg show wg0 public-key")).trim()).toBe(keyBefore);
+    expect(await node2.run("ip -4 -o addr show dev wg0")).toContain("10.118.0.13/16");
+    expect(await node2.run("findmnt -n -o SOURCE /var/lib/meshd")).toMatch(/\/dev\/mapper\/state/);
+    expect(meshdLog(node2)).toContain("state disk unlocked with the key from the Coordinator");
+  }, 300_000);
+});
