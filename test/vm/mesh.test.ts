@@ -124,4 +124,19 @@ describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason
     expect(await node2.run("findmnt -n -o SOURCE /var/lib/meshd")).toMatch(/\/dev\/mapper\/state/);
     expect(meshdLog(node2)).toContain("state disk unlocked with the key from the Coordinator");
   }, 300_000);
+
+  it("a Node rebooted while the Coordinator is down retries with backoff and re-joins once it is back", async () => {
+    const [coord, node1] = [vms[0]!, vms[1]!];
+    await coord.run("pkill -TERM -f bin/meshd.js; for i in $(seq 50); do pgrep -f bin/meshd.js >/dev/null || exit 0; sleep 0.2; done; exit 1");
+    await node1.reboot();
+    await until("node1 to report that no Coordinator answers", () => /re-join: no disk key yet/.test(meshdLog(node1)), 90_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${meshdLog(node1)}`);
+    });
+    // The Coordinator comes back (same VM, its state disk still mapped): it restores its role.
+    await coord.spawn("meshd", meshd(coord.ip));
+    await until("node1 reachable through the VPN again", () => adminPing("10.118.0.12"), 150_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n--- node1\n${meshdLog(node1)}\n--- coord\n${meshdLog(coord)}`);
+    });
+    expect(meshdLog(node1)).toContain("state disk unlocked with the key from the Coordinator");
+  }, 360_000);
 });
