@@ -1,7 +1,7 @@
 import { mkdir, open, readFile, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { ConflictError, InternalError } from "./errors.js";
-import type { Store, Transaction } from "./store.js";
+import { overlayWrites, type Store, type Transaction } from "./store.js";
 
 /** MemoryStoreOptions configures a MemoryStore. */
 export interface MemoryStoreOptions {
@@ -185,13 +185,11 @@ class MemoryTransaction implements Transaction {
   async list(prefix: string): Promise<Array<[string, Uint8Array]>> {
     this.#check();
     if (!this.#readPrefixes.has(prefix)) this.#readPrefixes.set(prefix, this.#store.prefixRevision(prefix));
-    const merged = new Map<string, Uint8Array>(this.#store.entries(prefix).map(([k, e]) => [k, e.value]));
-    for (const [k, v] of this.#writes) {
-      if (!k.startsWith(prefix)) continue;
-      if (v === null) merged.delete(k);
-      else merged.set(k, v);
-    }
-    return [...merged].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    return overlayWrites(
+      this.#store.entries(prefix).map(([k, e]) => [k, e.value]),
+      this.#writes,
+      prefix,
+    );
   }
 
   put(key: string, value: Uint8Array): void {

@@ -61,3 +61,21 @@ export async function runTransaction<T>(store: Store, fn: (tx: Transaction) => P
   }
   throw new ConflictError(`store transaction: gave up after ${transactionAttempts} conflicting attempts`, { cause: lastErr });
 }
+
+/**
+ * overlayWrites returns what a transaction's list(prefix) sees: the stored entries under prefix with
+ * the transaction's own buffered writes (null = deleted) applied, sorted by key. Shared by stores.
+ */
+export function overlayWrites(
+  stored: Iterable<[string, Uint8Array]>,
+  writes: ReadonlyMap<string, Uint8Array | null>,
+  prefix: string,
+): Array<[string, Uint8Array]> {
+  const merged = new Map<string, Uint8Array>(stored);
+  for (const [k, v] of writes) {
+    if (!k.startsWith(prefix)) continue;
+    if (v === null) merged.delete(k);
+    else merged.set(k, v);
+  }
+  return [...merged].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+}

@@ -1,8 +1,8 @@
 import { CompareResult, CompareTarget, type ICompare, type IKeyValue, type IRangeRequest, type IRangeResponse, type IRequestOp, type ITxnRequest, type ITxnResponse } from "etcd3";
 import { ConflictError, InternalError } from "../core/errors.js";
 import type { Logger } from "../core/logger.js";
-import type { Transaction } from "../core/store.js";
-import { compareKeys, type EtcdLayout } from "./etcd-layout.js";
+import { overlayWrites, type Transaction } from "../core/store.js";
+import type { EtcdLayout } from "./etcd-layout.js";
 
 /**
  * EtcdKV is what a transaction needs from its EtcdStore: the key layout and etcd calls whose
@@ -70,13 +70,11 @@ export class EtcdTransaction implements Transaction {
     this.#check();
     const res = await this.#read(`store list ${prefix}`, this.#kv.layout.valueRange(prefix));
     this.#readPrefixes.add(prefix);
-    const merged = new Map<string, Uint8Array>(res.kvs.map((kv) => [this.#kv.layout.keyOf(kv.key), kv.value]));
-    for (const [k, v] of this.#writes) {
-      if (!k.startsWith(prefix)) continue;
-      if (v === null) merged.delete(k);
-      else merged.set(k, v);
-    }
-    return [...merged].sort((a, b) => compareKeys(a[0], b[0]));
+    return overlayWrites(
+      res.kvs.map((kv): [string, Uint8Array] => [this.#kv.layout.keyOf(kv.key), kv.value]),
+      this.#writes,
+      prefix,
+    );
   }
 
   put(key: string, value: Uint8Array): void {
