@@ -48,9 +48,10 @@ say() { echo "am-init: $* (uptime $($B cut -d' ' -f1 /proc/uptime)s)"; }
 die() { say "FAILED: $*"; $B sync; $B poweroff -f; $B sleep 10; }
 say "stage 1"
 for m in ${modules.join(" ")}; do $B insmod /lib/modules/$m.ko || die "insmod $m"; done
-cache=loose; addr=; name=vm
+cache=loose; addr=; name=vm; keep=
 for a in $($B cat /proc/cmdline); do
   case "$a" in
+    am.keep=*) keep="\${a#am.keep=}";;
     am.probe=1) say "AM-PROBE-OK"; $B poweroff -f; $B sleep 10;;
     am.rootcache=*) cache="\${a#am.rootcache=}";;
     am.ip=*) addr="\${a#am.ip=}";;
@@ -63,9 +64,12 @@ if [ -n "$addr" ]; then $B ip address add "$addr" dev eth0 && $B ip link set eth
 R=/newroot
 $B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=$cache ${shareTags.root} $R || die "mount host root over 9p"
 $B mount -t proc proc $R/proc && $B mount -t sysfs sys $R/sys && $B mount -t devtmpfs dev $R/dev || die "mount proc, sys, dev"
+# am.keep: a host directory (the checkout) that must stay visible even under a tmpfs below.
+if [ -n "$keep" ]; then $B mkdir -p /keep && $B mount --bind $R$keep /keep || die "hold $keep"; fi
 $B mount -t tmpfs -o mode=1777 tmpfs $R/tmp || die "tmpfs on /tmp"
 for d in run var/lib; do $B mount -t tmpfs -o mode=0755 tmpfs $R/$d || die "tmpfs on /$d"; done
 $B mount -t tmpfs -o mode=1777 tmpfs $R/var/tmp || die "tmpfs on /var/tmp"
+if [ -n "$keep" ]; then $B mkdir -p $R$keep && $B mount --move /keep $R$keep || die "keep $keep"; fi
 $B mkdir -p $R/dev/pts $R/dev/shm $R${guestShareDir}
 $B mount -t devpts devpts $R/dev/pts && $B mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm || die "mount devpts, shm"
 $B mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 ${shareTags.vm} $R${guestShareDir} || die "mount the VM share over 9p"

@@ -5,6 +5,7 @@
  */
 import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 import type { Accel } from "./accel.js";
 import { AgentClient, type ExecOptions, type GuestResult } from "./agent.js";
@@ -14,6 +15,9 @@ import type { Kernel } from "./kernel.js";
 import type { Tap } from "./network.js";
 import { QemuBoot } from "./qemu.js";
 import { VmError, tailLines, waitUntil } from "./wait.js";
+
+/** repoRootPath is this checkout (see vm.ts repoRoot), kept visible in guests through am.keep. */
+const repoRootPath = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
 
 /** VmContext is what a VM needs from its cluster. */
 export interface VmContext {
@@ -122,7 +126,8 @@ export class Vm {
       memoryMiB: this.options.memoryMiB ?? 1024, cpus: this.options.cpus ?? 1,
       dir: this.dir, diskPath: this.diskPath, tpmStateDir: this.tpmStateDir, shareDir: this.shareDir,
       serialLog: this.serialLog, tap: this.tap,
-      kernelArgs: [`am.name=${this.name}`, `am.ip=${this.tap.cidr}`, ...modules, ...(this.options.kernelArgs ?? [])],
+      // am.keep: the checkout stays visible in the guest even when it lives under /tmp (CI clones).
+      kernelArgs: [`am.name=${this.name}`, `am.ip=${this.tap.cidr}`, `am.keep=${repoRootPath}`, ...modules, ...(this.options.kernelArgs ?? [])],
     });
     try {
       const guestUptimeS = await waitUntil(() => this.agent.readyUptimeS(), {
