@@ -16,7 +16,7 @@ import { systemClock } from "../core/clock.js";
 import { errorMessage, FailedPreconditionError } from "../core/errors.js";
 import { createLogger, type Logger } from "../core/logger.js";
 import { MeshPeer } from "../core/mesh-peer.js";
-import { NodeStateFile, type NodeStateStore } from "../core/node-state.js";
+import { MirroredNodeState, NodeStateFile, type NodeStateStore } from "../core/node-state.js";
 import type { StateDisk } from "../core/disk.js";
 import { LUKSTokenNodeState } from "../diskencryption/bootstrap-token.js";
 import { StateVolume } from "../diskencryption/state-volume.js";
@@ -137,7 +137,10 @@ async function openStateDisk(config: MeshdConfig, logger: Logger): Promise<{ dis
   if (info.isBlockDevice()) {
     const { volume, state } = await StateVolume.prepare({ device: config.disk, mountPoint: config.stateDir, initialKeyFile: config.diskInitialKey, pbkdf: diskPBKDF, logger });
     logger.info("state disk prepared", { device: config.disk, state });
-    return { disk: volume, nodeState: new LUKSTokenNodeState(config.disk), locked: state === "locked" };
+    // The node state is public bootstrap data in the header, mirrored inside the encrypted volume
+    // so that a rebooted Node can detect a rewritten header once it has unlocked the disk.
+    const nodeState = new MirroredNodeState(new LUKSTokenNodeState(config.disk), fileState);
+    return { disk: volume, nodeState, locked: state === "locked" };
   }
   const disk = new LUKSDisk({ device: config.disk, initialKeyFile: config.diskInitialKey, pbkdf: diskPBKDF, logger });
   await disk.checkLUKS2();

@@ -335,12 +335,15 @@ export class MeshPeer {
     await this.#becomeCoordinator(saved.vpnIP);
   }
 
-  async #rejoin(saved: NodeState): Promise<void> {
-    this.#log.info("restoring the Node role", { vpnIP: saved.vpnIP });
+  async #rejoin(bootstrap: NodeState): Promise<void> {
+    this.#log.info("restoring the Node role", { vpnIP: bootstrap.vpnIP });
     const disk = this.#o.disk;
+    let saved = bootstrap;
     if (disk) {
-      await this.#diskKeys.request(await disk.uuid(), saved.coordinatorEndpoints);
+      await this.#diskKeys.request(await disk.uuid(), bootstrap.coordinatorEndpoints);
       this.#log.info("state disk unlocked with the key from the Coordinator");
+      // From here on trust only the copy inside the disk: the public one is unauthenticated.
+      if (this.#o.nodeState.verified) saved = await this.#o.nodeState.verified(bootstrap);
     }
     await this.#o.vpn.setInterfaceIP(saved.vpnIP);
     // The device may have come back empty (reboot): the Coordinators are enough to poll for the rest.

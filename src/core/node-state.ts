@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { InternalError } from "./errors.js";
+import { InternalError, PermissionDeniedError } from "./errors.js";
 import { writeFileAtomic } from "./store-memory.js";
 import { checkPeerSet, type PeerRecord } from "./peer.js";
 import { checkIP } from "./validate.js";
@@ -36,6 +36,49 @@ export interface NodeStateStore {
   save(state: NodeState): Promise<void>;
   /** load returns the saved state, undefined when there is none, or throws when it is corrupt. */
   load(): Promise<NodeState | undefined>;
+  /**
+   * verified, when the store keeps a second copy inside the encrypted state disk, returns that copy
+   * once the disk is unlocked and throws when the public copy differs from it (someone rewrote the
+   * unauthenticated bootstrap data). Stores without such a copy leave it undefined.
+   */
+  verified?(publicCopy: NodeState): Promise<NodeState>;
+}
+
+/**
+ * MirroredNodeState keeps the public bootstrap copy (`bootstrap`, e.g. a LUKS2 token readable while
+ * the disk is locked) and an authoritative copy inside the encrypted state disk (`inner`). save
+ * writes the inner copy first; load reads the bootstrap copy; verified compares them after unlock.
+ */
+export class MirroredNodeState implements NodeStateStore {
+  readonly #bootstrap: NodeStateStore;
+  readonly #inner: NodeStateStore;
+
+  constructor(bootstrap: NodeStateStore, inner: NodeStateStore) {
+    this.#bootstrap = bootstrap;
+    this.#inner = inner;
+  }
+
+  get path(): string {
+    return `${this.#bootstrap.path} and ${this.#inner.path}`;
+  }
+
+  async save(state: NodeState): Promise<void> {
+    await this.#inner.save(state);
+    await this.#bootstrap.save(state);
+  }
+
+  load(): Promise<NodeState | undefined> {
+    return this.#bootstrap.load();
+  }
+
+  async verified(publicCopy: NodeState): Promise<NodeState> {
+    const inner = await this.#inner.load();
+    if (!inner) throw new InternalError(`node state: ${this.#inner.path} is missing inside the unlocked state disk`);
+    if (canonical(inner) !== canonical(publicCopy)) {
+      throw new PermissionDeniedError(`node state: the bootstrap copy in ${this.#bootstrap.path} differs from the one inside the state disk (it was altered); refusing to use it`);
+    }
+    return inner;
+  }
 }
 
 /** NodeStateFile reads and writes NodeState as a JSON file with mode 0600, atomically. */
@@ -85,4 +128,13 @@ export function checkNodeState(value: unknown): NodeState {
   if (!v.coordinatorEndpoints.every((e) => typeof e === "string" && e.length < 300)) throw new Error("coordinatorEndpoints");
   v.coordinatorPeers = checkPeerSet(v.coordinatorPeers ?? [], "coordinatorPeers");
   return v;
+}
+
+/** canonical renders a JSON value with sorted object keys, so equal states compare equal. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
+  if (v !== null && typeof v === "object") {
+    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(v) ?? "null";
 }
