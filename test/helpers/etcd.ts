@@ -12,6 +12,7 @@ import { join } from "node:path";
 
 import { execa, type ResultPromise } from "execa";
 import { afterAll } from "vitest";
+import { registerCleanup } from "../../src/localmesh/cleanup.js";
 
 /** Etcd is one running etcd; `endpoint` is "127.0.0.1:PORT" (what --store etcd:// takes). */
 export interface Etcd {
@@ -100,7 +101,7 @@ async function startOnce(): Promise<Etcd | "port-taken"> {
       })()),
   };
   running.add(entry);
-  installExitHandlers();
+  registerCleanup(killAllSync);
 
   const deadline = Date.now() + readyTimeoutMs;
   for (;;) {
@@ -149,9 +150,7 @@ export async function stopAllEtcd(): Promise<void> {
   await Promise.all([...running].map((r) => r.stop()));
 }
 
-let handlersInstalled = false;
-
-/** killAllSync is the last resort on exit and signals: SIGKILL every etcd, remove its data dir. */
+/** killAllSync is the last resort on exit and signals (src/localmesh/cleanup.ts runs it): SIGKILL every etcd, remove its data dir. */
 function killAllSync(): void {
   for (const r of running) {
     try {
@@ -162,21 +161,6 @@ function killAllSync(): void {
     rmSync(r.dataDir, { recursive: true, force: true });
   }
   running.clear();
-}
-
-function installExitHandlers(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  process.once("exit", killAllSync);
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    const onSignal = () => {
-      killAllSync();
-      process.removeListener(sig, onSignal);
-      // Re-deliver so the default action (or other listeners) still ends the process.
-      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-    };
-    process.on(sig, onSignal);
-  }
 }
 
 // Inside a vitest file, stop this file's etcds after its tests even if a test forgot to.

@@ -10,7 +10,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
+import { afterEach, expect } from "vitest";
 import type { PBKDFOptions } from "../../src/diskencryption/cryptsetup.js";
+import { DiskError } from "../../src/diskencryption/errors.js";
 
 /** fastPBKDF makes keyslots in milliseconds; for tests only (weak). */
 export const fastPBKDF: PBKDFOptions = { type: "pbkdf2", iterations: 1000 };
@@ -147,4 +149,27 @@ exit $rc
 `;
   await writeFile(path, script, { mode: 0o700 });
   return path;
+}
+
+/** trackTempDirs registers an afterEach that removes every temp dir passed to the returned track(). */
+export function trackTempDirs(): <T extends TempDir>(p: Promise<T>) => Promise<T> {
+  const cleanups: TempDir[] = [];
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!.cleanup();
+  });
+  return async (p) => {
+    const t = await p;
+    cleanups.push(t);
+    return t;
+  };
+}
+
+/** caughtDiskError awaits a promise that must reject with a DiskError and returns the error. */
+export async function caughtDiskError(p: Promise<unknown>): Promise<DiskError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(DiskError);
+  return err as DiskError;
 }

@@ -11,6 +11,7 @@ import { join } from "node:path";
 
 import { execa, type ResultPromise } from "execa";
 import { afterAll } from "vitest";
+import { registerCleanup } from "../../src/localmesh/cleanup.js";
 
 /** Swtpm is one running swtpm; `tcti` is what Tpm.open / openTPM take. */
 export interface Swtpm {
@@ -137,7 +138,7 @@ async function startOnce(keepDir?: string): Promise<Swtpm | "port-taken"> {
     await entry.stop();
   };
   running.add(entry);
-  installExitHandlers();
+  registerCleanup(killAllSync);
 
   const deadline = Date.now() + readyTimeoutMs;
   for (;;) {
@@ -179,9 +180,7 @@ export async function stopAllSwtpm(): Promise<void> {
   await Promise.all([...running].map((r) => r.stop()));
 }
 
-let handlersInstalled = false;
-
-/** killAllSync is the last resort on exit and signals: SIGKILL every swtpm, remove its state dir. */
+/** killAllSync is the last resort on exit and signals (src/localmesh/cleanup.ts runs it): SIGKILL every swtpm, remove its state dir. */
 function killAllSync(): void {
   for (const r of running) {
     try {
@@ -192,21 +191,6 @@ function killAllSync(): void {
     rmSync(r.stateDir, { recursive: true, force: true });
   }
   running.clear();
-}
-
-function installExitHandlers(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  process.once("exit", killAllSync);
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    const onSignal = () => {
-      killAllSync();
-      process.removeListener(sig, onSignal);
-      // Re-deliver so the default action (or other listeners) still ends the process.
-      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-    };
-    process.on(sig, onSignal);
-  }
 }
 
 // Inside a vitest file, stop this file's swtpms after its tests even if a test forgot to.

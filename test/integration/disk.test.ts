@@ -1,7 +1,7 @@
 import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { errorMessage } from "../../src/core/errors.js";
 import { stateDiskKey } from "../../src/core/keys.js";
 import {
@@ -15,28 +15,9 @@ import {
   WrongKeyError,
 } from "../../src/diskencryption/errors.js";
 import { LUKSDisk } from "../../src/diskencryption/luks-disk.js";
-import {
-  createLUKSFile,
-  createPlainFile,
-  cryptsetupUUID,
-  fastPBKDF,
-  haveCryptsetup,
-  keyForms,
-  makeTempDir,
-  opensWithKeyFile,
-  writeWrapper,
-  type TempDir,
-} from "../helpers/luks.js";
+import { createLUKSFile, createPlainFile, cryptsetupUUID, fastPBKDF, haveCryptsetup, keyForms, makeTempDir, opensWithKeyFile, writeWrapper, type TempDir, trackTempDirs, caughtDiskError } from "../helpers/luks.js";
 
-const cleanups: TempDir[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!.cleanup();
-});
-async function track<T extends TempDir>(p: Promise<T>): Promise<T> {
-  const t = await p;
-  cleanups.push(t);
-  return t;
-}
+const track = trackTempDirs();
 
 const masterSecret = Buffer.from("0123456789abcdef0123456789abcdef", "utf8");
 const clusterID = Buffer.alloc(32, 7);
@@ -47,14 +28,7 @@ function disk(device: string, initialKeyFile: string, extra: Partial<Constructor
   return new LUKSDisk({ device, initialKeyFile, pbkdf: fastPBKDF, ...extra });
 }
 
-async function caught(p: Promise<unknown>): Promise<DiskError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(DiskError);
-  return err as DiskError;
-}
+const caught = caughtDiskError;
 
 describe.skipIf(!haveCryptsetup())("LUKSDisk on LUKS2 files (real cryptsetup)", () => {
   it("uuid matches cryptsetup luksUUID, lower-case", async () => {

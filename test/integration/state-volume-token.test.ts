@@ -5,7 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { execa } from "execa";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { NodeState } from "../../src/core/node-state.js";
 import {
   bootstrapTokenType,
@@ -17,17 +17,9 @@ import {
 } from "../../src/diskencryption/bootstrap-token.js";
 import { CorruptMetadataError, DiskError, LUKSVersionError, NotLUKSError, TokenTooLargeError } from "../../src/diskencryption/errors.js";
 import { LUKSDisk } from "../../src/diskencryption/luks-disk.js";
-import { createLUKSFile, createPlainFile, fastPBKDF, haveCryptsetup, opensWithKeyFile, type TempDir } from "../helpers/luks.js";
+import { createLUKSFile, createPlainFile, fastPBKDF, haveCryptsetup, opensWithKeyFile, trackTempDirs, caughtDiskError } from "../helpers/luks.js";
 
-const cleanups: TempDir[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!.cleanup();
-});
-async function track<T extends TempDir>(p: Promise<T>): Promise<T> {
-  const t = await p;
-  cleanups.push(t);
-  return t;
-}
+const track = trackTempDirs();
 
 const cs = (args: string[], input?: string) => execa("cryptsetup", args, { ...(input === undefined ? { stdin: "ignore" as const } : { input }), reject: false });
 
@@ -53,14 +45,7 @@ const nodeState: NodeState = {
   coordinatorPeers: [{ role: "coordinator", publicIP: "192.0.2.1", vpnIP: "10.118.0.1", vpnPubKey: `${"A".repeat(43)}=`, wgPort: 51820, pubapiPort: 9000 }],
 };
 
-async function caught(p: Promise<unknown>): Promise<DiskError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(DiskError);
-  return err as DiskError;
-}
+const caught = caughtDiskError;
 
 describe.skipIf(!haveCryptsetup())("bootstrap token in a LUKS2 header (real cryptsetup)", () => {
   it("a LUKS2 file without the token reads as undefined", async () => {

@@ -7,32 +7,17 @@ import { randomBytes } from "node:crypto";
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { DeviceNotBlankError, DiskError, LUKSVersionError } from "../../src/diskencryption/errors.js";
 import { StateVolume } from "../../src/diskencryption/state-volume.js";
-import { createLUKSFile, createPlainFile, cryptsetupUUID, fastPBKDF, haveCryptsetup, opensWithKeyFile, type TempDir } from "../helpers/luks.js";
+import { createLUKSFile, createPlainFile, cryptsetupUUID, fastPBKDF, haveCryptsetup, opensWithKeyFile, trackTempDirs, caughtDiskError } from "../helpers/luks.js";
 
-const cleanups: TempDir[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!.cleanup();
-});
-async function track<T extends TempDir>(p: Promise<T>): Promise<T> {
-  const t = await p;
-  cleanups.push(t);
-  return t;
-}
+const track = trackTempDirs();
 
 /** A mapping name no one else uses, so a host that does have device-mapper is not disturbed. */
 const mappingName = `amtest-${randomBytes(4).toString("hex")}`;
 
-async function caught(p: Promise<unknown>): Promise<DiskError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(DiskError);
-  return err as DiskError;
-}
+const caught = caughtDiskError;
 
 describe.skipIf(!haveCryptsetup())("StateVolume on LUKS2 files (real cryptsetup, no device-mapper)", () => {
   it("a LUKS2 disk without the initial key file is locked: nothing mapped, nothing mounted; uuid matches luksUUID", async () => {
