@@ -18,13 +18,15 @@ import { UnavailableError } from "../../src/core/errors.js";
 import { createLogger, type Logger } from "../../src/core/logger.js";
 import { MeshPeer } from "../../src/core/mesh-peer.js";
 import { NodeStateFile } from "../../src/core/node-state.js";
+import { AuthenticatedNodeState } from "../../src/core/node-state-auth.js";
+import { TPMKeySealer } from "../../src/attestation/tpm-seal.js";
 import type { CoordinatorClient } from "../../src/core/remote.js";
 import { MemoryStore } from "../../src/core/store-memory.js";
 import { PubAPIClient } from "../../src/pubapi/client.js";
 import { createPubAPIServer } from "../../src/pubapi/server.js";
 import { VPNAPIClient } from "../../src/vpnapi/client.js";
 import { createVPNAPIServer } from "../../src/vpnapi/server.js";
-import { FakeDisk, FakeMarker, FakeVPNNetwork, type FakeVPN } from "./fakes.js";
+import { FakeDisk, FakeKeySealer, FakeMarker, FakeVPNNetwork, type FakeVPN } from "./fakes.js";
 import { TestIssuer, TestValidator } from "./attestation-test.js";
 import { createLUKSFile, fastPBKDF, type LUKSFile } from "./luks.js";
 import { startSwtpm, type Swtpm } from "./swtpm.js";
@@ -60,6 +62,8 @@ export interface Hardware {
   luks: LUKSFile | undefined;
   swtpm: Swtpm | undefined;
   fakeMarker: FakeMarker;
+  /** fakeSealer seals the node-state key when there is no swtpm (attestation "test"). */
+  fakeSealer: FakeKeySealer;
 }
 
 /** MeshOptions configure a TestMesh. */
@@ -113,6 +117,7 @@ export class TestMesh {
       luks: undefined,
       swtpm: undefined,
       fakeMarker: new FakeMarker(),
+      fakeSealer: new FakeKeySealer(),
     };
     if (this.#o.withDisks === "luks") {
       hw.luks = await createLUKSFile({ sizeMiB: 20 });
@@ -180,7 +185,7 @@ export class TestMesh {
       vpn: hw.vpn,
       disk: hw.disk,
       marker,
-      nodeState: new NodeStateFile(join(hw.stateDir, "node-state.json")),
+      nodeState: new AuthenticatedNodeState(new NodeStateFile(join(hw.stateDir, "node-state.json")), tpm ? new TPMKeySealer(tpm) : hw.fakeSealer),
       store,
       peerClient,
       dialCoordinator: (ip) => this.#dial(hw.vpn, ip),
