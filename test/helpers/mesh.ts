@@ -178,28 +178,37 @@ export class TestMesh {
     const peerClient = new PubAPIClient({ activationCredentials: this.credentials(true), credentials: this.credentials(false) });
     const vpnServers: grpc.Server[] = [];
     let peerRef: MeshPeer | undefined;
-    const peer = await MeshPeer.start({
-      publicIP: "127.0.0.1",
-      pubapiPort: hw.port,
-      wgPort: hw.vpn.port,
-      vpn: hw.vpn,
-      disk: hw.disk,
-      marker,
-      nodeState: new AuthenticatedNodeState(new NodeStateFile(join(hw.stateDir, "node-state.json")), tpm ? new TPMKeySealer(tpm) : hw.fakeSealer),
-      store,
-      peerClient,
-      dialCoordinator: (ip) => this.#dial(hw.vpn, ip),
-      updateIntervalMs: this.#o.updateIntervalMs ?? 200,
-      ...(this.#o.activationConcurrency ? { activationConcurrency: this.#o.activationConcurrency } : {}),
-      clock: systemClock,
-      logger,
-      onCoordinator: async (vpnIP) => {
-        const s = createVPNAPIServer(peerRef!, logger.child("vpnapi"));
-        const port = await bind(s, "127.0.0.1:0", grpc.ServerCredentials.createInsecure());
-        vpnServers.push(s);
-        this.vpnapi.set(vpnIP, `127.0.0.1:${port}`);
-      },
-    });
+    let peer: MeshPeer;
+    try {
+      peer = await MeshPeer.start({
+        publicIP: "127.0.0.1",
+        pubapiPort: hw.port,
+        wgPort: hw.vpn.port,
+        vpn: hw.vpn,
+        disk: hw.disk,
+        marker,
+        nodeState: new AuthenticatedNodeState(new NodeStateFile(join(hw.stateDir, "node-state.json")), tpm ? new TPMKeySealer(tpm) : hw.fakeSealer),
+        store,
+        peerClient,
+        dialCoordinator: (ip) => this.#dial(hw.vpn, ip),
+        updateIntervalMs: this.#o.updateIntervalMs ?? 200,
+        ...(this.#o.activationConcurrency ? { activationConcurrency: this.#o.activationConcurrency } : {}),
+        clock: systemClock,
+        logger,
+        onCoordinator: async (vpnIP) => {
+          const s = createVPNAPIServer(peerRef!, logger.child("vpnapi"));
+          const port = await bind(s, "127.0.0.1:0", grpc.ServerCredentials.createInsecure());
+          vpnServers.push(s);
+          this.vpnapi.set(vpnIP, `127.0.0.1:${port}`);
+        },
+      });
+    } catch (err) {
+      // A peer that refuses to start (e.g. its node state is not authentic) leaves nothing open.
+      peerClient.close();
+      await store.close();
+      await closeAttestation();
+      throw err;
+    }
     peerRef = peer;
     const pub = createPubAPIServer({ peer, logger: logger.child("pubapi") });
     await bind(pub, `127.0.0.1:${hw.port}`, createATLSServerCredentials(issuer, { logger }));
