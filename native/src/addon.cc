@@ -3,12 +3,14 @@
 #include <napi.h>
 
 #include "snp.h"
+#include "tpm-seal.h"
 #include "tpm.h"
 
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   am::InitTpm(env, exports);
+  am::InitTpmSeal(env, exports);
   am::InitSnp(env, exports);
   return exports;
 }

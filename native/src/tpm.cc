@@ -35,6 +35,9 @@ class Tpm : public Napi::ObjectWrap<Tpm> {
     core_ = *info[0].As<Napi::External<CoreRef>>().Data();
   }
 
+  // core is this object's ESYS core (for TpmCoreArg).
+  const CoreRef& core() const { return core_; }
+
  private:
   // createAK(type: "ecc" | "rsa", hierarchy: "endorsement" | "owner") -> {public: TPM2B_PUBLIC bytes, handle}
   Napi::Value CreateAK(const Napi::CallbackInfo& info) {
@@ -302,6 +305,13 @@ Napi::Value OpenTpm(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+std::shared_ptr<tpm::TpmCore> TpmCoreArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  auto* ctor = info.Env().GetInstanceData<Napi::FunctionReference>();
+  if (info.Length() <= i || !info[i].IsObject() || !info[i].As<Napi::Object>().InstanceOf(ctor->Value()))
+    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a Tpm from openTpm");
+  return Tpm::Unwrap(info[i].As<Napi::Object>())->core();
+}
 
 void InitTpm(Napi::Env env, Napi::Object exports) {
   Napi::Function cls = Tpm::Define(env);

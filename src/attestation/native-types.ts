@@ -58,4 +58,17 @@ export interface NativeAddon {
     device: string,
     certsLength: number,
   ): Promise<{ report: Buffer; certs: Buffer }>;
+  /**
+   * tpmSealPcrs seals 1-128 bytes of `data` in a keyedhash object under the owner hierarchy's ECC
+   * storage primary key, with authPolicy = PolicyPCR over the current SHA-256 values of `pcrs`.
+   */
+  tpmSealPcrs(tpm: RawTpm, pcrs: number[], data: Uint8Array): Promise<RawSealedBlob>;
+  /** tpmUnsealPcrs loads a sealed object and unseals it in a PolicyPCR session over `pcrs`. */
+  tpmUnsealPcrs(tpm: RawTpm, pub: Uint8Array, priv: Uint8Array, pcrs: number[]): Promise<Buffer>;
+}
+
+/** RawSealedBlob is a sealed object as the TPM marshals it: TPM2B_PUBLIC and TPM2B_PRIVATE. */
+export interface RawSealedBlob {
+  public: Buffer;
+  private: Buffer;
 }

@@ -169,6 +169,15 @@ export class Tpm {
     return next;
   }
 
+  /**
+   * withRaw runs `f` with this connection's raw object and the addon, queued like every other
+   * operation and with failures turned into NativeError ("tpm <op>: …"). It serves the addon's
+   * module functions that take a Tpm, wrapped in sibling modules (tpm-seal.ts).
+   */
+  withRaw<T>(op: string, f: (raw: RawTpm, addon: NativeAddon) => Promise<T>): Promise<T> {
+    return this.run(op, () => f(this.raw, loadNative()));
+  }
+
   /** createAK creates (or, for the same template, re-creates) the primary attestation key. */
   createAK(options: AKOptions = {}): Promise<AK> {
     return this.run("createAK", () =>

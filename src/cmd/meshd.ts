@@ -9,6 +9,7 @@ import { SimulatedSNPIssuer } from "../attestation/snp-simulated.js";
 import { sharedSimulatedSNPChain } from "../attestation/snp-test-chain.js";
 import { TPMIssuer } from "../attestation/tpm-issuer.js";
 import { TPMMarker } from "../attestation/tpm-marker.js";
+import { TPMKeySealer } from "../attestation/tpm-seal.js";
 import { createATLSChannelCredentials } from "../atls/client.js";
 import { createATLSServerCredentials } from "../atls/server.js";
 import { validatorsFor } from "../cli/validators.js";
@@ -17,6 +18,8 @@ import { errorMessage, FailedPreconditionError } from "../core/errors.js";
 import { createLogger, type Logger } from "../core/logger.js";
 import { MeshPeer } from "../core/mesh-peer.js";
 import { MirroredNodeState, NodeStateFile, type NodeStateStore } from "../core/node-state.js";
+import { AuthenticatedNodeState } from "../core/node-state-auth.js";
+import type { KeySealer } from "../core/sealer.js";
 import type { StateDisk } from "../core/disk.js";
 import { LUKSTokenNodeState } from "../diskencryption/bootstrap-token.js";
 import { StateVolume } from "../diskencryption/state-volume.js";
@@ -59,7 +62,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     closers.push(() => (issuer as { close?: () => Promise<void> }).close?.());
     const policy = await loadPolicy(config.measurements);
     const validators = validatorsFor(policy);
-    const { disk, nodeState, locked } = await openStateDisk(config, logger.child("disk"));
+    const { disk, nodeState, locked } = await openStateDisk(config, new TPMKeySealer(tpm), logger.child("disk"));
     const vpn = openVPN(config, logger.child("wireguard"));
     closers.push(() => vpn.close());
     // Open the device now when its key can be read (it can unless a locked state disk holds it).
@@ -123,13 +126,15 @@ const diskPBKDF = { type: "pbkdf2", iterations: 1000 } as const;
  * openStateDisk sets up --disk. A block device is the real state disk (DESIGN.md): formatted on
  * first boot, mapped as `state` and mounted at the state dir, node state kept as public bootstrap
  * data in its LUKS2 header; a file is the embedded default (a LUKS2 header whose key is rotated,
- * no mapping). Without --disk, disk steps are skipped.
+ * no mapping). Without --disk, disk steps are skipped. Either way the node state is authenticated
+ * with a MAC key sealed to the TPM's boot PCRs (`sealer`) before anything in it is used.
  */
-async function openStateDisk(config: MeshdConfig, logger: Logger): Promise<{ disk: StateDisk | undefined; nodeState: NodeStateStore; locked: boolean }> {
+async function openStateDisk(config: MeshdConfig, sealer: KeySealer, logger: Logger): Promise<{ disk: StateDisk | undefined; nodeState: NodeStateStore; locked: boolean }> {
   const fileState = new NodeStateFile(join(config.stateDir, "node-state.json"));
+  const authenticated = new AuthenticatedNodeState(fileState, sealer);
   if (!config.disk) {
     logger.info("no --disk: state-disk steps will be skipped");
-    return { disk: undefined, nodeState: fileState, locked: false };
+    return { disk: undefined, nodeState: authenticated, locked: false };
   }
   const info = await stat(config.disk).catch((err: NodeJS.ErrnoException) => {
     throw new FailedPreconditionError(`--disk ${config.disk}: ${err.code === "ENOENT" ? "no such device or file" : err.message}`);
@@ -137,14 +142,14 @@ async function openStateDisk(config: MeshdConfig, logger: Logger): Promise<{ dis
   if (info.isBlockDevice()) {
     const { volume, state } = await StateVolume.prepare({ device: config.disk, mountPoint: config.stateDir, initialKeyFile: config.diskInitialKey, pbkdf: diskPBKDF, logger });
     logger.info("state disk prepared", { device: config.disk, state });
-    // The node state is public bootstrap data in the header, mirrored inside the encrypted volume
-    // so that a rebooted Node can detect a rewritten header once it has unlocked the disk.
-    const nodeState = new MirroredNodeState(new LUKSTokenNodeState(config.disk), fileState);
+    // The node state is public bootstrap data in the header (authenticated by its sealed-key tag),
+    // mirrored inside the encrypted volume, which must hold the same record once unlocked.
+    const nodeState = new AuthenticatedNodeState(new MirroredNodeState(new LUKSTokenNodeState(config.disk), fileState), sealer);
     return { disk: volume, nodeState, locked: state === "locked" };
   }
   const disk = new LUKSDisk({ device: config.disk, initialKeyFile: config.diskInitialKey, pbkdf: diskPBKDF, logger });
   await disk.checkLUKS2();
-  return { disk, nodeState: fileState, locked: false };
+  return { disk, nodeState: authenticated, locked: false };
 }
 
 async function makeIssuer(config: MeshdConfig, tpm: Tpm): Promise<Issuer> {

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { InternalError, PermissionDeniedError } from "./errors.js";
 import { writeFileAtomic } from "./store-memory.js";
 import { checkPeerSet, type PeerRecord } from "./peer.js";
+import { checkSealedKey, type SealedKey } from "./sealer.js";
 import { checkIP } from "./validate.js";
 
 /**
@@ -26,34 +27,63 @@ export interface NodeState {
 }
 
 /**
- * NodeStateStore keeps a peer's NodeState where it survives a reboot and is readable before the
- * state disk is unlocked (it is public bootstrap data): a file (NodeStateFile) or the LUKS2 header.
+ * NodeStateStore is what a peer uses to keep its NodeState across reboots. Implemented by
+ * AuthenticatedNodeState (node-state-auth.ts), which authenticates every state it loads.
  */
 export interface NodeStateStore {
   /** path names where the state is kept, for messages. */
   readonly path: string;
   /** save replaces the state durably; it completes before the caller marks the TPM. */
   save(state: NodeState): Promise<void>;
-  /** load returns the saved state, undefined when there is none, or throws when it is corrupt. */
+  /** load returns the saved state, undefined when there is none, or throws when it is corrupt or not authentic. */
   load(): Promise<NodeState | undefined>;
   /**
    * verified, when the store keeps a second copy inside the encrypted state disk, returns that copy
-   * once the disk is unlocked and throws when the public copy differs from it (someone rewrote the
-   * unauthenticated bootstrap data). Stores without such a copy leave it undefined.
+   * once the disk is unlocked and throws when the public copy differs from it. Stores without such a
+   * copy leave it undefined.
    */
   verified?(publicCopy: NodeState): Promise<NodeState>;
 }
 
 /**
- * MirroredNodeState keeps the public bootstrap copy (`bootstrap`, e.g. a LUKS2 token readable while
- * the disk is locked) and an authoritative copy inside the encrypted state disk (`inner`). save
- * writes the inner copy first; load reads the bootstrap copy; verified compares them after unlock.
+ * NodeStateRecord is the stored form of a NodeState: the state, the MAC key sealed to the TPM's boot
+ * PCRs, and `tag`, the hex HMAC-SHA256 under that key (node-state-auth.ts defines what it covers).
  */
-export class MirroredNodeState implements NodeStateStore {
-  readonly #bootstrap: NodeStateStore;
-  readonly #inner: NodeStateStore;
+export interface NodeStateRecord {
+  nodeState: NodeState;
+  sealedKey: SealedKey;
+  tag: string;
+}
 
-  constructor(bootstrap: NodeStateStore, inner: NodeStateStore) {
+/**
+ * NodeStateRecordStore keeps a NodeStateRecord where it survives a reboot and is readable before the
+ * state disk is unlocked: a file (NodeStateFile) or the LUKS2 header. It does not authenticate:
+ * anyone holding the disk may have rewritten what load returns.
+ */
+export interface NodeStateRecordStore {
+  /** path names where the record is kept, for messages. */
+  readonly path: string;
+  /** save replaces the record durably (one atomic write). */
+  save(record: NodeStateRecord): Promise<void>;
+  /** load returns the saved record, undefined when there is none, or throws when it is malformed. */
+  load(): Promise<NodeStateRecord | undefined>;
+  /**
+   * verified, when the store keeps a second copy inside the encrypted state disk, returns that copy
+   * once the disk is unlocked and throws PermissionDeniedError when `publicCopy` differs from it.
+   */
+  verified?(publicCopy: NodeStateRecord): Promise<NodeStateRecord>;
+}
+
+/**
+ * MirroredNodeState keeps the public bootstrap copy (`bootstrap`, e.g. a LUKS2 token readable while
+ * the disk is locked) and a copy inside the encrypted state disk (`inner`). save writes the inner
+ * copy first; load reads the bootstrap copy; verified compares the two records after unlock.
+ */
+export class MirroredNodeState implements NodeStateRecordStore {
+  readonly #bootstrap: NodeStateRecordStore;
+  readonly #inner: NodeStateRecordStore;
+
+  constructor(bootstrap: NodeStateRecordStore, inner: NodeStateRecordStore) {
     this.#bootstrap = bootstrap;
     this.#inner = inner;
   }
@@ -62,27 +92,27 @@ export class MirroredNodeState implements NodeStateStore {
     return `${this.#bootstrap.path} and ${this.#inner.path}`;
   }
 
-  async save(state: NodeState): Promise<void> {
-    await this.#inner.save(state);
-    await this.#bootstrap.save(state);
+  async save(record: NodeStateRecord): Promise<void> {
+    await this.#inner.save(record);
+    await this.#bootstrap.save(record);
   }
 
-  load(): Promise<NodeState | undefined> {
+  load(): Promise<NodeStateRecord | undefined> {
     return this.#bootstrap.load();
   }
 
-  async verified(publicCopy: NodeState): Promise<NodeState> {
+  async verified(publicCopy: NodeStateRecord): Promise<NodeStateRecord> {
     const inner = await this.#inner.load();
     if (!inner) throw new InternalError(`node state: ${this.#inner.path} is missing inside the unlocked state disk`);
-    if (canonical(inner) !== canonical(publicCopy)) {
+    if (canonicalJSON(inner) !== canonicalJSON(publicCopy)) {
       throw new PermissionDeniedError(`node state: the bootstrap copy in ${this.#bootstrap.path} differs from the one inside the state disk (it was altered); refusing to use it`);
     }
     return inner;
   }
 }
 
-/** NodeStateFile reads and writes NodeState as a JSON file with mode 0600, atomically. */
-export class NodeStateFile implements NodeStateStore {
+/** NodeStateFile reads and writes a NodeStateRecord as a JSON file with mode 0600, atomically. */
+export class NodeStateFile implements NodeStateRecordStore {
   readonly #path: string;
 
   constructor(path: string) {
@@ -94,13 +124,13 @@ export class NodeStateFile implements NodeStateStore {
     return this.#path;
   }
 
-  /** save writes state atomically; it completes before the caller marks the TPM. */
-  async save(state: NodeState): Promise<void> {
-    await writeFileAtomic(this.#path, `${JSON.stringify(state, null, 2)}\n`);
+  /** save writes the record atomically. */
+  async save(record: NodeStateRecord): Promise<void> {
+    await writeFileAtomic(this.#path, `${JSON.stringify(record, null, 2)}\n`);
   }
 
-  /** load returns the saved state, undefined when there is none, or throws when it is corrupt. */
-  async load(): Promise<NodeState | undefined> {
+  /** load returns the saved record, undefined when there is none, or throws when it is malformed. */
+  async load(): Promise<NodeStateRecord | undefined> {
     let text: string;
     try {
       text = await readFile(this.#path, "utf8");
@@ -109,11 +139,25 @@ export class NodeStateFile implements NodeStateStore {
       throw new InternalError(`node state: read ${this.#path}`, { cause: err });
     }
     try {
-      return checkNodeState(JSON.parse(text));
+      return checkNodeStateRecord(JSON.parse(text));
     } catch (err) {
-      throw new InternalError(`node state: ${this.#path} is corrupt`, { cause: err });
+      throw new InternalError(`node state: ${this.#path} is corrupt: ${(err as Error).message}`, { cause: err });
     }
   }
+}
+
+/** checkNodeStateRecord validates a parsed NodeStateRecord and returns a copy with only its fields. */
+export function checkNodeStateRecord(value: unknown): NodeStateRecord {
+  const v = value as Partial<NodeStateRecord> | null;
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not an object");
+  if (typeof v.tag !== "string" || !/^[0-9a-f]{64}$/.test(v.tag)) throw new Error("tag: must be 64 lower-case hex characters");
+  let nodeState: NodeState;
+  try {
+    nodeState = checkNodeState(structuredClone(v.nodeState));
+  } catch (err) {
+    throw new Error(`nodeState: ${(err as Error).message}`, { cause: err });
+  }
+  return { nodeState, sealedKey: checkSealedKey(v.sealedKey), tag: v.tag };
 }
 
 /** checkNodeState validates a parsed NodeState (from a file or a LUKS2 token) and returns it. */
@@ -130,11 +174,11 @@ export function checkNodeState(value: unknown): NodeState {
   return v;
 }
 
-/** canonical renders a JSON value with sorted object keys, so equal states compare equal. */
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
+/** canonicalJSON renders a JSON value with sorted object keys, so equal values render equal. */
+export function canonicalJSON(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJSON).join(",")}]`;
   if (v !== null && typeof v === "object") {
-    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(",")}}`;
+    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonicalJSON((v as Record<string, unknown>)[k])}`).join(",")}}`;
   }
   return JSON.stringify(v) ?? "null";
 }

@@ -14,7 +14,7 @@
  */
 import { isIP } from "node:net";
 import type { Logger } from "../core/logger.js";
-import type { NodeState, NodeStateStore } from "../core/node-state.js";
+import type { NodeState, NodeStateRecord, NodeStateRecordStore } from "../core/node-state.js";
 import { CryptsetupRunner, type Exec } from "./cryptsetup.js";
 import { CorruptMetadataError, CryptsetupError, DiskError, TokenTooLargeError } from "./errors.js";
 import { requireLUKS2, resolveDevice } from "./header.js";
@@ -170,12 +170,13 @@ function writeToken(
 }
 
 /**
- * LUKSTokenNodeState keeps core's NodeState in the bootstrap token (field `nodeState` of its
- * payload; other fields are preserved): core's NodeStateStore, like NodeStateFile, so a rebooted
- * peer knows its role and Coordinators while its state volume is still locked. Safe for concurrent use (every call takes the cryptsetup mutex). Since anyone holding the
- * disk can rewrite the header, the loaded state is only as trustworthy as the disk's holder.
+ * LUKSTokenNodeState keeps core's NodeStateRecord (the node state, its sealed MAC key and tag) in the
+ * bootstrap token, as the payload fields `nodeState`, `sealedKey` and `tag` (other fields are
+ * preserved), so a rebooted peer knows its role and Coordinators while its state volume is still
+ * locked. Safe for concurrent use (every call takes the cryptsetup mutex). Anyone holding the disk can
+ * rewrite the header: core's AuthenticatedNodeState checks the record's tag before using it.
  */
-export class LUKSTokenNodeState implements NodeStateStore {
+export class LUKSTokenNodeState implements NodeStateRecordStore {
   readonly #device: string;
   readonly #options: BootstrapTokenOptions | undefined;
 
@@ -190,27 +191,57 @@ export class LUKSTokenNodeState implements NodeStateStore {
     return `${this.#device} (LUKS2 token)`;
   }
 
-  /** save validates and writes state in one header commit; it completes before the caller marks the TPM. */
-  async save(state: NodeState): Promise<void> {
+  /** save validates and writes the record in one header commit. */
+  async save(record: NodeStateRecord): Promise<void> {
+    let checked: NodeStateRecord;
     try {
-      checkNodeState(state);
+      checked = checkNodeStateRecord(record);
     } catch (err) {
       throw new TypeError(`node state: refusing to save an invalid state to ${this.path}: ${(err as Error).message}`, { cause: err });
     }
-    await updateBootstrapToken(this.#device, (cur) => ({ ...(isObject(cur) ? cur : {}), nodeState: state }), this.#options);
+    await updateBootstrapToken(this.#device, (cur) => ({ ...(isObject(cur) ? cur : {}), ...checked }), this.#options);
   }
 
-  /** load returns the saved state, undefined when there is none, or throws CorruptMetadataError when it is malformed. */
-  async load(): Promise<NodeState | undefined> {
+  /** load returns the saved record, undefined when there is none, or throws CorruptMetadataError when it is malformed. */
+  async load(): Promise<NodeStateRecord | undefined> {
     const data = await readBootstrapToken(this.#device, this.#options);
-    if (data === undefined || (isObject(data) && data.nodeState === undefined)) return undefined;
+    if (data === undefined || (isObject(data) && data.nodeState === undefined && data.sealedKey === undefined && data.tag === undefined)) return undefined;
     try {
       if (!isObject(data)) throw new Error("the token's payload is not an object");
-      return checkNodeState(data.nodeState);
+      return checkNodeStateRecord(data);
     } catch (err) {
       throw new CorruptMetadataError(this.#device, `node state: ${this.path} is corrupt: ${(err as Error).message}`, { cause: err });
     }
   }
+}
+
+/**
+ * checkNodeStateRecord makes the checks of core's checkNodeStateRecord (see checkNodeState for why
+ * they are written twice) and returns a copy with only the record's fields.
+ */
+export function checkNodeStateRecord(v: unknown): NodeStateRecord {
+  if (!isObject(v)) throw new Error("not an object");
+  if (typeof v.tag !== "string" || !/^[0-9a-f]{64}$/.test(v.tag)) throw new Error("tag: must be 64 lower-case hex characters");
+  let nodeState: NodeState;
+  try {
+    nodeState = checkNodeState(v.nodeState);
+  } catch (err) {
+    throw new Error(`nodeState: ${(err as Error).message}`, { cause: err });
+  }
+  const k = v.sealedKey;
+  if (!isObject(k)) throw new Error("sealedKey: not an object");
+  const pcrs = k.pcrs;
+  if (!Array.isArray(pcrs) || pcrs.length === 0 || pcrs.length > 24) throw new Error("sealedKey.pcrs: must list 1 to 24 PCRs");
+  if (!pcrs.every((p) => Number.isInteger(p) && p >= 0 && p <= 23) || new Set(pcrs).size !== pcrs.length) {
+    throw new Error("sealedKey.pcrs: must be distinct integers from 0 to 23");
+  }
+  const b64 = (x: unknown, name: string): string => {
+    if (typeof x !== "string" || x.length === 0 || x.length > 2048 || !/^[A-Za-z0-9+/]+={0,2}$/.test(x)) {
+      throw new Error(`sealedKey.${name}: must be base64 of at most 2048 characters`);
+    }
+    return x;
+  };
+  return { nodeState, sealedKey: { pcrs: [...(pcrs as number[])], public: b64(k.public, "public"), private: b64(k.private, "private") }, tag: v.tag };
 }
 
 /**

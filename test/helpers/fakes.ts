@@ -1,8 +1,10 @@
 // Test-only fakes of the core's side-effect interfaces. Never imported from src/.
-import { randomBytes, randomUUID } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, randomBytes, randomUUID } from "node:crypto";
 import nacl from "tweetnacl";
 import type { StateDisk } from "../../src/core/disk.js";
+import { PermissionDeniedError } from "../../src/core/errors.js";
 import type { InitMarker, MarkerState } from "../../src/core/marker.js";
+import type { KeySealer, SealedKey } from "../../src/core/sealer.js";
 import type { VPN, VPNPeer } from "../../src/core/vpn.js";
 
 /** FakeMarker is an in-memory InitMarker. */
@@ -19,6 +21,39 @@ export class FakeMarker implements InitMarker {
     this.marks++;
     this.owner = Buffer.from(ownerID);
     this.cluster = Buffer.from(clusterID);
+  }
+}
+
+/**
+ * FakeKeySealer is an in-memory KeySealer standing in for one TPM: sealed keys are AES-256-GCM under
+ * this instance's own key (so another FakeKeySealer cannot open them), bound to `bootState`, which a
+ * test changes to simulate boot PCRs that changed.
+ */
+export class FakeKeySealer implements KeySealer {
+  readonly pcrs: readonly number[] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  bootState: Buffer = Buffer.alloc(32);
+  readonly #key = randomBytes(32);
+  async seal(secret: Uint8Array): Promise<SealedKey> {
+    const iv = randomBytes(12);
+    const pub = Buffer.concat([iv, createHash("sha256").update(this.bootState).digest()]);
+    const c = createCipheriv("aes-256-gcm", this.#key, iv).setAAD(pub);
+    const ct = Buffer.concat([c.update(secret), c.final(), c.getAuthTag()]);
+    return { pcrs: [...this.pcrs], public: pub.toString("base64"), private: ct.toString("base64") };
+  }
+  async unseal(sealed: SealedKey): Promise<Buffer> {
+    const pub = Buffer.from(sealed.public, "base64");
+    const ct = Buffer.from(sealed.private, "base64");
+    let secret: Buffer;
+    try {
+      const d = createDecipheriv("aes-256-gcm", this.#key, pub.subarray(0, 12)).setAAD(pub).setAuthTag(ct.subarray(-16));
+      secret = Buffer.concat([d.update(ct.subarray(0, -16)), d.final()]);
+    } catch (err) {
+      throw new PermissionDeniedError('check "sealed by this TPM" failed (fake sealer)', { cause: err });
+    }
+    if (!pub.subarray(12).equals(createHash("sha256").update(this.bootState).digest())) {
+      throw new PermissionDeniedError('check "boot PCRs unchanged" failed (fake sealer)');
+    }
+    return secret;
   }
 }
 

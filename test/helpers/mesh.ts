@@ -18,13 +18,15 @@ import { UnavailableError } from "../../src/core/errors.js";
 import { createLogger, type Logger } from "../../src/core/logger.js";
 import { MeshPeer } from "../../src/core/mesh-peer.js";
 import { NodeStateFile } from "../../src/core/node-state.js";
+import { AuthenticatedNodeState } from "../../src/core/node-state-auth.js";
+import { TPMKeySealer } from "../../src/attestation/tpm-seal.js";
 import type { CoordinatorClient } from "../../src/core/remote.js";
 import { MemoryStore } from "../../src/core/store-memory.js";
 import { PubAPIClient } from "../../src/pubapi/client.js";
 import { createPubAPIServer } from "../../src/pubapi/server.js";
 import { VPNAPIClient } from "../../src/vpnapi/client.js";
 import { createVPNAPIServer } from "../../src/vpnapi/server.js";
-import { FakeDisk, FakeMarker, FakeVPNNetwork, type FakeVPN } from "./fakes.js";
+import { FakeDisk, FakeKeySealer, FakeMarker, FakeVPNNetwork, type FakeVPN } from "./fakes.js";
 import { TestIssuer, TestValidator } from "./attestation-test.js";
 import { createLUKSFile, fastPBKDF, type LUKSFile } from "./luks.js";
 import { startSwtpm, type Swtpm } from "./swtpm.js";
@@ -60,6 +62,8 @@ export interface Hardware {
   luks: LUKSFile | undefined;
   swtpm: Swtpm | undefined;
   fakeMarker: FakeMarker;
+  /** fakeSealer seals the node-state key when there is no swtpm (attestation "test"). */
+  fakeSealer: FakeKeySealer;
 }
 
 /** MeshOptions configure a TestMesh. */
@@ -113,6 +117,7 @@ export class TestMesh {
       luks: undefined,
       swtpm: undefined,
       fakeMarker: new FakeMarker(),
+      fakeSealer: new FakeKeySealer(),
     };
     if (this.#o.withDisks === "luks") {
       hw.luks = await createLUKSFile({ sizeMiB: 20 });
@@ -173,28 +178,37 @@ export class TestMesh {
     const peerClient = new PubAPIClient({ activationCredentials: this.credentials(true), credentials: this.credentials(false) });
     const vpnServers: grpc.Server[] = [];
     let peerRef: MeshPeer | undefined;
-    const peer = await MeshPeer.start({
-      publicIP: "127.0.0.1",
-      pubapiPort: hw.port,
-      wgPort: hw.vpn.port,
-      vpn: hw.vpn,
-      disk: hw.disk,
-      marker,
-      nodeState: new NodeStateFile(join(hw.stateDir, "node-state.json")),
-      store,
-      peerClient,
-      dialCoordinator: (ip) => this.#dial(hw.vpn, ip),
-      updateIntervalMs: this.#o.updateIntervalMs ?? 200,
-      ...(this.#o.activationConcurrency ? { activationConcurrency: this.#o.activationConcurrency } : {}),
-      clock: systemClock,
-      logger,
-      onCoordinator: async (vpnIP) => {
-        const s = createVPNAPIServer(peerRef!, logger.child("vpnapi"));
-        const port = await bind(s, "127.0.0.1:0", grpc.ServerCredentials.createInsecure());
-        vpnServers.push(s);
-        this.vpnapi.set(vpnIP, `127.0.0.1:${port}`);
-      },
-    });
+    let peer: MeshPeer;
+    try {
+      peer = await MeshPeer.start({
+        publicIP: "127.0.0.1",
+        pubapiPort: hw.port,
+        wgPort: hw.vpn.port,
+        vpn: hw.vpn,
+        disk: hw.disk,
+        marker,
+        nodeState: new AuthenticatedNodeState(new NodeStateFile(join(hw.stateDir, "node-state.json")), tpm ? new TPMKeySealer(tpm) : hw.fakeSealer),
+        store,
+        peerClient,
+        dialCoordinator: (ip) => this.#dial(hw.vpn, ip),
+        updateIntervalMs: this.#o.updateIntervalMs ?? 200,
+        ...(this.#o.activationConcurrency ? { activationConcurrency: this.#o.activationConcurrency } : {}),
+        clock: systemClock,
+        logger,
+        onCoordinator: async (vpnIP) => {
+          const s = createVPNAPIServer(peerRef!, logger.child("vpnapi"));
+          const port = await bind(s, "127.0.0.1:0", grpc.ServerCredentials.createInsecure());
+          vpnServers.push(s);
+          this.vpnapi.set(vpnIP, `127.0.0.1:${port}`);
+        },
+      });
+    } catch (err) {
+      // A peer that refuses to start (e.g. its node state is not authentic) leaves nothing open.
+      peerClient.close();
+      await store.close();
+      await closeAttestation();
+      throw err;
+    }
     peerRef = peer;
     const pub = createPubAPIServer({ peer, logger: logger.child("pubapi") });
     await bind(pub, `127.0.0.1:${hw.port}`, createATLSServerCredentials(issuer, { logger }));

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
-import type { NodeState } from "../../src/core/node-state.js";
+import type { NodeState, NodeStateRecord } from "../../src/core/node-state.js";
 import {
   bootstrapTokenType,
   LUKSTokenNodeState,
@@ -44,6 +44,9 @@ const nodeState: NodeState = {
   coordinatorEndpoints: ["192.0.2.1:9000"],
   coordinatorPeers: [{ role: "coordinator", publicIP: "192.0.2.1", vpnIP: "10.118.0.1", vpnPubKey: `${"A".repeat(43)}=`, wgPort: 51820, pubapiPort: 9000 }],
 };
+
+/** record is a stored node state; its sealed key and tag are only checked for shape here (node-state-auth tests check them). */
+const record: NodeStateRecord = { nodeState, sealedKey: { pcrs: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], public: "AAAB", private: "AAAC" }, tag: "ef".repeat(32) };
 
 const caught = caughtDiskError;
 
@@ -141,32 +144,35 @@ describe.skipIf(!haveCryptsetup())("bootstrap token in a LUKS2 header (real cryp
 });
 
 describe.skipIf(!haveCryptsetup())("LUKSTokenNodeState (real cryptsetup)", () => {
-  it("round-trips the node state, readable without a key, and keeps other payload fields", async () => {
+  it("round-trips the node state record, readable without a key, and keeps other payload fields", async () => {
     const f = await track(createLUKSFile());
     const ns = new LUKSTokenNodeState(f.path);
     expect(ns.path).toBe(`${f.path} (LUKS2 token)`);
     expect(await ns.load()).toBeUndefined();
     await writeBootstrapToken(f.path, { other: 1 });
     expect(await ns.load()).toBeUndefined();
-    await ns.save(nodeState);
-    expect(await ns.load()).toEqual(nodeState);
-    expect(await readBootstrapToken(f.path)).toEqual({ other: 1, nodeState });
-    await ns.save({ ...nodeState, vpnIP: "10.118.0.12" });
-    expect((await new LUKSTokenNodeState(f.path).load())?.vpnIP).toBe("10.118.0.12");
+    await ns.save(record);
+    expect(await ns.load()).toEqual(record);
+    expect(await readBootstrapToken(f.path)).toEqual({ other: 1, ...record });
+    await ns.save({ ...record, nodeState: { ...nodeState, vpnIP: "10.118.0.12" } });
+    expect((await new LUKSTokenNodeState(f.path).load())?.nodeState.vpnIP).toBe("10.118.0.12");
   });
 
   it("the state survives the disk's key rotation", async () => {
     const f = await track(createLUKSFile());
-    await new LUKSTokenNodeState(f.path).save(nodeState);
+    await new LUKSTokenNodeState(f.path).save(record);
     await new LUKSDisk({ device: f.path, initialKeyFile: f.initialKeyFile, pbkdf: fastPBKDF }).updatePassphrase(randomBytes(32));
-    expect(await new LUKSTokenNodeState(f.path).load()).toEqual(nodeState);
+    expect(await new LUKSTokenNodeState(f.path).load()).toEqual(record);
   });
 
   const bad: { name: string; payload: unknown; message: RegExp }[] = [
-    { name: "a bad role", payload: { nodeState: { ...nodeState, role: "king" } }, message: /role/ },
-    { name: "a bad VPN IP", payload: { nodeState: { ...nodeState, vpnIP: "10.118.0" } }, message: /vpnIP: not an IP/ },
-    { name: "an upper-case owner ID", payload: { nodeState: { ...nodeState, ownerID: "AB".repeat(32) } }, message: /ownerID/ },
-    { name: "a broken peer key", payload: { nodeState: { ...nodeState, coordinatorPeers: [{ ...nodeState.coordinatorPeers[0], vpnPubKey: "x" }] } }, message: /vpnPubKey/ },
+    { name: "a bad role", payload: { ...record, nodeState: { ...nodeState, role: "king" } }, message: /role/ },
+    { name: "a bad VPN IP", payload: { ...record, nodeState: { ...nodeState, vpnIP: "10.118.0" } }, message: /vpnIP: not an IP/ },
+    { name: "an upper-case owner ID", payload: { ...record, nodeState: { ...nodeState, ownerID: "AB".repeat(32) } }, message: /ownerID/ },
+    { name: "a broken peer key", payload: { ...record, nodeState: { ...nodeState, coordinatorPeers: [{ ...nodeState.coordinatorPeers[0], vpnPubKey: "x" }] } }, message: /vpnPubKey/ },
+    { name: "no tag", payload: { nodeState, sealedKey: record.sealedKey }, message: /tag: must be 64/ },
+    { name: "no sealed key", payload: { nodeState, tag: record.tag }, message: /sealedKey: not an object/ },
+    { name: "a sealed key for PCR 24", payload: { ...record, sealedKey: { ...record.sealedKey, pcrs: [24] } }, message: /sealedKey.pcrs/ },
     { name: "a payload that is not an object", payload: "just a string", message: /not an object/ },
   ];
   for (const tc of bad) {
@@ -182,7 +188,7 @@ describe.skipIf(!haveCryptsetup())("LUKSTokenNodeState (real cryptsetup)", () =>
 
   it("save refuses an invalid state and writes nothing", async () => {
     const f = await track(createLUKSFile());
-    await expect(new LUKSTokenNodeState(f.path).save({ ...nodeState, clusterID: "nope" })).rejects.toThrow(/refusing to save/);
+    await expect(new LUKSTokenNodeState(f.path).save({ ...record, nodeState: { ...nodeState, clusterID: "nope" } })).rejects.toThrow(/refusing to save/);
     expect(await readBootstrapToken(f.path)).toBeUndefined();
   });
 });

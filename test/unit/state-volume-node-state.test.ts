@@ -7,13 +7,19 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { StateDisk } from "../../src/core/disk.js";
-import { checkNodeState as coreCheckNodeState, NodeStateFile, type NodeState, type NodeStateStore } from "../../src/core/node-state.js";
-import { checkNodeState, LUKSTokenNodeState } from "../../src/diskencryption/bootstrap-token.js";
+import {
+  checkNodeState as coreCheckNodeState,
+  checkNodeStateRecord as coreCheckNodeStateRecord,
+  NodeStateFile,
+  type NodeState,
+  type NodeStateRecordStore,
+} from "../../src/core/node-state.js";
+import { checkNodeState, checkNodeStateRecord, LUKSTokenNodeState } from "../../src/diskencryption/bootstrap-token.js";
 import type { StateVolume } from "../../src/diskencryption/state-volume.js";
 import { makeTempDir, type TempDir } from "../helpers/luks.js";
 
-// Compile-time: the token store is a NodeStateStore, the volume a StateDisk.
-const _shape: (s: LUKSTokenNodeState) => NodeStateStore = (s) => s;
+// Compile-time: the token store is a NodeStateRecordStore, the volume a StateDisk.
+const _shape: (s: LUKSTokenNodeState) => NodeStateRecordStore = (s) => s;
 const _disk: (v: StateVolume) => StateDisk = (v) => v;
 void _shape;
 void _disk;
@@ -64,10 +70,13 @@ beforeEach(async () => {
 });
 afterEach(async () => tmp.cleanup());
 
+const sealedKey = { pcrs: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], public: "AAAB", private: "AAAC" };
+const tag = "0a".repeat(32);
+
 async function fileLoad(state: unknown): Promise<NodeState | undefined> {
   const path = join(tmp.dir, "node-state.json");
-  await writeFile(path, JSON.stringify(state));
-  return new NodeStateFile(path).load();
+  await writeFile(path, JSON.stringify({ nodeState: state, sealedKey, tag }));
+  return (await new NodeStateFile(path).load())?.nodeState;
 }
 
 describe("checkNodeState agrees with NodeStateFile.load", () => {
@@ -91,6 +100,37 @@ describe("checkNodeState agrees with NodeStateFile.load", () => {
     expect(out).toEqual(valid);
     expect(out).not.toHaveProperty("extra");
   });
+});
+
+const acceptedRecords: { name: string; record: unknown }[] = [
+  { name: "a record", record: { nodeState: valid, sealedKey, tag } },
+  { name: "a key sealed to one PCR", record: { nodeState: valid, sealedKey: { ...sealedKey, pcrs: [7] }, tag } },
+];
+const refusedRecords: { name: string; record: unknown }[] = [
+  { name: "no tag", record: { nodeState: valid, sealedKey } },
+  { name: "an upper-case tag", record: { nodeState: valid, sealedKey, tag: tag.toUpperCase() } },
+  { name: "a short tag", record: { nodeState: valid, sealedKey, tag: "0a" } },
+  { name: "no sealed key", record: { nodeState: valid, tag } },
+  { name: "no PCRs", record: { nodeState: valid, sealedKey: { ...sealedKey, pcrs: [] }, tag } },
+  { name: "PCR 24", record: { nodeState: valid, sealedKey: { ...sealedKey, pcrs: [24] }, tag } },
+  { name: "a PCR twice", record: { nodeState: valid, sealedKey: { ...sealedKey, pcrs: [1, 1] }, tag } },
+  { name: "a public blob that is not base64", record: { nodeState: valid, sealedKey: { ...sealedKey, public: "a b" }, tag } },
+  { name: "a huge private blob", record: { nodeState: valid, sealedKey: { ...sealedKey, private: "A".repeat(2052) }, tag } },
+  { name: "a bad node state", record: { nodeState: { ...valid, role: "admin" }, sealedKey, tag } },
+];
+
+describe("checkNodeStateRecord agrees with core's", () => {
+  for (const tc of acceptedRecords) {
+    it(`both accept ${tc.name}, with the same result`, () => {
+      expect(checkNodeStateRecord(tc.record)).toEqual(coreCheckNodeStateRecord(structuredClone(tc.record)));
+    });
+  }
+  for (const tc of refusedRecords) {
+    it(`both refuse ${tc.name}`, () => {
+      expect(() => coreCheckNodeStateRecord(structuredClone(tc.record))).toThrow();
+      expect(() => checkNodeStateRecord(tc.record)).toThrow();
+    });
+  }
 });
 
 describe("LUKSTokenNodeState", () => {
