@@ -12,7 +12,7 @@ const adminKey = (): string => Buffer.from(nacl.box.keyPair().publicKey).toStrin
 const secret = Buffer.from("correct horse battery staple 42!");
 
 async function activationError(mesh: TestMesh, coord: TestPeer, req: Partial<ActivateRequest>): Promise<CoreError> {
-  const full: ActivateRequest = { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: [], coordinatorEndpoints: [], ...req };
+  const full: ActivateRequest = { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [], coordinatorEndpoints: [], ...req };
   return activateAsCoordinator(coord.endpoint, mesh.credentials(true), full, () => {}).then(
     () => {
       throw new Error("activation unexpectedly succeeded");
@@ -47,14 +47,14 @@ describe("bad input gets a clear error and loses nothing", () => {
       expect(err.message).toMatch(tc.msg);
       expect(coord.peer.state).toBe(PeerState.AcceptingInit);
       expect(coord.marker.marks).toBe(0);
-      const cfg = await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: [], coordinatorEndpoints: [] }, () => {});
+      const cfg = await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [], coordinatorEndpoints: [] }, () => {});
       expect(cfg.coordinator.vpnIP).toBe("10.118.0.1");
     });
   }
 
   it("a second ActivateAsCoordinator is refused and changes nothing", async () => {
     const node = await mesh.startPeer("node");
-    await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: [node.endpoint], coordinatorEndpoints: [] }, () => {});
+    await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [node.endpoint], coordinatorEndpoints: [] }, () => {});
     expect(coord.peer.state).toBe(PeerState.ActivatingNodes);
     const before = await coord.peer.getUpdate(-1);
     const marks = coord.marker.marks;
@@ -63,7 +63,7 @@ describe("bad input gets a clear error and loses nothing", () => {
     // aTLS already refuses a non-fresh peer for activation; without requireFresh the core refuses too.
     const viaFresh = await activationError(mesh, coord, {});
     expect(viaFresh.message).toMatch(/aTLS: .*fresh marker/);
-    const err = await activateAsCoordinator(coord.endpoint, mesh.credentials(false), { adminVPNPubKey: adminKey(), masterSecret: Buffer.from("another secret of enough length"), nodeEndpoints: [], coordinatorEndpoints: [] }, () => {}).catch((e: CoreError) => e);
+    const err = await activateAsCoordinator(coord.endpoint, mesh.credentials(false), { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: Buffer.from("another secret of enough length"), nodeEndpoints: [], coordinatorEndpoints: [] }, () => {}).catch((e: CoreError) => e);
     expect((err as CoreError).code).toBe("failed-precondition");
     expect((err as CoreError).message).toMatch(/peer is ActivatingNodes, needs AcceptingInit/);
     expect(await coord.peer.getUpdate(-1)).toEqual(before);
@@ -80,7 +80,7 @@ describe("bad input gets a clear error and loses nothing", () => {
     const cfg = await activateAsCoordinator(
       coord.endpoint,
       mesh.credentials(true),
-      { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: [good.endpoint, `127.0.0.1:${port}`], coordinatorEndpoints: [] },
+      { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [good.endpoint, `127.0.0.1:${port}`], coordinatorEndpoints: [] },
       (l) => lines.push(l),
     );
     expect(cfg.failed).toHaveLength(1);
@@ -89,7 +89,7 @@ describe("bad input gets a clear error and loses nothing", () => {
     expect(good.peer.state).toBe(PeerState.IsNode);
 
     const late = await mesh.startPeer("late", { port });
-    const res = await activateAdditionalNodes(coord.endpoint, mesh.credentials(false), [`127.0.0.1:${port}`], () => {});
+    const res = await activateAdditionalNodes(coord.endpoint, mesh.credentials(false), mesh.admin, [`127.0.0.1:${port}`], () => {});
     expect(res.failed).toEqual([]);
     expect(late.peer.state).toBe(PeerState.IsNode);
     const ips = (await coord.peer.getUpdate(-1)).peers!.map((p) => p.vpnIP);
@@ -99,9 +99,9 @@ describe("bad input gets a clear error and loses nothing", () => {
 
   it("a node already activated is refused with FAILED_PRECONDITION and keeps its state", async () => {
     const node = await mesh.startPeer("node");
-    await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: [node.endpoint], coordinatorEndpoints: [] }, () => {});
+    await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [node.endpoint], coordinatorEndpoints: [] }, () => {});
     const vpnIP = node.vpn.vpnIP;
-    const res = await activateAdditionalNodes(coord.endpoint, mesh.credentials(false), [node.endpoint], () => {});
+    const res = await activateAdditionalNodes(coord.endpoint, mesh.credentials(false), mesh.admin, [node.endpoint], () => {});
     expect(res.failed).toHaveLength(1);
     expect(res.failed[0]!.error).toMatch(/fresh|FAILED_PRECONDITION|AcceptingInit/);
     expect(node.peer.state).toBe(PeerState.IsNode);
@@ -135,7 +135,7 @@ describe("bad input gets a clear error and loses nothing", () => {
 
     it("a stream that ends before state_disk_key → INVALID_ARGUMENT naming the missing message", async () => {
       const node = await mesh.startPeer("node");
-      await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: [], coordinatorEndpoints: [] }, () => {});
+      await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [], coordinatorEndpoints: [] }, () => {});
       const snap = await coord.peer.getUpdate(-1);
       const { client, call } = open(node);
       const done = outcome(call);

@@ -23,7 +23,7 @@ describe("state-disk keys from the master secret (real LUKS2 files, real cryptse
     const cfg = await activateAsCoordinator(
       coord.endpoint,
       mesh.credentials(true),
-      { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: nodes.map((n) => n.endpoint), coordinatorEndpoints: [] },
+      { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: nodes.map((n) => n.endpoint), coordinatorEndpoints: [] },
       () => {},
     );
     expect(cfg.failed).toEqual([]);
@@ -59,7 +59,7 @@ describe("state-disk keys from the master secret (real LUKS2 files, real cryptse
 
   it("a Coordinator refuses the key of a disk it never saw, saying why", async () => {
     const { coord } = await activated();
-    const client = new PubAPIClient({ activationCredentials: mesh.credentials(true), credentials: mesh.credentials(false) });
+    const client = new PubAPIClient({ validators: mesh.validators(), issuer: coord.issuer });
     const err = await client.requestStateDiskKey(coord.endpoint, "00000000-0000-4000-8000-000000000000").catch((e: Error) => e);
     client.close();
     expect(String(err)).toMatch(/stateDiskUUID: 00000000-0000-4000-8000-000000000000 is not a disk of any activated peer/);
@@ -76,7 +76,7 @@ describe("state-disk keys from the master secret (real LUKS2 files, real cryptse
     const cfg = await activateAsCoordinator(
       coord.endpoint,
       mesh.credentials(true),
-      { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: [node.endpoint], coordinatorEndpoints: [] },
+      { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [node.endpoint], coordinatorEndpoints: [] },
       () => {},
     );
     expect(cfg.failed).toHaveLength(1);
