@@ -34,10 +34,7 @@ export class ProvenChannel {
    * over it. A handshake failure rejects with the aTLS reason (PermissionDeniedError).
    */
   async proof(deadline: number, credential: CoordinatorCredential | undefined): Promise<WireCallerProof> {
-    await this.#ready(deadline);
-    const socket = this.#socket;
-    if (!socket || socket.destroyed) throw new UnavailableError("caller proof: the connection closed before the call");
-    const ekm = exportCallerKeyingMaterial(socket);
+    const { socket, ekm } = await this.#connection(deadline);
     let doc = this.#documents.get(socket);
     if (!doc) {
       doc = issueCallerDocument(this.#issuer, ekm);
@@ -48,8 +45,20 @@ export class ProvenChannel {
     return { oid, document, clusterSignature: credential ? credential.signConnection(ekm) : Buffer.alloc(0) };
   }
 
+  /** keyingMaterial connects (if needed) and returns the current connection's caller-proof keying material. */
+  async keyingMaterial(deadline: number): Promise<Buffer> {
+    return (await this.#connection(deadline)).ekm;
+  }
+
   close(): void {
     this.client.close();
+  }
+
+  async #connection(deadline: number): Promise<{ socket: TLSSocket; ekm: Buffer }> {
+    await this.#ready(deadline);
+    const socket = this.#socket;
+    if (!socket || socket.destroyed) throw new UnavailableError("caller proof: the connection closed before the call");
+    return { socket, ekm: exportCallerKeyingMaterial(socket) };
   }
 
   /** #ready waits until the channel is connected; a failed connection fails at once, naming the aTLS check. */

@@ -210,7 +210,10 @@ export class TestMesh {
     const pub = createPubAPIServer({ peer, logger: logger.child("pubapi"), connections: atls.connections });
     await bind(pub, `127.0.0.1:${hw.port}`, atls);
     await peer.resume();
+    let stopped = false;
     const stopSoftware = async (): Promise<void> => {
+      if (stopped) return;
+      stopped = true;
       peer.close();
       peerClient.close();
       for (const s of [pub, ...vpnServers]) s.forceShutdown();

@@ -133,35 +133,13 @@ describe("bad input gets a clear error and loses nothing", () => {
       expect(node.peer.state).toBe(PeerState.AcceptingInit);
     });
 
-    it("a stream that ends before state_disk_key → INVALID_ARGUMENT naming the missing message", async () => {
-      const node = await mesh.startPeer("node");
-      await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [], coordinatorEndpoints: [] }, () => {});
-      const snap = await coord.peer.getUpdate(-1);
-      const { client, call } = open(node);
-      const done = outcome(call);
-      call.write({
-        initialRequest: {
-          nodeVpnIp: "10.118.0.50",
-          peers: snap.peers!.map((p) => ({ role: p.role, publicIp: p.publicIP, vpnIp: p.vpnIP, vpnPubKey: Buffer.from(p.vpnPubKey, "base64"), wgPort: p.wgPort, pubapiPort: p.pubapiPort })),
-          ownerId: Buffer.alloc(32, 1),
-          clusterId: Buffer.alloc(32, 2),
-          coordinatorVpnIps: ["10.118.0.1"],
-          coordinatorPublicEndpoints: [coord.endpoint],
-        },
-      });
-      call.end();
-      const err = await done;
-      client.close();
-      expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
-      expect(err.details).toMatch(/stream ended before state_disk_key/);
-    });
-
     const badInitial = [
       { name: "node VPN IP outside the node pool", patch: { nodeVpnIp: "10.118.0.5" }, msg: /nodeVPNIP: 10.118.0.5 is not in the Node pool/ },
       { name: "malformed node VPN IP", patch: { nodeVpnIp: "10.118.0" }, msg: /nodeVPNIP: not an IP address/ },
       { name: "short owner ID", patch: { ownerId: Buffer.alloc(5) }, msg: /ownerID: must be 32 bytes, got 5/ },
       { name: "wrong-length peer key", patch: { peers: [{ role: "coordinator", publicIp: "127.0.0.1", vpnIp: "10.118.0.1", vpnPubKey: Buffer.alloc(16), wgPort: 1, pubapiPort: 1 }] }, msg: /peers\[0\].vpnPubKey: must be 32 bytes, got 16/ },
       { name: "no Coordinator", patch: { coordinatorVpnIps: [] }, msg: /coordinatorVPNIPs: at least one is needed/ },
+      { name: "short cluster credential", patch: { coordinatorAuthPubKey: Buffer.alloc(31) }, msg: /coordinatorAuthPubKey: must be 32 bytes, got 31/ },
     ];
     for (const tc of badInitial) {
       it(`initial_request with ${tc.name} → INVALID_ARGUMENT, peer stays fresh`, async () => {
@@ -176,6 +154,7 @@ describe("bad input gets a clear error and loses nothing", () => {
             clusterId: Buffer.alloc(32, 2),
             coordinatorVpnIps: ["10.118.0.1"],
             coordinatorPublicEndpoints: [],
+            coordinatorAuthPubKey: Buffer.alloc(32, 4),
             ...tc.patch,
           },
         });
