@@ -3,7 +3,7 @@ import type { CallerContext, CallerVerifier } from "./caller.js";
 import { authorizeCoordinator } from "./caller-auth.js";
 import type { Clock } from "./clock.js";
 import { ClusterStore } from "./cluster-store.js";
-import { Coordinator, type ActivationResult, type NodeFailure, type ProgressLog } from "./coordinator.js";
+import { Coordinator, type ActivationResult, type ProgressLog } from "./coordinator.js";
 import type { StateDisk } from "./disk.js";
 import { CoreError, errorMessage, FailedPreconditionError, InternalError, InvalidArgumentError } from "./errors.js";
 import { DiskKeyRequest } from "./disk-key-request.js";
@@ -11,11 +11,13 @@ import { checkMasterSecret, deriveOwnerID, newClusterID, stateDiskKey } from "./
 import type { Logger } from "./logger.js";
 import type { InitMarker } from "./marker.js";
 import { Node } from "./node.js";
+import { commitNodeActivation, nodeStateOf, receiveDiskKey } from "./node-activation.js";
 import type { NodeState, NodeStateStore } from "./node-state.js";
 import type { PeerRecord } from "./peer.js";
 import { checkNodeActivation, checkNodeEndpoints } from "./requests.js";
 import type { CoordinatorDialer, NodeActivationRequest, NodeExchange, PeerClient, PeerUpdate } from "./remote.js";
 import { PeerState, StateMachine } from "./state.js";
+import type { AdminConfig, CoordinatorActivation } from "./coordinator-activation.js";
 import type { Store } from "./store.js";
 import { checkIP, checkWGKey } from "./validate.js";
 import { toVPNPeers } from "./vpn-peers.js";
@@ -50,26 +52,7 @@ export interface MeshPeerOptions {
   logger: Logger;
 }
 
-/** CoordinatorActivation is an admin's ActivateAsCoordinator request, validated by the core. */
-export interface CoordinatorActivation {
-  adminVPNPubKey: string;
-  /** adminPubKey is the admin's Ed25519 signing key (32 bytes): later admin RPCs must be signed with it. */
-  adminPubKey: Uint8Array;
-  masterSecret: Uint8Array;
-  nodeEndpoints: string[];
-  coordinatorEndpoints: string[];
-}
-
-/** AdminConfig is what the admin gets back: enough to write wg0.conf and admin.json. */
-export interface AdminConfig {
-  adminVPNIP: string;
-  coordinator: PeerRecord;
-  ownerID: Buffer;
-  clusterID: Buffer;
-  /** peers is the peer set after activation (admin included), for the admin's WireGuard config. */
-  peers: PeerRecord[];
-  failed: NodeFailure[];
-}
+export type { AdminConfig, CoordinatorActivation } from "./coordinator-activation.js";
 
 /**
  * MeshPeer is one peer's logic: its state machine and, once activated, its Coordinator or Node
@@ -260,25 +243,13 @@ export class MeshPeer {
     this.#reserved = "ActivateAsNode";
     let committed = false;
     try {
-      const disk = this.#o.disk;
-      const uuid = disk ? await disk.uuid() : "";
-      if (!disk) this.#log.info("no state disk configured: skipping disk key rotation");
-      const key = await exchange.sendDiskUUID(uuid);
-      if (disk && key.length !== 32) throw new InvalidArgumentError(`stateDiskKey: must be 32 bytes, got ${key.length}`);
-      if (!disk && key.length !== 0) throw new InvalidArgumentError("stateDiskKey: this peer has no state disk, expected an empty key");
+      const key = await receiveDiskKey({ ...this.#o, logger: this.#log }, exchange);
       // Commit point: the proven Coordinator delivered the key. From here on this peer is a Node.
       this.#sm.advance("ActivateAsNode", PeerState.AcceptingInit, PeerState.NodeWaitingForClusterJoin);
       committed = true;
       this.#reserved = undefined;
       this.#clusterKey = Buffer.from(req.coordinatorAuthPubKey);
-      await this.#o.nodeState.save({
-        ...nodeStateOf("node", req.nodeVPNIP, req.ownerID, req.clusterID, req.coordinatorVPNIPs, req.coordinatorEndpoints, req.peers.filter((p) => p.role === "coordinator")),
-        coordinatorAuthPubKey: this.#clusterKey.toString("base64"),
-      });
-      await this.#o.marker.mark(req.ownerID, req.clusterID);
-      if (disk) await disk.updatePassphrase(key);
-      await this.#o.vpn.setInterfaceIP(req.nodeVPNIP);
-      await this.#o.vpn.updatePeers(toVPNPeers(req.peers, req.nodeVPNIP));
+      await commitNodeActivation({ ...this.#o, logger: this.#log }, req, key);
       this.#becomeNode(req.nodeVPNIP, req.coordinatorVPNIPs);
       return { vpnPubKey: await this.#o.vpn.getPublicKey(), wgPort: this.#o.wgPort };
     } catch (err) {
@@ -440,18 +411,6 @@ export class MeshPeer {
     if (!this.#coordinator) throw new FailedPreconditionError(`this peer is ${this.#sm.get()}, not an activated Coordinator`);
     return this.#coordinator;
   }
-}
-
-function nodeStateOf(
-  role: NodeState["role"],
-  vpnIP: string,
-  ownerID: Buffer,
-  clusterID: Buffer,
-  coordinatorVPNIPs: string[],
-  coordinatorEndpoints: string[],
-  coordinatorPeers: PeerRecord[],
-): NodeState {
-  return { role, vpnIP, ownerID: ownerID.toString("hex"), clusterID: clusterID.toString("hex"), coordinatorVPNIPs, coordinatorEndpoints, coordinatorPeers };
 }
 
 /** wrap prefixes an error with the operation, keeping its class (and so its status code) when it is a CoreError. */
