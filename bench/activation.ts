@@ -18,7 +18,7 @@ async function activationMs(nodes: number): Promise<number> {
     const cfg = await activateAsCoordinator(
       coord.endpoint,
       mesh.credentials(true),
-      { adminVPNPubKey: Buffer.from(nacl.box.keyPair().publicKey).toString("base64"), masterSecret: secret, nodeEndpoints: peers.map((p) => p.endpoint), coordinatorEndpoints: [] },
+      { adminVPNPubKey: Buffer.from(nacl.box.keyPair().publicKey).toString("base64"), adminPubKey: nacl.sign.keyPair().publicKey, masterSecret: secret, nodeEndpoints: peers.map((p) => p.endpoint), coordinatorEndpoints: [] },
       () => {},
     );
     const ms = performance.now() - t0;
@@ -60,7 +60,7 @@ export async function benchPolls(): Promise<Record<string, number>> {
     await activateAsCoordinator(
       coord.endpoint,
       mesh.credentials(true),
-      { adminVPNPubKey: Buffer.from(nacl.box.keyPair().publicKey).toString("base64"), masterSecret: secret, nodeEndpoints: [node.endpoint], coordinatorEndpoints: [] },
+      { adminVPNPubKey: Buffer.from(nacl.box.keyPair().publicKey).toString("base64"), adminPubKey: nacl.sign.keyPair().publicKey, masterSecret: secret, nodeEndpoints: [node.endpoint], coordinatorEndpoints: [] },
       () => {},
     );
     const addr = mesh.vpnapi.get("10.118.0.1")!;

@@ -1,3 +1,5 @@
+import type { TLSSocket } from "node:tls";
+
 import { CallCredentials, ChannelCredentials } from "@grpc/grpc-js";
 
 import type { Validator, Verdict } from "../attestation/attestation.js";
@@ -18,6 +20,11 @@ export interface ATLSClientOptions {
   onVerified?: (verdict: Verdict, certificate: AttestedCertificate) => void;
   /** now returns ms since the epoch for the certificate validity check; undefined: Date.now. */
   now?: () => number;
+  /**
+   * onConnected sees every accepted connection's TLS socket before gRPC uses it, so the owner of a
+   * channel can bind caller proofs to the connection its calls go over (exported keying material).
+   */
+  onConnected?: (socket: TLSSocket) => void;
 }
 
 /**
@@ -66,6 +73,7 @@ export class ATLSChannelCredentials extends ChannelCredentials {
             onVerified: this.#options.onVerified,
             requireH2: true,
           });
+          this.#options.onConnected?.(conn.socket);
           return { socket: conn.socket, secure: true };
         } catch (err) {
           if (err instanceof ATLSError) this.#lastError = err;

@@ -1,10 +1,11 @@
-import { createSecureContext, type SecureContext } from "node:tls";
+import { createSecureContext, TLSSocket, type SecureContext } from "node:tls";
 
 import { ServerCredentials } from "@grpc/grpc-js";
 
 import type { Issuer } from "../attestation/attestation.js";
 import { nullLogger, type Logger } from "../core/logger.js";
 import { createAttestedCertificate, defaultValidityMs } from "./certificate.js";
+import { ATLSConnections } from "./connections.js";
 import { nonceFromServername } from "./nonce.js";
 
 /** ATLSServerOptions configure createATLSServerCredentials. */
@@ -22,13 +23,22 @@ export interface ATLSServerOptions {
  * fresh attested certificate (see createATLSServerCredentials). Equal only to themselves.
  */
 export class ATLSServerCredentials extends ServerCredentials {
+  /**
+   * connections are the live connections of servers bound with these credentials, so handlers can
+   * bind caller proofs to the call's own connection (see ATLSConnections).
+   */
+  readonly connections: ATLSConnections;
+
   constructor(issuer: Issuer, options: ATLSServerOptions = {}) {
     const log = (options.logger ?? nullLogger).child("atls");
     const now = options.now ?? Date.now;
     const validityMs = options.validityMs ?? defaultValidityMs;
     if (!(validityMs > 0)) throw new RangeError(`aTLS server: validityMs must be positive, got ${validityMs}`);
 
-    const SNICallback = (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void): void => {
+    const connections = new ATLSConnections();
+    // Node calls the SNI callback as a method of the server-side TLSSocket: that is the one place
+    // the credentials see each connection (grpc-js keeps its http2 server to itself).
+    const SNICallback = function (this: unknown, servername: string, cb: (err: Error | null, ctx?: SecureContext) => void): void {
       const nonce = nonceFromServername(servername);
       if (!nonce) {
         // Scanners and plain TLS clients end here; debug keeps them from flooding the log.
@@ -36,6 +46,8 @@ export class ATLSServerCredentials extends ServerCredentials {
         cb(new Error("aTLS: the TLS server name must be a 64-hex-character nonce"));
         return;
       }
+      if (this instanceof TLSSocket) connections.add(this);
+      else log.warn("aTLS: the SNI callback did not run on a TLS socket; caller proofs on this connection will be refused");
       createAttestedCertificate(issuer, nonce, { validityMs, now: now() })
         .then((pair) => createSecureContext({ key: pair.keyPem, cert: pair.certPem }))
         .then(
@@ -52,6 +64,7 @@ export class ATLSServerCredentials extends ServerCredentials {
     // No default certificate: a ClientHello without SNI finds none and the handshake fails.
     // The empty context options tell grpc-js the credentials are loaded.
     super({ SNICallback, minVersion: "TLSv1.3" }, {});
+    this.connections = connections;
   }
 
   override _equals(other: ServerCredentials): boolean {
@@ -64,9 +77,10 @@ export class ATLSServerCredentials extends ServerCredentials {
  * connection the server reads the client's nonce from the SNI server name (exactly 64 lower-case hex
  * characters, else the handshake fails without a certificate), makes a fresh P-256 key, asks `issuer`
  * for a document binding the nonce and SHA-256 of the key's SPKI, and serves a self-signed
- * certificate carrying it under `issuer.oid`. TLS 1.3 only; clients are not authenticated.
+ * certificate carrying it under `issuer.oid`. TLS 1.3 only; TLS does not authenticate clients:
+ * callers prove themselves per call through `connections` (caller proofs).
  * The issuer is called once per handshake, concurrently across handshakes.
  */
-export function createATLSServerCredentials(issuer: Issuer, options?: ATLSServerOptions): ServerCredentials {
+export function createATLSServerCredentials(issuer: Issuer, options?: ATLSServerOptions): ATLSServerCredentials {
   return new ATLSServerCredentials(issuer, options);
 }

@@ -7,6 +7,7 @@ import type { AdminConfig } from "../core/mesh-peer.js";
 import { writeFileAtomic } from "../core/store-memory.js";
 import { activateAsCoordinator } from "../pubapi/admin.js";
 import { adminWGConfig, generateAdminKeyPair } from "./admin-config.js";
+import { adminKeyFile, generateAdminKey, writeAdminKey } from "./admin-key.js";
 import { list, required, UsageError, type Command, type IO } from "./command.js";
 import { endpointFlag } from "./endpoint.js";
 import { loadValidators } from "./validators.js";
@@ -26,7 +27,8 @@ streamed to stderr.
 
 Writes, into --out (default: the current directory):
   wg0.conf    wg-quick config for the admin (mode 0600; its private key is made here and never sent)
-  admin.json  ownerId, clusterId (hex), adminVPNIP, coordinatorVPNPubKey (base64)
+  admin.json  ownerId, clusterId (hex), adminVPNIP, coordinatorVPNPubKey, adminPubKey (base64)
+  admin.key   the admin signing key (mode 0600): add-nodes and remove-node must be signed with it
 Existing files there are never overwritten: the command refuses before it contacts anyone.
 
 Options:
@@ -80,21 +82,23 @@ export interface ActivateOptions {
 export async function runActivate(o: ActivateOptions, io: IO): Promise<number> {
   await checkOutDir(o.outDir);
   const keys = generateAdminKeyPair();
+  const admin = generateAdminKey();
   io.err(`verifying ${o.coordinator} and activating it as Coordinator (${o.nodes.length} Node(s))`);
   const cfg = await activateAsCoordinator(
     o.coordinator,
     o.credentials,
-    { adminVPNPubKey: keys.publicKey, masterSecret: o.masterSecret, nodeEndpoints: o.nodes, coordinatorEndpoints: o.coordinators },
+    { adminVPNPubKey: keys.publicKey, adminPubKey: admin.key.publicKey, masterSecret: o.masterSecret, nodeEndpoints: o.nodes, coordinatorEndpoints: o.coordinators },
     (line) => io.err(`  ${line}`),
   );
-  await writeOutputs(o.outDir, cfg, keys.privateKey);
+  await writeAdminKey(o.outDir, admin.seed);
+  await writeOutputs(o.outDir, cfg, keys.privateKey, admin.key.publicKey);
   io.out(`Coordinator ${cfg.coordinator.publicIP} is ${cfg.coordinator.vpnIP}; admin is ${cfg.adminVPNIP}`);
-  io.out(`wrote ${join(o.outDir, "wg0.conf")} and ${join(o.outDir, "admin.json")}`);
+  io.out(`wrote ${join(o.outDir, "wg0.conf")}, ${join(o.outDir, "admin.json")} and ${join(o.outDir, adminKeyFile)}`);
   if (cfg.failed.length > 0) {
     for (const f of cfg.failed) io.err(`  failed: ${f.endpoint}: ${f.error}`);
     io.err(
       `meshctl activate: ${cfg.failed.length} of ${o.nodes.length} Node(s) failed; the Coordinator and the others are active. ` +
-        `Retry: meshctl add-nodes --coordinator ${o.coordinator} --nodes ${cfg.failed.map((f) => f.endpoint).join(",")}`,
+        `Retry: meshctl add-nodes --coordinator ${o.coordinator} --admin-dir ${o.outDir} --nodes ${cfg.failed.map((f) => f.endpoint).join(",")}`,
     );
     return 1;
   }
@@ -119,7 +123,7 @@ export async function readMasterSecret(path: string, io: IO): Promise<Buffer> {
 
 async function checkOutDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  for (const f of ["wg0.conf", "admin.json"]) {
+  for (const f of ["wg0.conf", "admin.json", adminKeyFile]) {
     const p = join(dir, f);
     const exists = await access(p).then(
       () => true,
@@ -129,7 +133,7 @@ async function checkOutDir(dir: string): Promise<void> {
   }
 }
 
-async function writeOutputs(dir: string, cfg: AdminConfig, adminPrivateKey: string): Promise<void> {
+async function writeOutputs(dir: string, cfg: AdminConfig, adminPrivateKey: string, adminPubKey: Buffer): Promise<void> {
   await writeFileAtomic(join(dir, "wg0.conf"), adminWGConfig(cfg, adminPrivateKey));
   const admin = {
     ownerId: cfg.ownerID.toString("hex"),
@@ -138,6 +142,7 @@ async function writeOutputs(dir: string, cfg: AdminConfig, adminPrivateKey: stri
     coordinatorVPNIP: cfg.coordinator.vpnIP,
     coordinatorVPNPubKey: cfg.coordinator.vpnPubKey,
     coordinatorPublicEndpoint: `${cfg.coordinator.publicIP}:${cfg.coordinator.pubapiPort}`,
+    adminPubKey: adminPubKey.toString("base64"),
   };
   await writeFileAtomic(join(dir, "admin.json"), `${JSON.stringify(admin, null, 2)}\n`);
 }

@@ -1,5 +1,6 @@
 import { createATLSChannelCredentials } from "../atls/client.js";
 import { activateAdditionalNodes } from "../pubapi/admin.js";
+import { readAdminKey } from "./admin-key.js";
 import { list, required, UsageError, type Command } from "./command.js";
 import { endpointFlag } from "./endpoint.js";
 import { loadValidators } from "./validators.js";
@@ -8,25 +9,28 @@ import { loadValidators } from "./validators.js";
 export const addNodes: Command = {
   name: "add-nodes",
   summary: "ask the Coordinator to activate more Nodes",
-  usage: `Usage: meshctl add-nodes --coordinator ENDPOINT --nodes ENDPOINT,... [--measurements FILE]
+  usage: `Usage: meshctl add-nodes --coordinator ENDPOINT --nodes ENDPOINT,... [--admin-dir DIR] [--measurements FILE]
 
 Verifies the Coordinator's attestation (aTLS) and asks it to activate each fresh peer in --nodes
-(the Coordinator verifies each Node's attestation). Progress goes to stderr. Peers that fail are
+(the Coordinator verifies each Node's attestation). The request is signed with the admin key
+(admin.key in --admin-dir, written by meshctl activate) over a single-use challenge of the Coordinator. Progress goes to stderr. Peers that fail are
 named; the others stay activated, and the command can be run again for the failed ones.
 The admin's wg0.conf is not changed: add the printed peers, or use 'meshctl peers --wg' inside the VPN.
 
 Options:
   --coordinator ENDPOINT   the activated Coordinator (HOST[:PORT], port 9000 by default)
   --nodes LIST             comma-separated Node endpoints (IP[:PORT])
+  --admin-dir DIR          the directory of admin.json and admin.key (default .)
   --measurements FILE      measurement policy for the Coordinator's attestation`,
-  options: { coordinator: { type: "string" }, nodes: { type: "string" }, measurements: { type: "string" } },
+  options: { coordinator: { type: "string" }, nodes: { type: "string" }, "admin-dir": { type: "string" }, measurements: { type: "string" } },
   run: async (v, positionals, io) => {
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
     const coordinator = endpointFlag(required(v, "coordinator"), "--coordinator");
     const nodes = list(required(v, "nodes")).map((n, i) => endpointFlag(n, `--nodes[${i}]`));
     if (nodes.length === 0) throw new UsageError("--nodes is empty");
     const validators = await loadValidators(typeof v.measurements === "string" ? v.measurements : undefined);
-    const res = await activateAdditionalNodes(coordinator, createATLSChannelCredentials(validators), nodes, (l) => io.err(`  ${l}`));
+    const admin = await readAdminKey(typeof v["admin-dir"] === "string" ? v["admin-dir"] : ".");
+    const res = await activateAdditionalNodes(coordinator, createATLSChannelCredentials(validators), admin, nodes, (l) => io.err(`  ${l}`));
     for (const p of res.activated) io.out(`activated ${p.publicIP}:${p.pubapiPort} as ${p.vpnIP} (WireGuard key ${p.vpnPubKey}, port ${p.wgPort})`);
     if (res.failed.length > 0) {
       for (const f of res.failed) io.err(`  failed: ${f.endpoint}: ${f.error}`);

@@ -10,7 +10,7 @@ import { sharedSimulatedSNPChain } from "../attestation/snp-test-chain.js";
 import { TPMIssuer } from "../attestation/tpm-issuer.js";
 import { TPMMarker } from "../attestation/tpm-marker.js";
 import { TPMKeySealer } from "../attestation/tpm-seal.js";
-import { createATLSChannelCredentials } from "../atls/client.js";
+import { createCallerVerifier } from "../atls/caller-proof.js";
 import { createATLSServerCredentials } from "../atls/server.js";
 import { validatorsFor } from "../cli/validators.js";
 import { systemClock } from "../core/clock.js";
@@ -74,10 +74,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     } else logger.info("state disk is locked: waiting for its key from a Coordinator before anything else");
     const store: Store = await openStore(config, logger);
     closers.push(() => store.close());
-    const peerClient = new PubAPIClient({
-      activationCredentials: createATLSChannelCredentials(validators, { requireFresh: true }),
-      credentials: createATLSChannelCredentials(validators),
-    });
+    const peerClient = new PubAPIClient({ validators, issuer });
     closers.push(() => peerClient.close());
     let peerRef: MeshPeer | undefined;
     const peer = await MeshPeer.start({
@@ -91,6 +88,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
       store,
       peerClient,
       dialCoordinator: (ip) => new VPNAPIClient(`${ip}:${vpnapiPort}`),
+      callerVerifier: createCallerVerifier(validators),
       updateIntervalMs: config.updateIntervalMs,
       clock: systemClock,
       logger: logger.child("peer"),
@@ -103,10 +101,11 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     });
     peerRef = peer;
     closers.push(() => peer.close());
-    const pub = createPubAPIServer({ peer, logger: logger.child("pubapi") });
+    const atls = createATLSServerCredentials(issuer, { logger: logger.child("atls") });
+    const pub = createPubAPIServer({ peer, logger: logger.child("pubapi"), connections: atls.connections });
     closers.push(() => pub.forceShutdown());
     const address = config.listenHost.includes(":") ? `[${config.listenHost}]:${config.listenPort}` : `${config.listenHost}:${config.listenPort}`;
-    await bind(pub, address, createATLSServerCredentials(issuer, { logger: logger.child("atls") }));
+    await bind(pub, address, atls);
     logger.info("serving the pubapi over aTLS", { address, platform: issuer.platform, state: peer.state });
     await peer.resume();
     return shutdown;

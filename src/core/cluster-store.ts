@@ -1,5 +1,5 @@
-import { InternalError, NotFoundError } from "./errors.js";
-import { allocateIP, coordinatorPool, nodePool, releaseIP } from "./ip-pool.js";
+import { FailedPreconditionError, InternalError, NotFoundError } from "./errors.js";
+import { allocateIP, coordinatorPool, inPool, nodePool, releaseIP } from "./ip-pool.js";
 import { checkPeerRecord, type PeerRecord } from "./peer.js";
 import { runTransaction, type Store, type Transaction } from "./store.js";
 
@@ -10,6 +10,8 @@ const keys = {
   peer: (vpnIP: string) => `peers/${vpnIP}`,
   peers: "peers/",
   disk: (uuid: string) => `disks/${uuid}`,
+  disks: "disks/",
+  adminPubKey: "cluster/adminPubKey",
 };
 
 /** ClusterSecrets are what a Coordinator needs to derive keys. Never log them. */
@@ -110,6 +112,38 @@ export class ClusterStore {
   async peer(vpnIP: string): Promise<PeerRecord | undefined> {
     const raw = await this.#store.get(keys.peer(vpnIP));
     return raw ? decodePeer(keys.peer(vpnIP), raw) : undefined;
+  }
+
+  /** putAdminKey stores the admin's Ed25519 public key (first activation only). */
+  async putAdminKey(pubKey: Uint8Array): Promise<void> {
+    await this.#write(async (tx) => {
+      tx.put(keys.adminPubKey, pubKey);
+    });
+  }
+
+  /** adminKey returns the admin's Ed25519 public key, or undefined when none is stored. */
+  async adminKey(): Promise<Buffer | undefined> {
+    const raw = await this.#store.get(keys.adminPubKey);
+    return raw ? Buffer.from(raw) : undefined;
+  }
+
+  /**
+   * removePeer takes a Node or admin out of the peer set in one transaction: its record goes, its
+   * VPN IP returns to the pool, every state-disk UUID registered for it is forgotten (its disk key is
+   * never released again), and the resource version moves. Coordinators cannot be removed here.
+   * Returns the new resource version; NotFoundError when no peer has vpnIP.
+   */
+  async removePeer(vpnIP: string): Promise<number> {
+    return this.#write(async (tx) => {
+      const raw = await tx.get(keys.peer(vpnIP));
+      if (!raw) throw new NotFoundError(`vpnIP: no peer has ${vpnIP}`);
+      const peer = decodePeer(keys.peer(vpnIP), raw);
+      if (peer.role === "coordinator" || !inPool(nodePool, vpnIP)) throw new FailedPreconditionError(`vpnIP: ${vpnIP} is a Coordinator; removing Coordinators is not supported`);
+      tx.delete(keys.peer(vpnIP));
+      for (const [k, v] of await tx.list(keys.disks)) if (Buffer.from(v).toString() === vpnIP) tx.delete(k);
+      releaseIP(tx, nodePool, vpnIP);
+      return bumpVersion(tx);
+    });
   }
 
   /** peerOfDisk returns the peer registered with a state-disk UUID, or undefined when the UUID was never seen. */

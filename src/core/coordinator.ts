@@ -7,6 +7,7 @@ import type { Logger } from "./logger.js";
 import type { PeerRecord } from "./peer.js";
 import type { PeerClient, PeerUpdate } from "./remote.js";
 import { UpdateLoop } from "./update-loop.js";
+import { CoordinatorCredential } from "./coordinator-auth.js";
 import { checkDiskUUID } from "./keys.js";
 import { parseEndpoint } from "./validate.js";
 import { toVPNPeers } from "./vpn-peers.js";
@@ -127,9 +128,16 @@ export class Coordinator {
     return result;
   }
 
+  /** credential returns the cluster credential (derived from the stored secrets each time: nothing cached). */
+  async credential(): Promise<CoordinatorCredential> {
+    const { masterSecret, clusterID } = await this.#o.store.secrets();
+    return CoordinatorCredential.derive(masterSecret, clusterID);
+  }
+
   async #activateNode(endpoint: string): Promise<PeerRecord> {
     const ep = parseEndpoint(endpoint, "nodeEndpoint");
     const secrets = await this.#o.store.secrets();
+    const credential = CoordinatorCredential.derive(secrets.masterSecret, secrets.clusterID);
     const vpnIP = await this.#o.store.allocateNodeIP();
     let diskUUID = "";
     let reply: { vpnPubKey: string; wgPort: number };
@@ -144,6 +152,7 @@ export class Coordinator {
           peers: snap.peers,
           coordinatorVPNIPs: snap.peers.filter((p) => p.role === "coordinator").map((p) => p.vpnIP),
           coordinatorEndpoints: snap.peers.filter((p) => p.role === "coordinator").map((p) => `${p.publicIP}:${p.pubapiPort}`),
+          coordinatorAuthPubKey: credential.publicKey,
         },
         async (uuid) => {
           if (uuid === "") return new Uint8Array(0);
@@ -159,15 +168,37 @@ export class Coordinator {
     }
     const peer: PeerRecord = { role: "node", publicIP: ep.host, vpnIP, vpnPubKey: reply.vpnPubKey, wgPort: reply.wgPort, pubapiPort: ep.port };
     await this.#o.store.putPeer(peer, diskUUID || undefined);
-    await this.syncVPN();
-    await this.#o.peerClient.joinCluster(endpoint, this.#o.self.vpnIP);
+    try {
+      await this.syncVPN();
+      await this.#o.peerClient.joinCluster(endpoint, this.#o.self.vpnIP, credential);
+    } catch (err) {
+      // The Node never joined: take it out again, so the peer set holds only working peers.
+      await this.#o.store.removePeer(vpnIP).catch((e: unknown) => this.#o.logger.error("remove half-activated Node", { vpnIP, error: errorMessage(e) }));
+      await this.syncVPN().catch(() => {});
+      throw err;
+    }
     return peer;
   }
 
+  /**
+   * removeNode takes a Node (or admin) out of the peer set: its VPN IP is freed and its disk UUID
+   * forgotten (its disk key is never released again); the own device drops it at once and the other
+   * Nodes are told to update. Returns the new resource version.
+   */
+  async removeNode(vpnIP: string): Promise<number> {
+    const before = (await this.#o.store.snapshot()).peers.filter((p) => p.role === "node" && p.vpnIP !== vpnIP);
+    const version = await this.#o.store.removePeer(vpnIP);
+    await this.syncVPN();
+    await this.#triggerUpdates(before);
+    return version;
+  }
+
   async #triggerUpdates(nodes: PeerRecord[]): Promise<void> {
+    if (nodes.length === 0) return;
+    const credential = await this.credential();
     await Promise.all(
       nodes.map((n) =>
-        this.#o.peerClient.triggerNodeUpdate(`${n.publicIP}:${n.pubapiPort}`).catch((err: unknown) => {
+        this.#o.peerClient.triggerNodeUpdate(`${n.publicIP}:${n.pubapiPort}`, credential).catch((err: unknown) => {
           this.#o.logger.warn("trigger node update failed", { vpnIP: n.vpnIP, error: errorMessage(err) });
         }),
       ),
@@ -201,6 +232,7 @@ export class Coordinator {
     const peer = await this.#o.store.peerOfDisk(diskUUID);
     if (!peer) throw new PermissionDeniedError(`stateDiskUUID: ${diskUUID} is not a disk of any activated peer`);
     const { masterSecret, clusterID } = await this.#o.store.secrets();
-    await this.#o.peerClient.pushStateDiskKey(`${peer.publicIP}:${peer.pubapiPort}`, diskUUID, stateDiskKey(masterSecret, clusterID, diskUUID));
+    const credential = CoordinatorCredential.derive(masterSecret, clusterID);
+    await this.#o.peerClient.pushStateDiskKey(`${peer.publicIP}:${peer.pubapiPort}`, diskUUID, stateDiskKey(masterSecret, clusterID, diskUUID), credential);
   }
 }

@@ -1,6 +1,9 @@
+import { AdminChallenges, checkAdminPubKey, type AdminGrant, type SignedAdminRequest } from "./admin-auth.js";
+import type { CallerContext, CallerVerifier } from "./caller.js";
+import { authorizeCoordinator } from "./caller-auth.js";
 import type { Clock } from "./clock.js";
 import { ClusterStore } from "./cluster-store.js";
-import { Coordinator, type ActivationResult, type NodeFailure, type ProgressLog } from "./coordinator.js";
+import { Coordinator, type ActivationResult, type ProgressLog } from "./coordinator.js";
 import type { StateDisk } from "./disk.js";
 import { CoreError, errorMessage, FailedPreconditionError, InternalError, InvalidArgumentError } from "./errors.js";
 import { DiskKeyRequest } from "./disk-key-request.js";
@@ -8,13 +11,15 @@ import { checkMasterSecret, deriveOwnerID, newClusterID, stateDiskKey } from "./
 import type { Logger } from "./logger.js";
 import type { InitMarker } from "./marker.js";
 import { Node } from "./node.js";
+import { commitNodeActivation, nodeStateOf, receiveDiskKey } from "./node-activation.js";
 import type { NodeState, NodeStateStore } from "./node-state.js";
 import type { PeerRecord } from "./peer.js";
 import { checkNodeActivation, checkNodeEndpoints } from "./requests.js";
 import type { CoordinatorDialer, NodeActivationRequest, NodeExchange, PeerClient, PeerUpdate } from "./remote.js";
 import { PeerState, StateMachine } from "./state.js";
+import type { AdminConfig, CoordinatorActivation } from "./coordinator-activation.js";
 import type { Store } from "./store.js";
-import { checkWGKey } from "./validate.js";
+import { checkIP, checkWGKey } from "./validate.js";
 import { toVPNPeers } from "./vpn-peers.js";
 import type { VPN } from "./vpn.js";
 
@@ -33,6 +38,12 @@ export interface MeshPeerOptions {
   store: Store;
   peerClient: PeerClient;
   dialCoordinator: CoordinatorDialer;
+  /**
+   * callerVerifier checks the attestation a Coordinator proves on its connection before this peer
+   * acts for it (ActivateAsNode, JoinCluster, TriggerNodeUpdate, PushStateDiskKey), against this
+   * peer's own measurement policy.
+   */
+  callerVerifier: CallerVerifier;
   updateIntervalMs: number;
   activationConcurrency?: number;
   /** onCoordinator runs once the peer has its Coordinator VPN IP (meshd starts the vpnapi there). */
@@ -41,24 +52,7 @@ export interface MeshPeerOptions {
   logger: Logger;
 }
 
-/** CoordinatorActivation is an admin's ActivateAsCoordinator request, validated by the core. */
-export interface CoordinatorActivation {
-  adminVPNPubKey: string;
-  masterSecret: Uint8Array;
-  nodeEndpoints: string[];
-  coordinatorEndpoints: string[];
-}
-
-/** AdminConfig is what the admin gets back: enough to write wg0.conf and admin.json. */
-export interface AdminConfig {
-  adminVPNIP: string;
-  coordinator: PeerRecord;
-  ownerID: Buffer;
-  clusterID: Buffer;
-  /** peers is the peer set after activation (admin included), for the admin's WireGuard config. */
-  peers: PeerRecord[];
-  failed: NodeFailure[];
-}
+export type { AdminConfig, CoordinatorActivation } from "./coordinator-activation.js";
 
 /**
  * MeshPeer is one peer's logic: its state machine and, once activated, its Coordinator or Node
@@ -75,12 +69,18 @@ export class MeshPeer {
   #saved: NodeState | undefined;
   #resumed = false;
   readonly #diskKeys: DiskKeyRequest;
+  readonly #adminChallenges: AdminChallenges;
+  /** #reserved names the activation that holds this fresh peer before its commit point (in memory only). */
+  #reserved: string | undefined;
+  /** #clusterKey is the cluster credential's public key of an activated Node. */
+  #clusterKey: Buffer | undefined;
 
   private constructor(options: MeshPeerOptions, state: PeerState) {
     this.#o = options;
     this.#sm = new StateMachine(state);
     this.#cluster = new ClusterStore(options.store);
     this.#log = options.logger;
+    this.#adminChallenges = new AdminChallenges({ clock: options.clock });
     this.#diskKeys = new DiskKeyRequest({
       peerClient: options.peerClient,
       disk: options.disk,
@@ -110,6 +110,7 @@ export class MeshPeer {
     }
     const peer = new MeshPeer(options, saved.role === "coordinator" ? PeerState.ActivatingNodes : PeerState.NodeWaitingForClusterJoin);
     peer.#saved = saved;
+    if (saved.coordinatorAuthPubKey) peer.#clusterKey = Buffer.from(saved.coordinatorAuthPubKey, "base64");
     return peer;
   }
 
@@ -136,10 +137,28 @@ export class MeshPeer {
 
   /**
    * receiveStateDiskKey takes the disk key a Coordinator pushes after RequestStateDiskKey. It is
-   * accepted only while this peer waits for the key of exactly that disk, and only if it opens it.
+   * accepted only from a caller proven (on its connection) to be an attested Coordinator of this
+   * Node's cluster, only while this peer waits for the key of exactly that disk, and only if it opens it.
    */
-  receiveStateDiskKey(diskUUID: string, key: Uint8Array): Promise<void> {
+  async receiveStateDiskKey(caller: CallerContext, diskUUID: string, key: Uint8Array): Promise<void> {
+    await authorizeCoordinator("PushStateDiskKey", caller, this.#o.callerVerifier, this.#clusterKey);
     return this.#diskKeys.receive(diskUUID, key);
+  }
+
+  /** getAdminChallenge returns a fresh single-use challenge for an admin request (Coordinators only). */
+  getAdminChallenge(): Buffer {
+    this.#requireCoordinator();
+    return this.#adminChallenges.issue();
+  }
+
+  /**
+   * authorizeAdmin checks an admin request (signature by the stored admin key over the method, a
+   * single-use challenge of this peer and the request bytes) and returns the grant an admin
+   * operation needs. Throws PermissionDeniedError naming the failed check; changes nothing else.
+   */
+  async authorizeAdmin(req: SignedAdminRequest, method: string): Promise<AdminGrant> {
+    this.#requireCoordinator();
+    return this.#adminChallenges.verify(req, method, await this.#cluster.adminKey());
   }
 
   /** state returns the current state. */
@@ -155,8 +174,10 @@ export class MeshPeer {
   /** activateAsCoordinator makes this fresh peer the Coordinator and activates the given Nodes. */
   async activateAsCoordinator(req: CoordinatorActivation, log: ProgressLog): Promise<AdminConfig> {
     this.#sm.require("ActivateAsCoordinator", PeerState.AcceptingInit);
+    this.#requireUnreserved("ActivateAsCoordinator");
     checkMasterSecret(req.masterSecret);
     checkWGKey(req.adminVPNPubKey, "adminVPNPubKey");
+    const adminPubKey = checkAdminPubKey(req.adminPubKey);
     const nodes = checkNodeEndpoints(req.nodeEndpoints, "nodeEndpoints", `${this.#o.publicIP}:${this.#o.pubapiPort}`);
     if (req.coordinatorEndpoints.length > 0) {
       throw new FailedPreconditionError("coordinatorEndpoints: activating additional Coordinators is not supported yet");
@@ -171,6 +192,7 @@ export class MeshPeer {
       await this.#o.marker.mark(ownerID, clusterID);
       log("marked this peer as the Coordinator (TPM PCRs 11 and 12)");
       await this.#cluster.putSecrets({ masterSecret, clusterID });
+      await this.#cluster.putAdminKey(adminPubKey);
       const coordinator = await this.#becomeCoordinator(vpnIP);
       await coordinator.rotateOwnDiskKey(log);
       const adminVPNIP = await this.#cluster.allocateNodeIP();
@@ -185,8 +207,9 @@ export class MeshPeer {
     }
   }
 
-  /** activateAdditionalNodes activates more Nodes; only an activated Coordinator can. */
-  async activateAdditionalNodes(endpoints: string[], log: ProgressLog): Promise<ActivationResult> {
+  /** activateAdditionalNodes activates more Nodes; only an activated Coordinator can, for the admin. */
+  async activateAdditionalNodes(grant: AdminGrant, endpoints: string[], log: ProgressLog): Promise<ActivationResult> {
+    grant.use("ActivateAdditionalNodes");
     this.#sm.require("ActivateAdditionalNodes", PeerState.ActivatingNodes);
     const nodes = checkNodeEndpoints(endpoints, "nodeEndpoints", `${this.#o.publicIP}:${this.#o.pubapiPort}`);
     if (nodes.length === 0) throw new InvalidArgumentError("nodeEndpoints: empty");
@@ -194,41 +217,54 @@ export class MeshPeer {
   }
 
   /**
-   * activateAsNode makes this fresh peer a Node: it persists and marks first, trades its disk UUID
-   * for its disk key, rotates the disk, brings up its VPN IP and returns its WireGuard public key.
+   * removeNode takes a Node out of the peer set for the admin: its VPN IP is freed, its disk UUID
+   * forgotten and the resource version bumped so every device drops it. Returns the new version.
    */
-  async activateAsNode(req: NodeActivationRequest, exchange: NodeExchange): Promise<{ vpnPubKey: string; wgPort: number }> {
+  async removeNode(grant: AdminGrant, vpnIP: string): Promise<number> {
+    grant.use("RemoveNode");
+    checkIP(vpnIP, "vpnIP");
+    return this.#requireCoordinator().removeNode(vpnIP);
+  }
+
+  /**
+   * activateAsNode makes this fresh peer a Node, for a caller proven to be an attested Coordinator
+   * on this connection. Until the Coordinator delivers the disk key (the commit point) the peer is
+   * only reserved in memory: any failure before leaves it fresh, with nothing persisted and the TPM
+   * unmarked. At the commit point it persists its node state and marks the TPM, then rotates its
+   * disk, brings up its VPN IP and returns its WireGuard public key.
+   */
+  async activateAsNode(caller: CallerContext, req: NodeActivationRequest, exchange: NodeExchange): Promise<{ vpnPubKey: string; wgPort: number }> {
     this.#sm.require("ActivateAsNode", PeerState.AcceptingInit);
+    this.#requireUnreserved("ActivateAsNode");
     checkNodeActivation(req);
-    this.#sm.advance("ActivateAsNode", PeerState.AcceptingInit, PeerState.NodeWaitingForClusterJoin);
+    await authorizeCoordinator("ActivateAsNode", caller, this.#o.callerVerifier, "none");
+    this.#sm.require("ActivateAsNode", PeerState.AcceptingInit);
+    this.#requireUnreserved("ActivateAsNode");
+    this.#reserved = "ActivateAsNode";
+    let committed = false;
     try {
-      await this.#o.nodeState.save(
-        nodeStateOf("node", req.nodeVPNIP, req.ownerID, req.clusterID, req.coordinatorVPNIPs, req.coordinatorEndpoints, req.peers.filter((p) => p.role === "coordinator")),
-      );
-      await this.#o.marker.mark(req.ownerID, req.clusterID);
-      const disk = this.#o.disk;
-      const uuid = disk ? await disk.uuid() : "";
-      if (!disk) this.#log.info("no state disk configured: skipping disk key rotation");
-      const key = await exchange.sendDiskUUID(uuid);
-      if (disk) {
-        if (key.length !== 32) throw new InvalidArgumentError(`stateDiskKey: must be 32 bytes, got ${key.length}`);
-        await disk.updatePassphrase(key);
-      } else if (key.length !== 0) {
-        throw new InvalidArgumentError("stateDiskKey: this peer has no state disk, expected an empty key");
-      }
-      await this.#o.vpn.setInterfaceIP(req.nodeVPNIP);
-      await this.#o.vpn.updatePeers(toVPNPeers(req.peers, req.nodeVPNIP));
+      const key = await receiveDiskKey({ ...this.#o, logger: this.#log }, exchange);
+      // Commit point: the proven Coordinator delivered the key. From here on this peer is a Node.
+      this.#sm.advance("ActivateAsNode", PeerState.AcceptingInit, PeerState.NodeWaitingForClusterJoin);
+      committed = true;
+      this.#reserved = undefined;
+      this.#clusterKey = Buffer.from(req.coordinatorAuthPubKey);
+      await commitNodeActivation({ ...this.#o, logger: this.#log }, req, key);
       this.#becomeNode(req.nodeVPNIP, req.coordinatorVPNIPs);
       return { vpnPubKey: await this.#o.vpn.getPublicKey(), wgPort: this.#o.wgPort };
     } catch (err) {
-      this.#sm.fail();
+      if (committed) this.#sm.fail();
+      else this.#log.info("activation as Node abandoned before its commit point: still fresh", { error: errorMessage(err) });
       throw wrap("activate as Node", err);
+    } finally {
+      if (!committed) this.#reserved = undefined;
     }
   }
 
-  /** joinCluster polls the Coordinator's vpnapi through the VPN once; on success the peer is IsNode. */
-  async joinCluster(coordinatorVPNIP: string): Promise<number> {
+  /** joinCluster polls the Coordinator's vpnapi through the VPN once (for a proven Coordinator of this cluster); on success the peer is IsNode. */
+  async joinCluster(caller: CallerContext, coordinatorVPNIP: string): Promise<number> {
     this.#sm.require("JoinCluster", PeerState.NodeWaitingForClusterJoin, PeerState.IsNode);
+    await authorizeCoordinator("JoinCluster", caller, this.#o.callerVerifier, this.#clusterKey);
     const node = this.#node;
     if (!node) throw new InternalError("JoinCluster: Node role missing");
     let version: number;
@@ -244,9 +280,10 @@ export class MeshPeer {
     return version;
   }
 
-  /** triggerNodeUpdate polls the vpnapi now (a Coordinator's hint that the peer set changed). */
-  async triggerNodeUpdate(): Promise<number> {
+  /** triggerNodeUpdate polls the vpnapi now (a proven Coordinator's hint that the peer set changed). */
+  async triggerNodeUpdate(caller: CallerContext): Promise<number> {
     this.#sm.require("TriggerNodeUpdate", PeerState.NodeWaitingForClusterJoin, PeerState.IsNode);
+    await authorizeCoordinator("TriggerNodeUpdate", caller, this.#o.callerVerifier, this.#clusterKey);
     return this.#node!.update();
   }
 
@@ -365,22 +402,15 @@ export class MeshPeer {
     return Math.min(this.#o.updateIntervalMs * 2 ** Math.min(attempt, 6), 60_000);
   }
 
+  /** #requireUnreserved refuses a second activation while one holds this fresh peer before its commit point. */
+  #requireUnreserved(operation: string): void {
+    if (this.#reserved) throw new FailedPreconditionError(`${operation}: peer is AcceptingInit but reserved by an ongoing ${this.#reserved}`);
+  }
+
   #requireCoordinator(): Coordinator {
     if (!this.#coordinator) throw new FailedPreconditionError(`this peer is ${this.#sm.get()}, not an activated Coordinator`);
     return this.#coordinator;
   }
-}
-
-function nodeStateOf(
-  role: NodeState["role"],
-  vpnIP: string,
-  ownerID: Buffer,
-  clusterID: Buffer,
-  coordinatorVPNIPs: string[],
-  coordinatorEndpoints: string[],
-  coordinatorPeers: PeerRecord[],
-): NodeState {
-  return { role, vpnIP, ownerID: ownerID.toString("hex"), clusterID: clusterID.toString("hex"), coordinatorVPNIPs, coordinatorEndpoints, coordinatorPeers };
 }
 
 /** wrap prefixes an error with the operation, keeping its class (and so its status code) when it is a CoreError. */

@@ -130,5 +130,6 @@ function projectNodeState(s: NodeState): NodeState {
     coordinatorVPNIPs: [...s.coordinatorVPNIPs],
     coordinatorEndpoints: [...s.coordinatorEndpoints],
     coordinatorPeers: s.coordinatorPeers.map(peer),
+    ...(s.coordinatorAuthPubKey !== undefined ? { coordinatorAuthPubKey: s.coordinatorAuthPubKey } : {}),
   };
 }

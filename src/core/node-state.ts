@@ -24,6 +24,11 @@ export interface NodeState {
    * rebooted Node whose device came back empty can reach the vpnapi through the VPN again.
    */
   coordinatorPeers: PeerRecord[];
+  /**
+   * coordinatorAuthPubKey is the cluster credential's public key (base64, 32 bytes Ed25519), given
+   * at activation (Nodes only): the Node acts only for callers that sign their connection with it.
+   */
+  coordinatorAuthPubKey?: string;
 }
 
 /**
@@ -171,6 +176,9 @@ export function checkNodeState(value: unknown): NodeState {
   v.coordinatorVPNIPs.forEach((ip, i) => checkIP(ip, `coordinatorVPNIPs[${i}]`));
   if (!v.coordinatorEndpoints.every((e) => typeof e === "string" && e.length < 300)) throw new Error("coordinatorEndpoints");
   v.coordinatorPeers = checkPeerSet(v.coordinatorPeers ?? [], "coordinatorPeers");
+  if (v.coordinatorAuthPubKey !== undefined && (typeof v.coordinatorAuthPubKey !== "string" || Buffer.from(v.coordinatorAuthPubKey, "base64").length !== 32)) {
+    throw new Error("coordinatorAuthPubKey");
+  }
   return v;
 }
 

@@ -1,3 +1,4 @@
+import type { CoordinatorCredential } from "./coordinator-auth.js";
 import type { PeerRecord } from "./peer.js";
 
 /**
@@ -11,6 +12,11 @@ export interface NodeActivationRequest {
   peers: PeerRecord[];
   coordinatorVPNIPs: string[];
   coordinatorEndpoints: string[];
+  /**
+   * coordinatorAuthPubKey is the cluster credential's public key (32 bytes, Ed25519): the Node keeps
+   * it and from then on acts only for callers that sign its connection with the private half.
+   */
+  coordinatorAuthPubKey: Buffer;
 }
 
 /**
@@ -23,7 +29,9 @@ export interface NodeExchange {
 
 /**
  * PeerClient is how a Coordinator calls other peers' pubapi (implemented over aTLS in src/pubapi).
- * Every call verifies the callee's attestation first. Safe for concurrent use.
+ * Every call verifies the callee's attestation first, and proves the caller to the callee on that
+ * same connection: an attestation document bound to the connection's exported keying material and,
+ * where a `credential` is given, the cluster credential's signature over it. Safe for concurrent use.
  */
 export interface PeerClient {
   /**
@@ -37,13 +45,13 @@ export interface PeerClient {
     diskKey: (uuid: string) => Promise<Uint8Array>,
   ): Promise<{ vpnPubKey: string; wgPort: number }>;
   /** joinCluster asks a Node to reach the vpnapi through the VPN and apply a first update. */
-  joinCluster(endpoint: string, coordinatorVPNIP: string): Promise<{ resourceVersion: number }>;
+  joinCluster(endpoint: string, coordinatorVPNIP: string, credential: CoordinatorCredential): Promise<{ resourceVersion: number }>;
   /** triggerNodeUpdate asks a Node to poll the vpnapi now. */
-  triggerNodeUpdate(endpoint: string): Promise<void>;
+  triggerNodeUpdate(endpoint: string, credential: CoordinatorCredential): Promise<void>;
   /** getPeerVPNPublicKey asks a peer for its WireGuard public key. */
   getPeerVPNPublicKey(endpoint: string): Promise<string>;
   /** pushStateDiskKey delivers a disk key to a peer, after verifying the peer's attestation. */
-  pushStateDiskKey(endpoint: string, diskUUID: string, key: Uint8Array): Promise<void>;
+  pushStateDiskKey(endpoint: string, diskUUID: string, key: Uint8Array, credential: CoordinatorCredential): Promise<void>;
   /**
    * requestStateDiskKey asks a Coordinator (whose attestation is verified) to push the key of
    * `diskUUID` back to the peer registered for that disk; it resolves once the push succeeded.

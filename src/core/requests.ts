@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from "./errors.js";
 import { clusterIDBytes } from "./keys.js";
+import { coordinatorAuthPubKeyBytes } from "./coordinator-auth.js";
 import { coordinatorPool, inPool, nodePool } from "./ip-pool.js";
 import { checkPeerSet } from "./peer.js";
 import type { NodeActivationRequest } from "./remote.js";
@@ -34,6 +35,7 @@ export function checkNodeActivation(req: NodeActivationRequest): void {
   if (!inPool(nodePool, req.nodeVPNIP)) throw new InvalidArgumentError(`nodeVPNIP: ${req.nodeVPNIP} is not in the Node pool 10.118.0.11-10.118.255.254`);
   checkBytes(req.ownerID, 32, "ownerID");
   checkBytes(req.clusterID, clusterIDBytes, "clusterID");
+  checkBytes(req.coordinatorAuthPubKey, coordinatorAuthPubKeyBytes, "coordinatorAuthPubKey");
   if (!Array.isArray(req.coordinatorVPNIPs) || req.coordinatorVPNIPs.length === 0) {
     throw new InvalidArgumentError("coordinatorVPNIPs: at least one is needed");
   }

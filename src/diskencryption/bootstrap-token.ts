@@ -297,5 +297,11 @@ export function checkNodeState(v: unknown): NodeState {
     coordinatorVPNIPs: v.coordinatorVPNIPs.map((x, i) => ip(x, `coordinatorVPNIPs[${i}]`)),
     coordinatorEndpoints: [...(v.coordinatorEndpoints as string[])],
     coordinatorPeers,
+    ...(v.coordinatorAuthPubKey !== undefined ? { coordinatorAuthPubKey: authPubKey(v.coordinatorAuthPubKey) } : {}),
   };
+}
+
+function authPubKey(x: unknown): string {
+  if (typeof x !== "string" || !/^[A-Za-z0-9+/]{43}=$/.test(x)) throw new Error("coordinatorAuthPubKey: must be a base64 32-byte Ed25519 public key");
+  return x;
 }

@@ -196,6 +196,7 @@ export class LocalMesh {
     this.#o.progress(`meshctl add-nodes --nodes ${nodes.map((n) => n.endpoint).join(",")}`);
     const r = await this.admin.meshctl([
       "add-nodes", "--coordinator", coordinator.endpoint, "--nodes", nodes.map((n) => n.endpoint).join(","),
+      "--admin-dir", join(this.admin.dir, coordinator.label),
       "--measurements", options.measurements ?? this.measurementsFile,
     ]);
     if (r.exitCode === 0 && this.admin.tunnelIsUp) await this.refresh();

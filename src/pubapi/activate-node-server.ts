@@ -1,19 +1,22 @@
 import type * as grpc from "@grpc/grpc-js";
+import type { CallerContext } from "../core/caller.js";
 import { InvalidArgumentError } from "../core/errors.js";
 import type { MeshPeer } from "../core/mesh-peer.js";
 import { peerFromWire } from "../rpc/peer-wire.js";
 import { StreamReader } from "../rpc/stream-reader.js";
-import type { WireActivateAsNodeRequest, WireActivateAsNodeResponse } from "./messages.js";
+import type { WireActivateAsNodeRequest, WireActivateAsNodeResponse, WireCallerProof } from "./messages.js";
 
 /**
  * serveActivateAsNode runs the Node side of the ActivateAsNode stream:
  * initial_request → state_disk_uuid → state_disk_key → node_vpn. Out-of-order or missing
- * messages fail with INVALID_ARGUMENT naming the expected message.
+ * messages fail with INVALID_ARGUMENT naming the expected message. `callerOf` binds the caller
+ * proof of initial_request to the call's connection.
  */
 export async function serveActivateAsNode(
   call: grpc.ServerDuplexStream<unknown, unknown>,
   peer: MeshPeer,
   timeoutMs: number,
+  callerOf: (proof: WireCallerProof | null | undefined) => CallerContext,
 ): Promise<void> {
   const reader = new StreamReader<WireActivateAsNodeRequest>(call);
   const write = (m: WireActivateAsNodeResponse): void => {
@@ -25,6 +28,7 @@ export async function serveActivateAsNode(
   }
   const r = first.initialRequest;
   const reply = await peer.activateAsNode(
+    callerOf(r.callerProof),
     {
       nodeVPNIP: r.nodeVpnIp,
       ownerID: r.ownerId,
@@ -32,6 +36,7 @@ export async function serveActivateAsNode(
       peers: r.peers.map((p, i) => peerFromWire(p, `peers[${i}]`)),
       coordinatorVPNIPs: r.coordinatorVpnIps,
       coordinatorEndpoints: r.coordinatorPublicEndpoints,
+      coordinatorAuthPubKey: r.coordinatorAuthPubKey,
     },
     {
       sendDiskUUID: async (uuid) => {

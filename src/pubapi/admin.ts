@@ -2,16 +2,20 @@ import type * as grpc from "@grpc/grpc-js";
 import type { ActivationResult } from "../core/coordinator.js";
 import { InvalidArgumentError, InternalError } from "../core/errors.js";
 import type { AdminConfig } from "../core/mesh-peer.js";
+import { signAdminRequest } from "../core/admin-auth.js";
+import { adminPayloadCodec } from "../rpc/proto.js";
 import { peerFromWire } from "../rpc/peer-wire.js";
 import { unaryCall } from "../rpc/status.js";
 import { pubapiError } from "./errors.js";
 import { newPubAPIClient } from "./client.js";
-import type { WireActivationResult, WireAdminConfig } from "./messages.js";
+import type { WireActivateAdditionalNodesRequest, WireActivationResult, WireAdminConfig, WireAdminRequest, WireRemoveNodeRequest } from "./messages.js";
 
 /** ActivateRequest is what meshctl sends to ActivateAsCoordinator. */
 export interface ActivateRequest {
   /** adminVPNPubKey is base64; the private key stays with the admin. */
   adminVPNPubKey: string;
+  /** adminPubKey is the admin's Ed25519 public key (32 bytes): the Coordinator stores it and requires its signature on admin RPCs. */
+  adminPubKey: Uint8Array;
   masterSecret: Uint8Array;
   nodeEndpoints: string[];
   coordinatorEndpoints: string[];
@@ -35,6 +39,7 @@ export async function activateAsCoordinator(
     {
       adminVpnPubKey: Buffer.from(req.adminVPNPubKey, "base64"),
       masterSecret: Buffer.from(req.masterSecret),
+      adminPubKey: Buffer.from(req.adminPubKey),
       nodePublicEndpoints: req.nodeEndpoints,
       coordinatorPublicEndpoints: req.coordinatorEndpoints,
     },
@@ -52,11 +57,54 @@ export async function activateAsCoordinator(
   };
 }
 
-/** activateAdditionalNodes asks an activated Coordinator to activate more Nodes, streaming progress. */
+/** AdminSigner is the admin's Ed25519 secret key (64 bytes, tweetnacl form; see src/cli/admin-key.ts). */
+export interface AdminSigner {
+  secretKey: Uint8Array;
+}
+
+/**
+ * signedAdminRequest fetches a single-use challenge from the Coordinator and returns the signed
+ * AdminRequest for `method` carrying `payload`. Send it once: the Coordinator refuses a replay.
+ */
+export async function signedAdminRequest<T>(
+  endpoint: string,
+  credentials: grpc.ChannelCredentials,
+  admin: AdminSigner,
+  method: "ActivateAdditionalNodes" | "RemoveNode",
+  payload: T,
+  timeoutMs = 30_000,
+): Promise<WireAdminRequest> {
+  const client = newPubAPIClient(endpoint, credentials);
+  let challenge: Buffer;
+  try {
+    challenge = (await unaryCall<unknown, { challenge: Buffer }>(client, "GetAdminChallenge", {}, timeoutMs)).challenge;
+  } catch (err) {
+    throw pubapiError(err, `GetAdminChallenge ${endpoint}`);
+  } finally {
+    client.close();
+  }
+  const request = adminPayloadCodec<T>(method).serialize(payload);
+  return { request, challenge, signature: signAdminRequest(admin.secretKey, method, challenge, request) };
+}
+
+/** activateAdditionalNodes asks an activated Coordinator, as its admin, to activate more Nodes, streaming progress. */
 export async function activateAdditionalNodes(
   endpoint: string,
   credentials: grpc.ChannelCredentials,
+  admin: AdminSigner,
   nodeEndpoints: string[],
+  onLog: (line: string) => void,
+  timeoutMs = 30 * 60_000,
+): Promise<ActivationResult> {
+  const req = await signedAdminRequest<WireActivateAdditionalNodesRequest>(endpoint, credentials, admin, "ActivateAdditionalNodes", { nodePublicEndpoints: nodeEndpoints });
+  return sendActivateAdditionalNodes(endpoint, credentials, req, onLog, timeoutMs);
+}
+
+/** sendActivateAdditionalNodes sends an already signed ActivateAdditionalNodes request (see signedAdminRequest). */
+export async function sendActivateAdditionalNodes(
+  endpoint: string,
+  credentials: grpc.ChannelCredentials,
+  req: WireAdminRequest,
   onLog: (line: string) => void,
   timeoutMs = 30 * 60_000,
 ): Promise<ActivationResult> {
@@ -64,7 +112,7 @@ export async function activateAdditionalNodes(
     endpoint,
     credentials,
     "ActivateAdditionalNodes",
-    { nodePublicEndpoints: nodeEndpoints },
+    req,
     (m) => (m.log ? (onLog(m.log.message), undefined) : m.result ?? undefined),
     timeoutMs,
   );
@@ -72,6 +120,19 @@ export async function activateAdditionalNodes(
     activated: r.activated.map((p, i) => peerFromWire(p, `activated[${i}]`)),
     failed: r.failedNodes.map((f) => ({ endpoint: String(f.endpoint), error: String(f.error) })),
   };
+}
+
+/** removeNode asks an activated Coordinator, as its admin, to take the Node with vpnIP out; returns the new resource version. */
+export async function removeNode(endpoint: string, credentials: grpc.ChannelCredentials, admin: AdminSigner, vpnIP: string, timeoutMs = 60_000): Promise<number> {
+  const req = await signedAdminRequest<WireRemoveNodeRequest>(endpoint, credentials, admin, "RemoveNode", { vpnIp: vpnIP });
+  const client = newPubAPIClient(endpoint, credentials);
+  try {
+    return (await unaryCall<unknown, { resourceVersion: number }>(client, "RemoveNode", req, timeoutMs)).resourceVersion;
+  } catch (err) {
+    throw pubapiError(err, `RemoveNode ${endpoint}`);
+  } finally {
+    client.close();
+  }
 }
 
 /** getState returns a peer's state name. */

@@ -1,19 +1,22 @@
 import * as grpc from "@grpc/grpc-js";
-import { InvalidArgumentError } from "../core/errors.js";
+import type { Issuer, Validator } from "../attestation/attestation.js";
+import type { CoordinatorCredential } from "../core/coordinator-auth.js";
+import { CoreError, InvalidArgumentError } from "../core/errors.js";
 import type { NodeActivationRequest, PeerClient } from "../core/remote.js";
 import { keyFromWire, peerToWire } from "../rpc/peer-wire.js";
 import { channelOptions, serviceOf } from "../rpc/proto.js";
 import { unaryCall } from "../rpc/status.js";
-import { pubapiError } from "./errors.js";
 import { StreamReader } from "../rpc/stream-reader.js";
-import type { WireActivateAsNodeRequest, WireActivateAsNodeResponse } from "./messages.js";
+import { ProvenChannel } from "./connect.js";
+import { pubapiError } from "./errors.js";
+import type { WireActivateAsNodeRequest, WireActivateAsNodeResponse, WireCallerProof } from "./messages.js";
 
-/** PubAPIClientOptions configures a PubAPIClient. */
+/** PubAPIClientOptions configure a PubAPIClient. */
 export interface PubAPIClientOptions {
-  /** activationCredentials verify a FRESH peer's attestation (aTLS with requireFresh). */
-  activationCredentials: grpc.ChannelCredentials;
-  /** credentials verify an activated peer's attestation (aTLS). */
-  credentials: grpc.ChannelCredentials;
+  /** validators verify the callee's attestation (aTLS); activation additionally demands a fresh peer. */
+  validators: readonly Validator[];
+  /** issuer makes this peer's caller proofs (attestation documents bound to each connection). */
+  issuer: Issuer;
   /** callTimeoutMs bounds unary calls (default 30 s). */
   callTimeoutMs?: number;
   /** activationTimeoutMs bounds one ActivateAsNode exchange (default 120 s). */
@@ -28,14 +31,16 @@ export function newPubAPIClient(endpoint: string, credentials: grpc.ChannelCrede
 
 /**
  * PubAPIClient is a Coordinator's PeerClient over the pubapi: every call runs over aTLS, so it
- * reaches only peers whose attestation verifies. Channels to activated peers are cached per
- * endpoint; close() releases them. Safe for concurrent use.
+ * reaches only peers whose attestation verifies, and carries a caller proof bound to the connection
+ * it travels on. Channels to activated peers are cached per endpoint; close() releases them. Safe
+ * for concurrent use.
  */
 export class PubAPIClient implements PeerClient {
   readonly #o: PubAPIClientOptions;
-  readonly #clients = new Map<string, grpc.Client>();
+  readonly #channels = new Map<string, ProvenChannel>();
 
   constructor(options: PubAPIClientOptions) {
+    if (options.validators.length === 0) throw new RangeError("PubAPIClient: at least one validator is required");
     this.#o = options;
   }
 
@@ -44,13 +49,14 @@ export class PubAPIClient implements PeerClient {
     req: NodeActivationRequest,
     diskKey: (uuid: string) => Promise<Uint8Array>,
   ): Promise<{ vpnPubKey: string; wgPort: number }> {
-    const client = newPubAPIClient(endpoint, this.#o.activationCredentials);
+    const channel = new ProvenChannel(endpoint, this.#o.validators, this.#o.issuer, true);
     const timeoutMs = this.#o.activationTimeoutMs ?? 120_000;
-    const call = (client as unknown as { ActivateAsNode(o: grpc.CallOptions): grpc.ClientDuplexStream<WireActivateAsNodeRequest, WireActivateAsNodeResponse> }).ActivateAsNode({
-      deadline: Date.now() + timeoutMs,
-    });
-    const reader = new StreamReader<WireActivateAsNodeResponse>(call);
+    let call: grpc.ClientDuplexStream<WireActivateAsNodeRequest, WireActivateAsNodeResponse> | undefined;
     try {
+      const deadline = Date.now() + timeoutMs;
+      const proof = await channel.proof(deadline, undefined);
+      call = (channel.client as unknown as { ActivateAsNode(o: grpc.CallOptions): grpc.ClientDuplexStream<WireActivateAsNodeRequest, WireActivateAsNodeResponse> }).ActivateAsNode({ deadline });
+      const reader = new StreamReader<WireActivateAsNodeResponse>(call);
       call.write({
         initialRequest: {
           nodeVpnIp: req.nodeVPNIP,
@@ -59,6 +65,8 @@ export class PubAPIClient implements PeerClient {
           clusterId: req.clusterID,
           coordinatorVpnIps: req.coordinatorVPNIPs,
           coordinatorPublicEndpoints: req.coordinatorEndpoints,
+          coordinatorAuthPubKey: req.coordinatorAuthPubKey,
+          callerProof: proof,
         },
       });
       const m1 = await reader.next("state_disk_uuid", timeoutMs);
@@ -73,51 +81,63 @@ export class PubAPIClient implements PeerClient {
       call.end();
       return { vpnPubKey, wgPort };
     } catch (err) {
-      call.cancel();
-      throw pubapiError(err, `ActivateAsNode ${endpoint}`);
+      call?.cancel();
+      throw clientError(err, `ActivateAsNode ${endpoint}`);
     } finally {
-      client.close();
+      channel.close();
     }
   }
 
-  async joinCluster(endpoint: string, coordinatorVPNIP: string): Promise<{ resourceVersion: number }> {
-    const res = await this.#unary<{ resourceVersion: number }>(endpoint, "JoinCluster", { coordinatorVpnIp: coordinatorVPNIP });
+  async joinCluster(endpoint: string, coordinatorVPNIP: string, credential: CoordinatorCredential): Promise<{ resourceVersion: number }> {
+    const res = await this.#proven<{ resourceVersion: number }>(endpoint, "JoinCluster", credential, (callerProof) => ({ coordinatorVpnIp: coordinatorVPNIP, callerProof }));
     return { resourceVersion: res.resourceVersion };
   }
 
-  async triggerNodeUpdate(endpoint: string): Promise<void> {
-    await this.#unary(endpoint, "TriggerNodeUpdate", {});
+  async triggerNodeUpdate(endpoint: string, credential: CoordinatorCredential): Promise<void> {
+    await this.#proven(endpoint, "TriggerNodeUpdate", credential, (callerProof) => ({ callerProof }));
   }
 
   async getPeerVPNPublicKey(endpoint: string): Promise<string> {
-    const res = await this.#unary<{ vpnPubKey: Buffer }>(endpoint, "GetPeerVPNPublicKey", {});
+    const res = await this.#proven<{ vpnPubKey: Buffer }>(endpoint, "GetPeerVPNPublicKey", undefined, () => ({}));
     return keyFromWire(res.vpnPubKey, "vpnPubKey");
   }
 
-  async pushStateDiskKey(endpoint: string, diskUUID: string, key: Uint8Array): Promise<void> {
-    await this.#unary(endpoint, "PushStateDiskKey", { diskUuid: diskUUID, stateDiskKey: Buffer.from(key) });
+  async pushStateDiskKey(endpoint: string, diskUUID: string, key: Uint8Array, credential: CoordinatorCredential): Promise<void> {
+    await this.#proven(endpoint, "PushStateDiskKey", credential, (callerProof) => ({ diskUuid: diskUUID, stateDiskKey: Buffer.from(key), callerProof }));
   }
 
   async requestStateDiskKey(endpoint: string, diskUUID: string): Promise<void> {
-    await this.#unary(endpoint, "RequestStateDiskKey", { diskUuid: diskUUID });
+    await this.#proven(endpoint, "RequestStateDiskKey", undefined, () => ({ diskUuid: diskUUID }));
   }
 
   /** close releases every cached channel. */
   close(): void {
-    for (const c of this.#clients.values()) c.close();
-    this.#clients.clear();
+    for (const c of this.#channels.values()) c.close();
+    this.#channels.clear();
   }
 
-  async #unary<Res>(endpoint: string, method: string, req: unknown): Promise<Res> {
-    let client = this.#clients.get(endpoint);
-    if (!client) {
-      client = newPubAPIClient(endpoint, this.#o.credentials);
-      this.#clients.set(endpoint, client);
+  /**
+   * #proven runs a unary call on the endpoint's cached channel. With a credential (calls a
+   * Coordinator makes of a Node) the request carries a caller proof for the connection.
+   */
+  async #proven<Res>(endpoint: string, method: string, credential: CoordinatorCredential | undefined, build: (proof: WireCallerProof) => unknown): Promise<Res> {
+    let channel = this.#channels.get(endpoint);
+    if (!channel) {
+      channel = new ProvenChannel(endpoint, this.#o.validators, this.#o.issuer, false);
+      this.#channels.set(endpoint, channel);
     }
+    const timeoutMs = this.#o.callTimeoutMs ?? 30_000;
     try {
-      return await unaryCall<unknown, Res>(client, method, req, this.#o.callTimeoutMs ?? 30_000);
+      const proof = credential ? await channel.proof(Date.now() + timeoutMs, credential) : undefined;
+      return await unaryCall<unknown, Res>(channel.client, method, build(proof!), timeoutMs);
     } catch (err) {
-      throw pubapiError(err, `${method} ${endpoint}`);
+      throw clientError(err, `${method} ${endpoint}`);
     }
   }
+}
+
+/** clientError names the operation on any failure, keeping its code. */
+function clientError(err: unknown, operation: string): CoreError {
+  if (err instanceof CoreError && !err.message.startsWith(operation)) return new CoreError(err.code, `${operation}: ${err.message}`, { cause: err, retryable: err.retryable });
+  return pubapiError(err, operation);
 }

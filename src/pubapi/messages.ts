@@ -24,6 +24,8 @@ export interface WireInitialRequest {
   clusterId: Buffer;
   coordinatorVpnIps: string[];
   coordinatorPublicEndpoints: string[];
+  coordinatorAuthPubKey: Buffer;
+  callerProof: WireCallerProof | null;
 }
 
 /** WireActivateAsNodeRequest is one client message of the ActivateAsNode stream. */
@@ -44,4 +46,28 @@ export interface WireActivateAsNodeResponse {
 export interface WireActivationResult {
   activated: WirePeer[];
   failedNodes: WireFailure[];
+}
+
+/** WireCallerProof is the proto CallerProof message. */
+export interface WireCallerProof {
+  oid: string;
+  document: Buffer;
+  clusterSignature: Buffer;
+}
+
+/** WireAdminRequest is the proto AdminRequest message. */
+export interface WireAdminRequest {
+  request: Buffer;
+  challenge: Buffer;
+  signature: Buffer;
+}
+
+/** WireActivateAdditionalNodesRequest is the payload of an admin-signed ActivateAdditionalNodes. */
+export interface WireActivateAdditionalNodesRequest {
+  nodePublicEndpoints: string[];
+}
+
+/** WireRemoveNodeRequest is the payload of an admin-signed RemoveNode. */
+export interface WireRemoveNodeRequest {
+  vpnIp: string;
 }

@@ -1,26 +1,41 @@
 import * as grpc from "@grpc/grpc-js";
 import type { ActivationResult } from "../core/coordinator.js";
+import type { CallerContext } from "../core/caller.js";
 import { InvalidArgumentError } from "../core/errors.js";
 import type { Logger } from "../core/logger.js";
 import type { MeshPeer } from "../core/mesh-peer.js";
 import { checkDiskUUID } from "../core/keys.js";
+import type { AdminGrant } from "../core/admin-auth.js";
 import { peerToWire } from "../rpc/peer-wire.js";
-import { maxMessageBytes, serviceOf } from "../rpc/proto.js";
+import { adminPayloadCodec, maxMessageBytes, serviceOf } from "../rpc/proto.js";
 import { toStatus } from "../rpc/status.js";
 import { serveActivateAsNode } from "./activate-node-server.js";
-import type { WireFailure } from "./messages.js";
+import type { WireActivateAdditionalNodesRequest, WireAdminRequest, WireCallerProof, WireFailure, WireRemoveNodeRequest } from "./messages.js";
+
+/**
+ * CallConnections reaches the TLS connection of a call by its peer address (call.getPeer()); the
+ * aTLS server credentials' `connections` implement it.
+ */
+export interface CallConnections {
+  /** keyingMaterial returns the caller-proof keying material of the connection, or throws PermissionDeniedError. */
+  keyingMaterial(peer: string): Buffer;
+}
 
 /** PubAPIServerOptions wires the public API to a peer. */
 export interface PubAPIServerOptions {
   peer: MeshPeer;
   logger: Logger;
+  /** connections are the aTLS server credentials' connections (ATLSServerCredentials.connections) of the server's binding. */
+  connections: CallConnections;
   /** streamMessageTimeoutMs bounds the wait for each ActivateAsNode message (default 60 s). */
   streamMessageTimeoutMs?: number;
 }
 
+type AdminMethod = "ActivateAdditionalNodes" | "RemoveNode";
+
 /**
  * createPubAPIServer returns a grpc-js Server with the pubapi service bound to `peer`. The caller
- * binds it (with aTLS server credentials) and owns its shutdown.
+ * binds it with the aTLS server credentials whose `connections` it was given, and owns its shutdown.
  */
 export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
   const server = new grpc.Server({ "grpc.max_receive_message_length": maxMessageBytes });
@@ -28,12 +43,28 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
   const fail = <T>(op: string, cb: grpc.sendUnaryData<T>) => (err: unknown) => cb(toStatus(err, op, log) as grpc.ServiceError, null);
   const failStream = (op: string, call: grpc.ServerWritableStream<unknown, unknown>) => (err: unknown) =>
     call.emit("error", toStatus(err, op, log));
+  /** callerOf binds a caller proof to the call's own connection (its keying material as this side sees it). */
+  const callerOf = (call: { getPeer(): string }, proof: WireCallerProof | null | undefined): CallerContext => ({
+    ekm: o.connections.keyingMaterial(call.getPeer()),
+    proof: proof ? { oid: proof.oid, document: proof.document, clusterSignature: proof.clusterSignature } : undefined,
+  });
+  /** admin verifies an admin request and only then decodes its payload. */
+  const admin = async <T>(method: AdminMethod, req: WireAdminRequest): Promise<{ grant: AdminGrant; payload: T }> => {
+    const grant = await o.peer.authorizeAdmin({ method, challenge: req.challenge, request: req.request, signature: req.signature }, method);
+    let payload: T;
+    try {
+      payload = adminPayloadCodec<T>(method).deserialize(req.request);
+    } catch (err) {
+      throw new InvalidArgumentError(`${method}: request: not a valid payload`, { cause: err });
+    }
+    return { grant, payload };
+  };
 
   server.addService(serviceOf("pubapi").service, {
     GetState: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => cb(null, { state: o.peer.state }),
 
     ActivateAsCoordinator: (call: grpc.ServerWritableStream<Record<string, unknown>, unknown>) => {
-      const r = call.request as { adminVpnPubKey: Buffer; nodePublicEndpoints: string[]; coordinatorPublicEndpoints: string[]; masterSecret: Buffer };
+      const r = call.request as { adminVpnPubKey: Buffer; nodePublicEndpoints: string[]; coordinatorPublicEndpoints: string[]; masterSecret: Buffer; adminPubKey: Buffer };
       const write = (message: string): void => {
         if (!call.cancelled) call.write({ log: { message } });
       };
@@ -42,6 +73,7 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
         const cfg = await o.peer.activateAsCoordinator(
           {
             adminVPNPubKey: r.adminVpnPubKey.toString("base64"),
+            adminPubKey: r.adminPubKey,
             masterSecret: r.masterSecret,
             nodeEndpoints: r.nodePublicEndpoints,
             coordinatorEndpoints: r.coordinatorPublicEndpoints,
@@ -63,13 +95,20 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
     },
 
     ActivateAsNode: (call: grpc.ServerDuplexStream<unknown, unknown>) =>
-      serveActivateAsNode(call, o.peer, o.streamMessageTimeoutMs ?? 60_000).catch((err: unknown) =>
+      serveActivateAsNode(call, o.peer, o.streamMessageTimeoutMs ?? 60_000, (proof) => callerOf(call, proof)).catch((err: unknown) =>
         call.emit("error", toStatus(err, "ActivateAsNode", log)),
       ),
 
-    ActivateAdditionalNodes: (call: grpc.ServerWritableStream<{ nodePublicEndpoints: string[] }, unknown>) => {
+    GetAdminChallenge: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      Promise.resolve()
+        .then(() => o.peer.getAdminChallenge())
+        .then((challenge) => cb(null, { challenge }), fail("GetAdminChallenge", cb));
+    },
+
+    ActivateAdditionalNodes: (call: grpc.ServerWritableStream<WireAdminRequest, unknown>) => {
       (async () => {
-        const res: ActivationResult = await o.peer.activateAdditionalNodes(call.request.nodePublicEndpoints, (message) => {
+        const { grant, payload } = await admin<WireActivateAdditionalNodesRequest>("ActivateAdditionalNodes", call.request);
+        const res: ActivationResult = await o.peer.activateAdditionalNodes(grant, payload.nodePublicEndpoints, (message) => {
           if (!call.cancelled) call.write({ log: { message } });
         });
         call.write({ result: { activated: res.activated.map(peerToWire), failedNodes: res.failed } });
@@ -77,12 +116,23 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
       })().catch(failStream("ActivateAdditionalNodes", call as grpc.ServerWritableStream<unknown, unknown>));
     },
 
-    JoinCluster: (call: grpc.ServerUnaryCall<{ coordinatorVpnIp: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      o.peer.joinCluster(call.request.coordinatorVpnIp).then((v) => cb(null, { resourceVersion: v }), fail("JoinCluster", cb));
+    RemoveNode: (call: grpc.ServerUnaryCall<WireAdminRequest, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      (async () => {
+        const { grant, payload } = await admin<WireRemoveNodeRequest>("RemoveNode", call.request);
+        return o.peer.removeNode(grant, payload.vpnIp);
+      })().then((v) => cb(null, { resourceVersion: v }), fail("RemoveNode", cb));
     },
 
-    TriggerNodeUpdate: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      o.peer.triggerNodeUpdate().then((v) => cb(null, { resourceVersion: v }), fail("TriggerNodeUpdate", cb));
+    JoinCluster: (call: grpc.ServerUnaryCall<{ coordinatorVpnIp: string; callerProof: WireCallerProof | null }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      Promise.resolve()
+        .then(() => o.peer.joinCluster(callerOf(call, call.request.callerProof), call.request.coordinatorVpnIp))
+        .then((v) => cb(null, { resourceVersion: v }), fail("JoinCluster", cb));
+    },
+
+    TriggerNodeUpdate: (call: grpc.ServerUnaryCall<{ callerProof: WireCallerProof | null }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      Promise.resolve()
+        .then(() => o.peer.triggerNodeUpdate(callerOf(call, call.request.callerProof)))
+        .then((v) => cb(null, { resourceVersion: v }), fail("TriggerNodeUpdate", cb));
     },
 
     GetPeerVPNPublicKey: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
@@ -93,11 +143,11 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
       o.peer.requestStateDiskKey(call.request.diskUuid).then(() => cb(null, {}), fail("RequestStateDiskKey", cb));
     },
 
-    PushStateDiskKey: (call: grpc.ServerUnaryCall<{ diskUuid: string; stateDiskKey: Buffer }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+    PushStateDiskKey: (call: grpc.ServerUnaryCall<{ diskUuid: string; stateDiskKey: Buffer; callerProof: WireCallerProof | null }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       (async () => {
         checkDiskUUID(call.request.diskUuid, "diskUUID");
         if (call.request.stateDiskKey.length !== 32) throw new InvalidArgumentError(`stateDiskKey: must be 32 bytes, got ${call.request.stateDiskKey.length}`);
-        await o.peer.receiveStateDiskKey(call.request.diskUuid, call.request.stateDiskKey);
+        await o.peer.receiveStateDiskKey(callerOf(call, call.request.callerProof), call.request.diskUuid, call.request.stateDiskKey);
       })().then(() => cb(null, {}), fail("PushStateDiskKey", cb));
     },
   });

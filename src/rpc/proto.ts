@@ -44,6 +44,22 @@ export function serviceOf(pkg: "pubapi" | "vpnapi"): grpc.ServiceClientConstruct
   return root.attestedmesh[pkg]!.API;
 }
 
+/** AdminPayloadCodec (de)serializes one admin RPC's payload exactly as the proto defines it. */
+export interface AdminPayloadCodec<T> {
+  serialize(payload: T): Buffer;
+  deserialize(bytes: Buffer): T;
+}
+
+/**
+ * adminPayloadCodec returns the codec of the payload an AdminRequest carries for `method`, from the
+ * never-served AdminPayloads service of pubapi.proto (so both ends share the generated encoding).
+ */
+export function adminPayloadCodec<T>(method: "ActivateAdditionalNodes" | "RemoveNode"): AdminPayloadCodec<T> {
+  const root = loadProtos() as unknown as { attestedmesh: { pubapi: { AdminPayloads: grpc.ServiceClientConstructor } } };
+  const def = root.attestedmesh.pubapi.AdminPayloads.service[method]!;
+  return { serialize: (p: T) => def.requestSerialize(p), deserialize: (b: Buffer) => def.requestDeserialize(b) as T };
+}
+
 /** maxMessageBytes bounds every message either API accepts (a 1,000-peer update is ~150 KiB). */
 export const maxMessageBytes = 4 * 1024 * 1024;
 

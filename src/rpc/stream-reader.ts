@@ -24,6 +24,11 @@ export class StreamReader<T> {
       this.#error = err;
       this.#wake?.();
     });
+    // A server-side gRPC stream reports a client that went away only as 'cancelled'.
+    stream.on("cancelled", () => {
+      this.#error ??= new CoreError("unavailable", "the stream was cancelled by the other side");
+      this.#wake?.();
+    });
   }
 
   /** next returns the next message; `what` names it in errors (stream ended, timed out, failed). */

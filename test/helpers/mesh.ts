@@ -1,5 +1,6 @@
 // In-process mesh for integration tests: peers over real gRPC on loopback with aTLS, a fake VPN network.
 import * as grpc from "@grpc/grpc-js";
+import nacl from "tweetnacl";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -11,6 +12,7 @@ import { openTPM } from "../../src/attestation/tpm-issuer.js";
 import { TPMMarker } from "../../src/attestation/tpm-marker.js";
 import { createTPMValidator } from "../../src/attestation/tpm-validator.js";
 import { createATLSChannelCredentials } from "../../src/atls/client.js";
+import { createCallerVerifier } from "../../src/atls/caller-proof.js";
 import type { InitMarker, MarkerState } from "../../src/core/marker.js";
 import { createATLSServerCredentials } from "../../src/atls/server.js";
 import { systemClock } from "../../src/core/clock.js";
@@ -45,6 +47,8 @@ export interface TestPeer {
   logs: string[];
   /** hardware is what survives a restart: state dir, TPM, disk, WireGuard device, port. */
   hardware: Hardware;
+  /** issuer is the peer's attestation issuer (its aTLS certificates and caller proofs). */
+  issuer: Issuer;
   /** tpm is the peer's TPM connection (attestation "tpm" only), for tests that extend PCRs. */
   tpm: Tpm | undefined;
   /** stopSoftware stops the peer's processes-to-be (servers, store, TPM connection), keeping its hardware. */
@@ -88,6 +92,11 @@ export class TestMesh {
   /** vpnapi maps a Coordinator VPN IP to its loopback vpnapi address. */
   readonly vpnapi = new Map<string, string>();
   readonly logs: string[] = [];
+  /** admin is this mesh's admin signing key (Ed25519): send `admin.publicKey` at activation, sign admin RPCs with it. */
+  readonly admin: { publicKey: Buffer; secretKey: Uint8Array } = (() => {
+    const kp = nacl.sign.keyPair();
+    return { publicKey: Buffer.from(kp.publicKey), secretKey: kp.secretKey };
+  })();
   readonly #o: MeshOptions;
   #root = "";
 
@@ -175,7 +184,7 @@ export class TestMesh {
       closeAttestation = () => tpmIssuer.close();
     }
     const store = await MemoryStore.open({ file: join(hw.stateDir, "store.json") });
-    const peerClient = new PubAPIClient({ activationCredentials: this.credentials(true), credentials: this.credentials(false) });
+    const peerClient = new PubAPIClient({ validators: this.validators(), issuer });
     const vpnServers: grpc.Server[] = [];
     let peerRef: MeshPeer | undefined;
     let peer: MeshPeer;
@@ -191,6 +200,7 @@ export class TestMesh {
         store,
         peerClient,
         dialCoordinator: (ip) => this.#dial(hw.vpn, ip),
+        callerVerifier: createCallerVerifier(this.validators()),
         updateIntervalMs: this.#o.updateIntervalMs ?? 200,
         ...(this.#o.activationConcurrency ? { activationConcurrency: this.#o.activationConcurrency } : {}),
         clock: systemClock,
@@ -210,10 +220,14 @@ export class TestMesh {
       throw err;
     }
     peerRef = peer;
-    const pub = createPubAPIServer({ peer, logger: logger.child("pubapi") });
-    await bind(pub, `127.0.0.1:${hw.port}`, createATLSServerCredentials(issuer, { logger }));
+    const atls = createATLSServerCredentials(issuer, { logger });
+    const pub = createPubAPIServer({ peer, logger: logger.child("pubapi"), connections: atls.connections });
+    await bind(pub, `127.0.0.1:${hw.port}`, atls);
     await peer.resume();
+    let stopped = false;
     const stopSoftware = async (): Promise<void> => {
+      if (stopped) return;
+      stopped = true;
       peer.close();
       peerClient.close();
       for (const s of [pub, ...vpnServers]) s.forceShutdown();
@@ -230,6 +244,7 @@ export class TestMesh {
       stateDir: hw.stateDir,
       logs,
       hardware: hw,
+      issuer,
       tpm,
       stopSoftware,
       stop: async () => {

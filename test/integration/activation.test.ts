@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runActivate } from "../../src/cli/activate.js";
+import { readAdminKey } from "../../src/cli/admin-key.js";
 import { main } from "../../src/cli/meshctl.js";
 import { deriveOwnerID } from "../../src/core/keys.js";
 import { activateAdditionalNodes } from "../../src/pubapi/admin.js";
@@ -47,6 +48,10 @@ describe("activation chain in one process", () => {
     const priv = /PrivateKey = (\S+)/.exec(conf)![1]!;
     expect(Buffer.from(nacl.scalarMult.base(Buffer.from(priv, "base64"))).toString("base64")).toBe(adminPeer.vpnPubKey);
     expect(mesh.logs.join("\n")).not.toContain(priv);
+    // The admin signing key sits beside admin.json, 0600, and admin.json names its public key.
+    expect((await stat(join(out, "admin.key"))).mode & 0o777).toBe(0o600);
+    const adminSigner = await readAdminKey(out);
+    expect(admin.adminPubKey).toBe(adminSigner.publicKey.toString("base64"));
     await rm(out, { recursive: true, force: true });
     expect(coord.peer.state).toBe(PeerState.ActivatingNodes);
     for (const n of nodes) expect(n.peer.state).toBe(PeerState.IsNode);
@@ -59,17 +64,11 @@ describe("activation chain in one process", () => {
     expect(nodes[2]!.vpn.inbox).toEqual([]);
 
     const node4 = await mesh.startPeer("node4");
-    const res = await activateAdditionalNodes(coord.endpoint, mesh.credentials(false), [node4.endpoint], () => {});
+    const res = await activateAdditionalNodes(coord.endpoint, mesh.credentials(false), adminSigner, [node4.endpoint], () => {});
     expect(res.failed).toEqual([]);
     expect(res.activated).toHaveLength(1);
     const version = (await coord.peer.getUpdate(-1)).resourceVersion;
-    await until("all peers converge", async () => {
-      for (const n of [...nodes, node4]) {
-        const v = await n.peer.triggerNodeUpdate();
-        if (v !== version) return false;
-      }
-      return true;
-    });
+    await until("all peers converge", () => [...nodes, node4].every((n) => n.vpn.peers.length === 5));
     for (const n of [...nodes, node4]) expect(n.vpn.peers).toHaveLength(5);
     expect(mesh.logs.join("\n")).not.toContain(masterSecret.toString());
     expect(mesh.logs.join("\n")).not.toContain(masterSecret.toString("base64"));

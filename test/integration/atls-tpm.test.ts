@@ -45,7 +45,7 @@ describe("aTLS on simulated-TPM evidence (swtpm per peer)", () => {
     const err = await activateAsCoordinator(
       coord.endpoint,
       mesh.credentials(true),
-      { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: [], coordinatorEndpoints: [] },
+      { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [], coordinatorEndpoints: [] },
       () => {},
     ).catch((e: Error) => e);
     expect(String((err as Error).message)).toMatch(/aTLS: tpm fresh marker: .*11/);

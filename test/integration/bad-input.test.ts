@@ -12,7 +12,7 @@ const adminKey = (): string => Buffer.from(nacl.box.keyPair().publicKey).toStrin
 const secret = Buffer.from("correct horse battery staple 42!");
 
 async function activationError(mesh: TestMesh, coord: TestPeer, req: Partial<ActivateRequest>): Promise<CoreError> {
-  const full: ActivateRequest = { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: [], coordinatorEndpoints: [], ...req };
+  const full: ActivateRequest = { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [], coordinatorEndpoints: [], ...req };
   return activateAsCoordinator(coord.endpoint, mesh.credentials(true), full, () => {}).then(
     () => {
       throw new Error("activation unexpectedly succeeded");
@@ -47,14 +47,14 @@ describe("bad input gets a clear error and loses nothing", () => {
       expect(err.message).toMatch(tc.msg);
       expect(coord.peer.state).toBe(PeerState.AcceptingInit);
       expect(coord.marker.marks).toBe(0);
-      const cfg = await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: [], coordinatorEndpoints: [] }, () => {});
+      const cfg = await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [], coordinatorEndpoints: [] }, () => {});
       expect(cfg.coordinator.vpnIP).toBe("10.118.0.1");
     });
   }
 
   it("a second ActivateAsCoordinator is refused and changes nothing", async () => {
     const node = await mesh.startPeer("node");
-    await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: [node.endpoint], coordinatorEndpoints: [] }, () => {});
+    await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [node.endpoint], coordinatorEndpoints: [] }, () => {});
     expect(coord.peer.state).toBe(PeerState.ActivatingNodes);
     const before = await coord.peer.getUpdate(-1);
     const marks = coord.marker.marks;
@@ -63,7 +63,7 @@ describe("bad input gets a clear error and loses nothing", () => {
     // aTLS already refuses a non-fresh peer for activation; without requireFresh the core refuses too.
     const viaFresh = await activationError(mesh, coord, {});
     expect(viaFresh.message).toMatch(/aTLS: .*fresh marker/);
-    const err = await activateAsCoordinator(coord.endpoint, mesh.credentials(false), { adminVPNPubKey: adminKey(), masterSecret: Buffer.from("another secret of enough length"), nodeEndpoints: [], coordinatorEndpoints: [] }, () => {}).catch((e: CoreError) => e);
+    const err = await activateAsCoordinator(coord.endpoint, mesh.credentials(false), { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: Buffer.from("another secret of enough length"), nodeEndpoints: [], coordinatorEndpoints: [] }, () => {}).catch((e: CoreError) => e);
     expect((err as CoreError).code).toBe("failed-precondition");
     expect((err as CoreError).message).toMatch(/peer is ActivatingNodes, needs AcceptingInit/);
     expect(await coord.peer.getUpdate(-1)).toEqual(before);
@@ -80,7 +80,7 @@ describe("bad input gets a clear error and loses nothing", () => {
     const cfg = await activateAsCoordinator(
       coord.endpoint,
       mesh.credentials(true),
-      { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: [good.endpoint, `127.0.0.1:${port}`], coordinatorEndpoints: [] },
+      { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [good.endpoint, `127.0.0.1:${port}`], coordinatorEndpoints: [] },
       (l) => lines.push(l),
     );
     expect(cfg.failed).toHaveLength(1);
@@ -89,7 +89,7 @@ describe("bad input gets a clear error and loses nothing", () => {
     expect(good.peer.state).toBe(PeerState.IsNode);
 
     const late = await mesh.startPeer("late", { port });
-    const res = await activateAdditionalNodes(coord.endpoint, mesh.credentials(false), [`127.0.0.1:${port}`], () => {});
+    const res = await activateAdditionalNodes(coord.endpoint, mesh.credentials(false), mesh.admin, [`127.0.0.1:${port}`], () => {});
     expect(res.failed).toEqual([]);
     expect(late.peer.state).toBe(PeerState.IsNode);
     const ips = (await coord.peer.getUpdate(-1)).peers!.map((p) => p.vpnIP);
@@ -99,9 +99,9 @@ describe("bad input gets a clear error and loses nothing", () => {
 
   it("a node already activated is refused with FAILED_PRECONDITION and keeps its state", async () => {
     const node = await mesh.startPeer("node");
-    await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: [node.endpoint], coordinatorEndpoints: [] }, () => {});
+    await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [node.endpoint], coordinatorEndpoints: [] }, () => {});
     const vpnIP = node.vpn.vpnIP;
-    const res = await activateAdditionalNodes(coord.endpoint, mesh.credentials(false), [node.endpoint], () => {});
+    const res = await activateAdditionalNodes(coord.endpoint, mesh.credentials(false), mesh.admin, [node.endpoint], () => {});
     expect(res.failed).toHaveLength(1);
     expect(res.failed[0]!.error).toMatch(/fresh|FAILED_PRECONDITION|AcceptingInit/);
     expect(node.peer.state).toBe(PeerState.IsNode);
@@ -133,35 +133,13 @@ describe("bad input gets a clear error and loses nothing", () => {
       expect(node.peer.state).toBe(PeerState.AcceptingInit);
     });
 
-    it("a stream that ends before state_disk_key → INVALID_ARGUMENT naming the missing message", async () => {
-      const node = await mesh.startPeer("node");
-      await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: [], coordinatorEndpoints: [] }, () => {});
-      const snap = await coord.peer.getUpdate(-1);
-      const { client, call } = open(node);
-      const done = outcome(call);
-      call.write({
-        initialRequest: {
-          nodeVpnIp: "10.118.0.50",
-          peers: snap.peers!.map((p) => ({ role: p.role, publicIp: p.publicIP, vpnIp: p.vpnIP, vpnPubKey: Buffer.from(p.vpnPubKey, "base64"), wgPort: p.wgPort, pubapiPort: p.pubapiPort })),
-          ownerId: Buffer.alloc(32, 1),
-          clusterId: Buffer.alloc(32, 2),
-          coordinatorVpnIps: ["10.118.0.1"],
-          coordinatorPublicEndpoints: [coord.endpoint],
-        },
-      });
-      call.end();
-      const err = await done;
-      client.close();
-      expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
-      expect(err.details).toMatch(/stream ended before state_disk_key/);
-    });
-
     const badInitial = [
       { name: "node VPN IP outside the node pool", patch: { nodeVpnIp: "10.118.0.5" }, msg: /nodeVPNIP: 10.118.0.5 is not in the Node pool/ },
       { name: "malformed node VPN IP", patch: { nodeVpnIp: "10.118.0" }, msg: /nodeVPNIP: not an IP address/ },
       { name: "short owner ID", patch: { ownerId: Buffer.alloc(5) }, msg: /ownerID: must be 32 bytes, got 5/ },
       { name: "wrong-length peer key", patch: { peers: [{ role: "coordinator", publicIp: "127.0.0.1", vpnIp: "10.118.0.1", vpnPubKey: Buffer.alloc(16), wgPort: 1, pubapiPort: 1 }] }, msg: /peers\[0\].vpnPubKey: must be 32 bytes, got 16/ },
       { name: "no Coordinator", patch: { coordinatorVpnIps: [] }, msg: /coordinatorVPNIPs: at least one is needed/ },
+      { name: "short cluster credential", patch: { coordinatorAuthPubKey: Buffer.alloc(31) }, msg: /coordinatorAuthPubKey: must be 32 bytes, got 31/ },
     ];
     for (const tc of badInitial) {
       it(`initial_request with ${tc.name} → INVALID_ARGUMENT, peer stays fresh`, async () => {
@@ -176,6 +154,7 @@ describe("bad input gets a clear error and loses nothing", () => {
             clusterId: Buffer.alloc(32, 2),
             coordinatorVpnIps: ["10.118.0.1"],
             coordinatorPublicEndpoints: [],
+            coordinatorAuthPubKey: Buffer.alloc(32, 4),
             ...tc.patch,
           },
         });

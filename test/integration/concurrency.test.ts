@@ -19,7 +19,7 @@ describe("concurrent activations and polls", () => {
     const nodes = await Promise.all([0, 1, 2, 3, 4].map((i) => mesh.startPeer(`n${i}`)));
     const results = await Promise.allSettled(
       nodes.map((n) =>
-        activateAsCoordinator(coord.endpoint, mesh.credentials(false), { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: [n.endpoint], coordinatorEndpoints: [] }, () => {}),
+        activateAsCoordinator(coord.endpoint, mesh.credentials(false), { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [n.endpoint], coordinatorEndpoints: [] }, () => {}),
       ),
     );
     const won = results.filter((r) => r.status === "fulfilled");
@@ -36,7 +36,7 @@ describe("concurrent activations and polls", () => {
     mesh = new TestMesh({ updateIntervalMs: 50 });
     const coord = await mesh.startPeer("coord");
     const first = await mesh.startPeer("first");
-    await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: [first.endpoint], coordinatorEndpoints: [] }, () => {});
+    await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [first.endpoint], coordinatorEndpoints: [] }, () => {});
     const batches = await Promise.all([0, 1, 2, 3].map((b) => Promise.all([0, 1, 2].map((i) => mesh.startPeer(`b${b}n${i}`)))));
     const poller = new VPNAPIClient(mesh.vpnapi.get("10.118.0.1")!);
     let polling = true;
@@ -53,7 +53,7 @@ describe("concurrent activations and polls", () => {
     const shared = batches[0]![0]!.endpoint;
     const results = await Promise.all(
       batches.map((batch, b) =>
-        activateAdditionalNodes(coord.endpoint, mesh.credentials(false), [...batch.map((n) => n.endpoint), ...(b > 0 ? [shared] : [])], () => {}),
+        activateAdditionalNodes(coord.endpoint, mesh.credentials(false), mesh.admin, [...batch.map((n) => n.endpoint), ...(b > 0 ? [shared] : [])], () => {}),
       ),
     );
     polling = false;

@@ -23,7 +23,7 @@ describe("state-disk keys from the master secret (real LUKS2 files, real cryptse
     const cfg = await activateAsCoordinator(
       coord.endpoint,
       mesh.credentials(true),
-      { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: nodes.map((n) => n.endpoint), coordinatorEndpoints: [] },
+      { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: nodes.map((n) => n.endpoint), coordinatorEndpoints: [] },
       () => {},
     );
     expect(cfg.failed).toEqual([]);
@@ -47,7 +47,7 @@ describe("state-disk keys from the master secret (real LUKS2 files, real cryptse
     const vpnIP = node.vpn.vpnIP;
     const uuid = await cryptsetupUUID(node.hardware.luks!.path);
     const again = await mesh.restartPeer(node, { reboot: true });
-    await until("the Node re-joins", () => again.peer.state === PeerState.IsNode, 20_000);
+    await until("the Node re-joins", () => again.peer.state === PeerState.IsNode, 20_000).catch((e) => { throw new Error(`${e.message}\n${again.logs.slice(-15).join("\n")}\n--- mesh\n${mesh.logs.filter((l) => /warn|error/i.test(l)).slice(-15).join("\n")}`); });
     expect(again.vpn.vpnIP).toBe(vpnIP);
     expect(again.vpn.peers.length).toBeGreaterThan(0);
     expect(again.logs.join("\n")).toContain("state disk unlocked with the key from the Coordinator");
@@ -59,7 +59,7 @@ describe("state-disk keys from the master secret (real LUKS2 files, real cryptse
 
   it("a Coordinator refuses the key of a disk it never saw, saying why", async () => {
     const { coord } = await activated();
-    const client = new PubAPIClient({ activationCredentials: mesh.credentials(true), credentials: mesh.credentials(false) });
+    const client = new PubAPIClient({ validators: mesh.validators(), issuer: coord.issuer });
     const err = await client.requestStateDiskKey(coord.endpoint, "00000000-0000-4000-8000-000000000000").catch((e: Error) => e);
     client.close();
     expect(String(err)).toMatch(/stateDiskUUID: 00000000-0000-4000-8000-000000000000 is not a disk of any activated peer/);
@@ -76,7 +76,7 @@ describe("state-disk keys from the master secret (real LUKS2 files, real cryptse
     const cfg = await activateAsCoordinator(
       coord.endpoint,
       mesh.credentials(true),
-      { adminVPNPubKey: adminKey(), masterSecret: secret, nodeEndpoints: [node.endpoint], coordinatorEndpoints: [] },
+      { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [node.endpoint], coordinatorEndpoints: [] },
       () => {},
     );
     expect(cfg.failed).toHaveLength(1);

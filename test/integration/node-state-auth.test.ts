@@ -115,7 +115,7 @@ describe("a rebooted peer and its node state (in-process mesh, swtpm)", () => {
     const cfg = await activateAsCoordinator(
       coord.endpoint,
       mesh.credentials(true),
-      { adminVPNPubKey: Buffer.from(nacl.box.keyPair().publicKey).toString("base64"), masterSecret: Buffer.alloc(32, 5), nodeEndpoints: [node.endpoint], coordinatorEndpoints: [] },
+      { adminVPNPubKey: Buffer.from(nacl.box.keyPair().publicKey).toString("base64"), adminPubKey: mesh.admin.publicKey, masterSecret: Buffer.alloc(32, 5), nodeEndpoints: [node.endpoint], coordinatorEndpoints: [] },
       () => {},
     );
     expect(cfg.failed).toEqual([]);

@@ -16,7 +16,7 @@ describe("vpnapi", () => {
     const cfg = await activateAsCoordinator(
       coord.endpoint,
       mesh.credentials(true),
-      { adminVPNPubKey: Buffer.from(nacl.box.keyPair().publicKey).toString("base64"), masterSecret: secret, nodeEndpoints: [], coordinatorEndpoints: [] },
+      { adminVPNPubKey: Buffer.from(nacl.box.keyPair().publicKey).toString("base64"), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: [], coordinatorEndpoints: [] },
       () => {},
     );
     clusterID = cfg.clusterID;

@@ -28,7 +28,7 @@ describe("meshctl", () => {
   it("--help lists every command; each command has its own --help", async () => {
     const top = await run("--help");
     expect(top.code).toBe(0);
-    for (const c of ["activate", "add-nodes", "verify", "peers", "evidence"]) {
+    for (const c of ["activate", "add-nodes", "remove-node", "verify", "peers", "evidence"]) {
       expect(top.out).toContain(c);
       const h = await run(c, "--help");
       expect(h.code).toBe(0);
@@ -44,6 +44,9 @@ describe("meshctl", () => {
     { name: "bad endpoint", argv: ["activate", "--coordinator", "1.2.3.4:99999", "--master-secret", "x"], code: 1, err: "--coordinator: port must be 1-65535" },
     { name: "missing secret file", argv: ["activate", "--coordinator", "127.0.0.1", "--master-secret", "/nonexistent/secret"], code: 1, err: "master secret file /nonexistent/secret: ENOENT" },
     { name: "add-nodes without nodes", argv: ["add-nodes", "--coordinator", "127.0.0.1"], code: 2, err: "--nodes is required" },
+    { name: "remove-node without vpn-ip", argv: ["remove-node", "--coordinator", "127.0.0.1"], code: 2, err: "--vpn-ip is required" },
+    { name: "remove-node with a bad vpn-ip", argv: ["remove-node", "--coordinator", "127.0.0.1", "--vpn-ip", "10.118.0"], code: 2, err: "--vpn-ip: not an IP address" },
+    { name: "remove-node without an admin key", argv: ["remove-node", "--coordinator", "127.0.0.1", "--vpn-ip", "10.118.0.12", "--admin-dir", "/nonexistent"], code: 1, err: "admin key /nonexistent/admin.key: not found" },
     { name: "evidence without verb", argv: ["evidence", "x"], code: 2, err: "expected: evidence verify FILE" },
   ];
   for (const tc of usage) {

@@ -1,0 +1,62 @@
+import { hkdfSync } from "node:crypto";
+import nacl from "tweetnacl";
+import { checkMasterSecret, clusterIDBytes } from "./keys.js";
+import { InvalidArgumentError } from "./errors.js";
+
+/** coordinatorAuthInfo is the HKDF label of the cluster credential (DESIGN.md "Keys and IDs"). */
+export const coordinatorAuthInfo = "coordinator-auth";
+
+/** coordinatorAuthPubKeyBytes is the length of the cluster credential's public key (Ed25519). */
+export const coordinatorAuthPubKeyBytes = 32;
+
+/** connectionSignatureBytes is the length of a cluster signature over a connection (Ed25519). */
+export const connectionSignatureBytes = 64;
+
+/** connectionDomain separates cluster signatures from every other use of the key. */
+const connectionDomain = Buffer.from("attested-mesh coordinator v1\0");
+
+/** connectionMessage is what a Coordinator signs to prove its cluster on one TLS connection. */
+function connectionMessage(ekm: Uint8Array): Buffer {
+  if (ekm.length !== 32) throw new InvalidArgumentError(`connection keying material: must be 32 bytes, got ${ekm.length}`);
+  return Buffer.concat([connectionDomain, ekm]);
+}
+
+/**
+ * CoordinatorCredential is the cluster credential's private half: an Ed25519 key whose seed is
+ * HKDF-SHA256(masterSecret, salt=clusterID, info="coordinator-auth", 32). Only Coordinators (which
+ * hold the master secret) can make it; Nodes get the public key at activation and can verify,
+ * never sign. Never log it.
+ */
+export class CoordinatorCredential {
+  readonly #secretKey: Uint8Array;
+  /** publicKey is what Nodes keep in their node state (32 bytes). */
+  readonly publicKey: Buffer;
+
+  private constructor(seed: Uint8Array) {
+    const kp = nacl.sign.keyPair.fromSeed(seed);
+    this.#secretKey = kp.secretKey;
+    this.publicKey = Buffer.from(kp.publicKey);
+  }
+
+  /** derive makes the credential of the cluster (masterSecret, clusterID). */
+  static derive(masterSecret: Uint8Array, clusterID: Uint8Array): CoordinatorCredential {
+    checkMasterSecret(masterSecret);
+    if (clusterID.length !== clusterIDBytes) throw new InvalidArgumentError(`clusterID: must be ${clusterIDBytes} bytes, got ${clusterID.length}`);
+    const seed = new Uint8Array(hkdfSync("sha256", masterSecret, clusterID, Buffer.from(coordinatorAuthInfo), 32));
+    return new CoordinatorCredential(seed);
+  }
+
+  /** signConnection signs a TLS connection's exported keying material (32 bytes). */
+  signConnection(ekm: Uint8Array): Buffer {
+    return Buffer.from(nacl.sign.detached(connectionMessage(ekm), this.#secretKey));
+  }
+}
+
+/**
+ * verifyConnectionSignature says whether `signature` is the cluster credential `publicKey`'s
+ * signature over the connection keying material `ekm`. Malformed inputs verify as false.
+ */
+export function verifyConnectionSignature(publicKey: Uint8Array, ekm: Uint8Array, signature: Uint8Array): boolean {
+  if (publicKey.length !== coordinatorAuthPubKeyBytes || signature.length !== connectionSignatureBytes || ekm.length !== 32) return false;
+  return nacl.sign.detached.verify(connectionMessage(ekm), signature, publicKey);
+}

@@ -1,0 +1,61 @@
+import type { StateDisk } from "./disk.js";
+import { InvalidArgumentError } from "./errors.js";
+import type { Logger } from "./logger.js";
+import type { InitMarker } from "./marker.js";
+import type { NodeState, NodeStateStore } from "./node-state.js";
+import type { PeerRecord } from "./peer.js";
+import type { NodeActivationRequest, NodeExchange } from "./remote.js";
+import { toVPNPeers } from "./vpn-peers.js";
+import type { VPN } from "./vpn.js";
+
+/** NodeActivationDeps are the side effects a Node's activation has. */
+export interface NodeActivationDeps {
+  disk: StateDisk | undefined;
+  nodeState: NodeStateStore;
+  marker: InitMarker;
+  vpn: VPN;
+  logger: Logger;
+}
+
+/**
+ * receiveDiskKey is the part of a Node's activation before its commit point: it reports the disk
+ * UUID ("" without a disk) and returns the key the Coordinator sent, checked for length. It changes
+ * nothing on this peer.
+ */
+export async function receiveDiskKey(d: NodeActivationDeps, exchange: NodeExchange): Promise<Uint8Array> {
+  const uuid = d.disk ? await d.disk.uuid() : "";
+  if (!d.disk) d.logger.info("no state disk configured: skipping disk key rotation");
+  const key = await exchange.sendDiskUUID(uuid);
+  if (d.disk && key.length !== 32) throw new InvalidArgumentError(`stateDiskKey: must be 32 bytes, got ${key.length}`);
+  if (!d.disk && key.length !== 0) throw new InvalidArgumentError("stateDiskKey: this peer has no state disk, expected an empty key");
+  return key;
+}
+
+/**
+ * commitNodeActivation runs a Node's activation from its commit point on: it persists the node state
+ * (with the cluster credential), marks the TPM, rotates the disk to `key` and brings up the VPN IP
+ * and the peer set. Any failure leaves a marked peer: the caller moves it to Failed.
+ */
+export async function commitNodeActivation(d: NodeActivationDeps, req: NodeActivationRequest, key: Uint8Array): Promise<void> {
+  await d.nodeState.save({
+    ...nodeStateOf("node", req.nodeVPNIP, req.ownerID, req.clusterID, req.coordinatorVPNIPs, req.coordinatorEndpoints, req.peers.filter((p) => p.role === "coordinator")),
+    coordinatorAuthPubKey: req.coordinatorAuthPubKey.toString("base64"),
+  });
+  await d.marker.mark(req.ownerID, req.clusterID);
+  if (d.disk) await d.disk.updatePassphrase(key);
+  await d.vpn.setInterfaceIP(req.nodeVPNIP);
+  await d.vpn.updatePeers(toVPNPeers(req.peers, req.nodeVPNIP));
+}
+
+/** nodeStateOf builds the NodeState a peer persists when it leaves AcceptingInit. */
+export function nodeStateOf(
+  role: NodeState["role"],
+  vpnIP: string,
+  ownerID: Buffer,
+  clusterID: Buffer,
+  coordinatorVPNIPs: string[],
+  coordinatorEndpoints: string[],
+  coordinatorPeers: PeerRecord[],
+): NodeState {
+  return { role, vpnIP, ownerID: ownerID.toString("hex"), clusterID: clusterID.toString("hex"), coordinatorVPNIPs, coordinatorEndpoints, coordinatorPeers };
+}
