@@ -281,12 +281,13 @@ export async function loadGCEEvidence(): Promise<GCEEvidence> {
  * testAKCertChain certifies `ak`'s key with the project's simulated-TPM test CA (what a provisioned
  * swtpm's NV holds), or with `signer`/`issuer` to make a self-made certificate.
  */
-export function testAKCertChain(ak: TestAK, o: { signer?: KeyObject; issuer?: Uint8Array; notAfter?: Date } = {}): Uint8Array[] {
+export function testAKCertChain(ak: TestAK | KeyObject, o: { signer?: KeyObject; issuer?: Uint8Array; notAfter?: Date } = {}): Uint8Array[] {
+  const key = "publicKey" in ak ? ak.publicKey : ak;
   return [
     buildCertificate({
       issuer: o.issuer ?? tpmTestCASubject(),
       subject: nameDER("software AK"),
-      spki: ak.publicKey.export({ type: "spki", format: "der" }),
+      spki: key.export({ type: "spki", format: "der" }),
       serial: Uint8Array.of(0x11),
       notBefore: new Date("2025-01-01T00:00:00Z"),
       notAfter: o.notAfter ?? new Date("2125-01-01T00:00:00Z"),
