@@ -29,11 +29,12 @@ Options:
     const file = positionals[1]!;
     const nonce = hexFlag(v.nonce, "--nonce");
     const userData = hexFlag(v["user-data"], "--user-data");
+    const policyFile = measurementsFlag(v);
     const doc = await readFile(file).catch((err: NodeJS.ErrnoException) => {
       throw new Error(`${file}: ${err.code ?? err.message}`);
     });
     if (doc.length > maxDocumentBytes) throw new Error(`${file}: ${doc.length} bytes is too large for an attestation document`);
-    const validators = validatorsFor(await loadPolicy(measurementsFlag(v)));
+    const validators = validatorsFor(await loadPolicy(policyFile));
     // The policy names the platforms it accepts: a document of another platform has no validator.
     const validator = pickValidator(doc, validators, file);
     const verdict = await validator.validate(doc, { ...(nonce ? { nonce } : {}), ...(userData ? { userData } : {}) });
