@@ -3,6 +3,8 @@ import { constants, createHash, generateKeyPairSync, sign, type KeyObject } from
 import type { MeasurementPolicy } from "../../src/attestation/policy.js";
 import { buildCertificate, nameDER, tpmTestCAKey, tpmTestCASubject } from "../../src/attestation/tpm-test-ca.js";
 
+export { nameDER };
+
 /**
  * tpm-builder makes TPM quote evidence in software for tests: an AK as a TPMT_PUBLIC around a Node
  * key, a TPMS_ATTEST quote, its TPMT_SIGNATURE and the `tpm` attestation document. It marshals on
