@@ -1,5 +1,6 @@
 import { constants, createHash, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 
+import { platformOIDs, type Issuer } from "../../src/attestation/attestation.js";
 import type { MeasurementPolicy } from "../../src/attestation/policy.js";
 import { buildCertificate, nameDER, tpmTestCAKey, tpmTestCASubject } from "../../src/attestation/tpm-test-ca.js";
 
@@ -302,4 +303,23 @@ export function testAKCertChain(ak: TestAK | KeyObject, o: { signer?: KeyObject;
 /** builderPolicy pins PCRs 0-10 of `pcrs` and allows the test root: a policy tests can satisfy with pcrValues(). */
 export function builderPolicy(pcrs: Map<number, Uint8Array> = pcrValues([...Array(24).keys()]), indices: number[] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]): MeasurementPolicy {
   return { tpm: { pcrs: new Map(indices.map((i) => [i, Buffer.from(pcrs.get(i)!).toString("hex")])), allowTestRoot: true } };
+}
+
+/**
+ * forgedTPMIssuer is the hostile host of finding 1 (issue 10): a software P-256 key with the
+ * restricted-signing bits signs quotes bound to each handshake, listing PCRs 0-23 of pcrValues()
+ * (11/12 zero: "fresh"), with no AK certificate or a self-made one claiming Google's name.
+ */
+export function forgedTPMIssuer(chain: "none" | "self-made"): Issuer {
+  const ak = makeAK("ecc-p256");
+  const ca = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  return {
+    platform: "tpm",
+    oid: platformOIDs.tpm,
+    issue: async (nonce, userData) =>
+      encodeDocument(buildEvidence({
+        ak, nonce, userData, pcrs: pcrValues([...Array(24).keys()]),
+        ...(chain === "self-made" ? { akCertChain: testAKCertChain(ak, { signer: ca.privateKey, issuer: nameDER("Google EK/AK CA") }) } : {}),
+      })),
+  };
 }

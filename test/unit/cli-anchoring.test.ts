@@ -1,4 +1,3 @@
-import { generateKeyPairSync } from "node:crypto";
 import { access, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,12 +5,12 @@ import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 
-import { platformOIDs, type Issuer } from "../../src/attestation/attestation.js";
+import type { Issuer } from "../../src/attestation/attestation.js";
 import { openTPM, type TPMIssuer } from "../../src/attestation/tpm-issuer.js";
 import { TPM_TEST_CA_NAME } from "../../src/attestation/tpm-test-ca.js";
 import { createATLSServerCredentials } from "../../src/atls/server.js";
 import { main } from "../../src/cli/meshctl.js";
-import { buildEvidence, encodeDocument, makeAK, nameDER, pcrValues, testAKCertChain } from "../helpers/tpm-builder.js";
+import { forgedTPMIssuer, pcrValues } from "../helpers/tpm-builder.js";
 import { startSwtpm, type Swtpm } from "../helpers/swtpm.js";
 
 /**
@@ -46,21 +45,6 @@ async function serve(issuer: Issuer): Promise<number> {
   return port;
 }
 
-/** forger is the hostile host's issuer: a software P-256 "AK" signs a quote listing whatever PCRs the policy wants. */
-function forger(chain: "none" | "self-made"): Issuer {
-  const ak = makeAK("ecc-p256");
-  const ca = generateKeyPairSync("ec", { namedCurve: "P-256" });
-  return {
-    platform: "tpm",
-    oid: platformOIDs.tpm,
-    issue: async (nonce, userData) =>
-      encodeDocument(buildEvidence({
-        ak, nonce, userData, pcrs: pcrValues([...Array(24).keys()]),
-        ...(chain === "self-made" ? { akCertChain: testAKCertChain(ak, { signer: ca.privateKey, issuer: nameDER("Google EK/AK CA") }) } : {}),
-      })),
-  };
-}
-
 describe("meshctl refuses the software forgery at ak anchoring", () => {
   let dir: string;
   let policy: string;
@@ -78,7 +62,7 @@ describe("meshctl refuses the software forgery at ak anchoring", () => {
 
   for (const chain of ["none", "self-made"] as const) {
     it(`meshctl verify: forged quote with ${chain === "none" ? "no" : "a self-made"} AK certificate → exit 1 naming ak anchoring`, async () => {
-      const port = await serve(forger(chain));
+      const port = await serve(forgedTPMIssuer(chain));
       const r = await run("verify", "--endpoint", `127.0.0.1:${port}`, "--measurements", policy);
       expect(r.code).toBe(1);
       expect(r.err).toMatch(/aTLS: tpm ak anchoring: /);
@@ -87,7 +71,7 @@ describe("meshctl refuses the software forgery at ak anchoring", () => {
     });
 
     it(`meshctl activate: forged Coordinator with ${chain === "none" ? "no" : "a self-made"} AK certificate → refused naming ak anchoring, nothing written`, async () => {
-      const port = await serve(forger(chain));
+      const port = await serve(forgedTPMIssuer(chain));
       const out = join(dir, `out-${chain}`);
       const r = await run("activate", "--coordinator", `127.0.0.1:${port}`, "--master-secret", secret, "--measurements", policy, "--out", out);
       expect(r.code).toBe(1);
@@ -98,7 +82,7 @@ describe("meshctl refuses the software forgery at ak anchoring", () => {
   }
 
   it("meshctl measurements --from a forger captures nothing: exit 1 naming ak anchoring", async () => {
-    const port = await serve(forger("none"));
+    const port = await serve(forgedTPMIssuer("none"));
     const r = await run("measurements", "--from", `127.0.0.1:${port}`);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/ak anchoring/);
