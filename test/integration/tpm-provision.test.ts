@@ -1,4 +1,9 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, X509Certificate } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { execa } from "execa";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -6,7 +11,8 @@ import { Tpm } from "../../src/attestation/native.js";
 import { AK_NV, provisionSimulatedTpm, simulatedAKTemplate } from "../../src/attestation/tpm-provision.js";
 import { openTPM, TPMIssuer } from "../../src/attestation/tpm-issuer.js";
 import { createTPMValidator } from "../../src/attestation/tpm-validator.js";
-import { TPM_TEST_CA_NAME } from "../../src/attestation/tpm-test-ca.js";
+import { TPM_TEST_CA_CERT_PEM, TPM_TEST_CA_NAME } from "../../src/attestation/tpm-test-ca.js";
+import { parseTPM2BPublic } from "../../src/attestation/tpm-structures.js";
 import { startSwtpm, swtpmPolicy, type Swtpm } from "../helpers/swtpm.js";
 
 /**
@@ -75,6 +81,26 @@ describe("simulated TPM provisioning and anchored documents", () => {
       }
     });
   }
+
+  it("an independent tool agrees: openssl verifies the NV AK certificate against the published test CA, and it certifies the AK", async () => {
+    const swtpm = await startSwtpm();
+    const issuer = await openTPM(swtpm.tcti);
+    const dir = await mkdtemp(join(tmpdir(), "am-akcert-"));
+    try {
+      const doc = JSON.parse(Buffer.from(await issuer.issue(randomBytes(32), randomBytes(32))).toString()) as { akCertChain: string[] };
+      const pem = (der: Buffer) => `-----BEGIN CERTIFICATE-----\n${der.toString("base64").replace(/.{1,64}/g, "$&\n")}-----END CERTIFICATE-----\n`;
+      await writeFile(join(dir, "ca.pem"), TPM_TEST_CA_CERT_PEM);
+      await writeFile(join(dir, "ak.pem"), pem(Buffer.from(doc.akCertChain[0]!, "base64")));
+      const r = await execa("openssl", ["verify", "-CAfile", join(dir, "ca.pem"), join(dir, "ak.pem")], { reject: false });
+      expect(r.stdout + r.stderr).toMatch(/ak\.pem: OK/);
+      const certKey = new X509Certificate(Buffer.from(doc.akCertChain[0]!, "base64")).publicKey.export({ type: "spki", format: "der" });
+      expect(certKey).toEqual(parseTPM2BPublic(issuer.akPublic).key.export({ type: "spki", format: "der" }));
+    } finally {
+      await issuer.close();
+      await swtpm.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 
   it("an AK certificate in NV for another key is refused by the issuer", async () => {
     const a = await startSwtpm();
