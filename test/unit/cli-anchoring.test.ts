@@ -81,6 +81,15 @@ describe("meshctl refuses the software forgery at ak anchoring", () => {
     });
   }
 
+  it("an SNP-only policy refuses a TPM peer: no TPM validator is built, the handshake fails naming the platform", async () => {
+    const port = await serve(forgedTPMIssuer("none"));
+    const snpOnly = join(dir, "snp-only.json");
+    await writeFile(snpOnly, JSON.stringify({ snp: { measurement: "00".repeat(48) } }));
+    const r = await run("verify", "--endpoint", `127.0.0.1:${port}`, "--measurements", snpOnly);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/aTLS: unknown platform OID 2\.25\.253605056268324015777377207452082665588 .*this client validates: snp/);
+  });
+
   it("meshctl measurements --from a forger captures nothing: exit 1 naming ak anchoring", async () => {
     const port = await serve(forgedTPMIssuer("none"));
     const r = await run("measurements", "--from", `127.0.0.1:${port}`);
