@@ -3,13 +3,12 @@
 import { generateKeyPairSync } from "node:crypto";
 import { connect as netConnect, type AddressInfo } from "node:net";
 import { createServer, connect as tlsConnect, type TlsOptions } from "node:tls";
-import { defaultPolicy } from "../src/attestation/policy.js";
 import { openTPM } from "../src/attestation/tpm-issuer.js";
 import { createTPMValidator } from "../src/attestation/tpm-validator.js";
 import { buildSelfSignedCertificate, toPEM } from "../src/atls/certificate.js";
 import { createATLSServerCredentials } from "../src/atls/server.js";
 import { attestedHandshake } from "../src/atls/handshake.js";
-import { startSwtpm } from "../test/helpers/swtpm.js";
+import { startSwtpm, swtpmPolicy } from "../test/helpers/swtpm.js";
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -20,7 +19,7 @@ function median(xs: number[]): number {
 export async function benchATLS(rounds = 40): Promise<Record<string, number>> {
   const swtpm = await startSwtpm();
   const issuer = await openTPM(swtpm.tcti);
-  const validators = [createTPMValidator(defaultPolicy())];
+  const validators = [createTPMValidator(swtpmPolicy())];
   // aTLS server: meshd's own server options (fresh key, quote and certificate per handshake).
   const creds = createATLSServerCredentials(issuer);
   const atls = createServer({ ...(creds._getConstructorOptions() as TlsOptions), ALPNProtocols: undefined });

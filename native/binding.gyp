@@ -3,7 +3,7 @@
   "targets": [
     {
       "target_name": "attested_mesh_native",
-      "sources": ["src/addon.cc", "src/errors.cc", "src/tpm.cc", "src/tpm-seal.cc", "src/snp.cc"],
+      "sources": ["src/addon.cc", "src/errors.cc", "src/tpm.cc", "src/tpm-nv.cc", "src/tpm-seal.cc", "src/snp.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],

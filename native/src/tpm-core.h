@@ -103,5 +103,19 @@ inline TPM2B_PUBLIC AkTemplate(bool rsa) {
   return t;
 }
 
+// NvList lists the defined NV indices (TPM2_CAP_HANDLES from TPM2_NV_INDEX_FIRST). tpm-nv.cc.
+std::vector<uint32_t> NvList(ESYS_CONTEXT* esys);
+
+// NvRead reads the whole of an NV index with owner authorization (empty password), in chunks of
+// TPM2_PT_NV_BUFFER_MAX. tpm-nv.cc.
+Bytes NvRead(ESYS_CONTEXT* esys, uint32_t index);
+
+// NvDefineWrite defines an ordinary NV index of data.size() bytes in the owner hierarchy (empty
+// authorization) and writes data in chunks. Fails (TPM_RC_NV_DEFINED) if the index exists. tpm-nv.cc.
+void NvDefineWrite(ESYS_CONTEXT* esys, uint32_t index, const Bytes& data);
+
+// TemplateFromBytes unmarshals a TPMT_PUBLIC (no size prefix), refusing trailing bytes. tpm-nv.cc.
+TPM2B_PUBLIC TemplateFromBytes(const Bytes& tmpl);
+
 }  // namespace tpm
 }  // namespace am

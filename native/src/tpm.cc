@@ -22,7 +22,9 @@ class Tpm : public Napi::ObjectWrap<Tpm> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Tpm",
-                       {InstanceMethod<&Tpm::CreateAK>("createAK"), InstanceMethod<&Tpm::Quote>("quote"),
+                       {InstanceMethod<&Tpm::CreateAK>("createAK"), InstanceMethod<&Tpm::CreatePrimary>("createPrimary"),
+                        InstanceMethod<&Tpm::NvListM>("nvList"), InstanceMethod<&Tpm::NvReadM>("nvRead"),
+                        InstanceMethod<&Tpm::NvDefineWriteM>("nvDefineWrite"), InstanceMethod<&Tpm::Quote>("quote"),
                         InstanceMethod<&Tpm::PcrRead>("pcrRead"), InstanceMethod<&Tpm::PcrExtend>("pcrExtend"),
                         InstanceMethod<&Tpm::PcrEvent>("pcrEvent"), InstanceMethod<&Tpm::Flush>("flush"),
                         InstanceMethod<&Tpm::FlushTransients>("flushTransients"),
@@ -42,21 +44,41 @@ class Tpm : public Napi::ObjectWrap<Tpm> {
   // createAK(type: "ecc" | "rsa", hierarchy: "endorsement" | "owner") -> {public: TPM2B_PUBLIC bytes, handle}
   Napi::Value CreateAK(const Napi::CallbackInfo& info) {
     std::string type = ArgString(info, 0, "type");
-    std::string hierarchy = ArgString(info, 1, "hierarchy");
     if (type != "ecc" && type != "rsa") throw Napi::TypeError::New(info.Env(), "type must be \"ecc\" or \"rsa\"");
+    return StartPrimary(info.Env(), "Tpm.createAK", Hierarchy(info, 1), AkTemplate(type == "rsa"));
+  }
+
+  // createPrimary(hierarchy, template: TPMT_PUBLIC bytes) -> {public: TPM2B_PUBLIC bytes, handle}:
+  // CreatePrimary from a caller's template (an AK template read from NV, as GCE publishes it).
+  Napi::Value CreatePrimary(const Napi::CallbackInfo& info) {
+    ESYS_TR primary = Hierarchy(info, 0);
+    Bytes bytes = ArgBytes(info, 1, "template", 1, sizeof(TPMT_PUBLIC));
+    TPM2B_PUBLIC tmpl;
+    try {
+      tmpl = TemplateFromBytes(bytes);
+    } catch (const Failure& f) {
+      throw Napi::TypeError::New(info.Env(), "template must be a marshalled TPMT_PUBLIC: " + f.message);
+    }
+    return StartPrimary(info.Env(), "Tpm.createPrimary", primary, tmpl);
+  }
+
+  static ESYS_TR Hierarchy(const Napi::CallbackInfo& info, size_t i) {
+    std::string hierarchy = ArgString(info, i, "hierarchy");
     if (hierarchy != "endorsement" && hierarchy != "owner")
       throw Napi::TypeError::New(info.Env(), "hierarchy must be \"endorsement\" or \"owner\"");
-    ESYS_TR primary = hierarchy == "owner" ? ESYS_TR_RH_OWNER : ESYS_TR_RH_ENDORSEMENT;
-    TPM2B_PUBLIC tmpl = AkTemplate(type == "rsa");
+    return hierarchy == "owner" ? ESYS_TR_RH_OWNER : ESYS_TR_RH_ENDORSEMENT;
+  }
+
+  Napi::Value StartPrimary(Napi::Env env, const char* op, ESYS_TR primary, TPM2B_PUBLIC tmpl) {
     struct R {
       Bytes pub;
       ESYS_TR handle = ESYS_TR_NONE;
     };
     CoreRef core = core_;
     return RunAsync<R>(
-        info.Env(), "Tpm.createAK",
-        [core, primary, tmpl]() {
-          Locked l(*core, "Tpm.createAK");
+        env, op,
+        [core, primary, tmpl, op]() {
+          Locked l(*core, op);
           TPM2B_SENSITIVE_CREATE sensitive{};
           TPM2B_DATA outside{};
           TPML_PCR_SELECTION creationPcrs{};
@@ -76,6 +98,57 @@ class Tpm : public Napi::ObjectWrap<Tpm> {
           o.Set("handle", Napi::Number::New(env, r.handle));
           return o;
         });
+  }
+
+  // nvList() -> number[]: the defined NV indices.
+  Napi::Value NvListM(const Napi::CallbackInfo& info) {
+    CoreRef core = core_;
+    return RunAsync<std::vector<uint32_t>>(
+        info.Env(), "Tpm.nvList",
+        [core]() {
+          Locked l(*core, "Tpm.nvList");
+          return NvList(l.esys);
+        },
+        [](Napi::Env env, std::vector<uint32_t>& v) -> Napi::Value {
+          Napi::Array a = Napi::Array::New(env, v.size());
+          for (size_t i = 0; i < v.size(); i++) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, v[i]));
+          return a;
+        });
+  }
+
+  // nvRead(index) -> Buffer: the whole index, read with owner authorization (empty password).
+  Napi::Value NvReadM(const Napi::CallbackInfo& info) {
+    uint32_t index = NvIndexArg(info, 0);
+    CoreRef core = core_;
+    return RunAsync<Bytes>(
+        info.Env(), "Tpm.nvRead",
+        [core, index]() {
+          Locked l(*core, "Tpm.nvRead");
+          return NvRead(l.esys, index);
+        },
+        [](Napi::Env env, Bytes& b) -> Napi::Value { return ToBuffer(env, b); });
+  }
+
+  // nvDefineWrite(index, data): defines the index (owner hierarchy, empty auth) and writes data.
+  Napi::Value NvDefineWriteM(const Napi::CallbackInfo& info) {
+    uint32_t index = NvIndexArg(info, 0);
+    Bytes data = ArgBytes(info, 1, "data", 1, 2048);
+    CoreRef core = core_;
+    return RunAsync<Empty>(
+        info.Env(), "Tpm.nvDefineWrite",
+        [core, index, data]() {
+          Locked l(*core, "Tpm.nvDefineWrite");
+          NvDefineWrite(l.esys, index, data);
+          return Empty{};
+        },
+        Undefined);
+  }
+
+  static uint32_t NvIndexArg(const Napi::CallbackInfo& info, size_t i) {
+    uint32_t index = ArgU32(info, i, "index");
+    if ((index >> 24) != TPM2_HT_NV_INDEX)
+      throw Napi::TypeError::New(info.Env(), "index must be an NV index handle (0x01xxxxxx)");
+    return index;
   }
 
   // quote(akHandle, pcrIndices, extraData) -> {quote: TPMS_ATTEST bytes, signature: TPMT_SIGNATURE bytes}

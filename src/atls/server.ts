@@ -6,7 +6,7 @@ import type { Issuer } from "../attestation/attestation.js";
 import { nullLogger, type Logger } from "../core/logger.js";
 import { createAttestedCertificate, defaultValidityMs } from "./certificate.js";
 import { ATLSConnections } from "./connections.js";
-import { nonceFromServername } from "./nonce.js";
+import { nonceFromServername, nonceServernameRule } from "./nonce.js";
 
 /** ATLSServerOptions configure createATLSServerCredentials. */
 export interface ATLSServerOptions {
@@ -42,8 +42,8 @@ export class ATLSServerCredentials extends ServerCredentials {
       const nonce = nonceFromServername(servername);
       if (!nonce) {
         // Scanners and plain TLS clients end here; debug keeps them from flooding the log.
-        log.debug("refused ClientHello: server name is not a 64-hex-character nonce", { servername: servername.slice(0, 80) });
-        cb(new Error("aTLS: the TLS server name must be a 64-hex-character nonce"));
+        log.debug(`refused ClientHello: server name is not ${nonceServernameRule}`, { servername: servername.slice(0, 80) });
+        cb(new Error(`aTLS: the TLS server name must be ${nonceServernameRule}`));
         return;
       }
       if (this instanceof TLSSocket) connections.add(this);
@@ -74,8 +74,8 @@ export class ATLSServerCredentials extends ServerCredentials {
 
 /**
  * createATLSServerCredentials returns server credentials for `grpc.Server.bindAsync`. For each TLS
- * connection the server reads the client's nonce from the SNI server name (exactly 64 lower-case hex
- * characters, else the handshake fails without a certificate), makes a fresh P-256 key, asks `issuer`
+ * connection the server reads the client's nonce from the SNI server name (exactly two labels of 32
+ * lower-case hex characters, else the handshake fails without a certificate), makes a fresh P-256 key, asks `issuer`
  * for a document binding the nonce and SHA-256 of the key's SPKI, and serves a self-signed
  * certificate carrying it under `issuer.oid`. TLS 1.3 only; TLS does not authenticate clients:
  * callers prove themselves per call through `connections` (caller proofs).

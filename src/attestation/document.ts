@@ -138,21 +138,33 @@ export interface DecodedTPMDocument {
   /** pcrs are the SHA-256 bank's listed PCR values by index, in ascending index order. */
   pcrs: Map<number, Uint8Array>;
   userData: Uint8Array;
+  /** akCertChain is [AK certificate DER, intermediates DER…] (GCE, simulated TPM), when present. */
+  akCertChain?: Uint8Array[];
+  /** hcl is the Azure HCL report with its SNP report's VCEK and [ASK, ARK], when present. */
+  hcl?: { hclReport: Uint8Array; vcek: Uint8Array; certChain: [Uint8Array, Uint8Array] };
 }
 
 const tpmFields = ["akPublic", "quote", "signature", "pcrs", "userData"] as const;
+const tpmAnchorFields = ["akCertChain", "hclReport", "vcek", "certChain"] as const;
+/** MAX_CERT_BYTES bounds one certificate in a document; MAX_AK_CERTS the certificates of akCertChain. */
+const MAX_CERT_BYTES = 16 * 1024;
+const MAX_AK_CERTS = 4;
+/** MAX_HCL_REPORT_BYTES bounds an HCL report (the real ones are 2,600 bytes). */
+const MAX_HCL_REPORT_BYTES = 8 * 1024;
 
 /** MAX_USER_DATA_BYTES bounds the userData a document may bind. */
 export const MAX_USER_DATA_BYTES = 1024;
 
 /**
- * parseTPMDocument parses a `tpm` attestation document: exactly the fields akPublic, quote,
- * signature (base64), pcrs ({"sha256": {"<0-23>": "<64 hex>"}}) and userData (base64). Throws
+ * parseTPMDocument parses a `tpm` attestation document: the fields akPublic, quote, signature
+ * (base64), pcrs ({"sha256": {"<0-23>": "<64 hex>"}}) and userData (base64), and what vouches for
+ * the AK: akCertChain (1-4 base64 DER certificates) or hclReport + vcek + certChain ([ASK, ARK]),
+ * never both; neither is a document the validator refuses at "ak anchoring". Throws
  * DocumentError; the TPM structures inside are checked by tpm-structures.ts.
  */
 export function parseTPMDocument(bytes: Uint8Array): DecodedTPMDocument {
   const root = parseDocumentObject(bytes);
-  checkFields(root, tpmFields);
+  checkFields(root, tpmFields, tpmAnchorFields);
   const akPublic = base64Field(root.akPublic, "akPublic", 4, 4096);
   const quote = base64Field(root.quote, "quote", 4, 4096);
   const signature = base64Field(root.signature, "signature", 4, 4096);
@@ -169,7 +181,21 @@ export function parseTPMDocument(bytes: Uint8Array): DecodedTPMDocument {
   indices.sort((a, b) => a - b);
   const pcrs = new Map<number, Uint8Array>();
   for (const i of indices) pcrs.set(i, hexField(bank[String(i)], `pcrs.sha256.${i}`, 32));
-  return { akPublic, quote, signature, pcrs, userData };
+  const doc: DecodedTPMDocument = { akPublic, quote, signature, pcrs, userData };
+  const hclFields = ["hclReport", "vcek", "certChain"].filter((k) => Object.hasOwn(root, k));
+  if (Object.hasOwn(root, "akCertChain")) {
+    if (hclFields.length > 0) throw new DocumentError(hclFields[0]!, "a document carries either akCertChain or hclReport, not both");
+    doc.akCertChain = base64ArrayField(root.akCertChain, "akCertChain", 1, MAX_AK_CERTS, 1, MAX_CERT_BYTES);
+  } else if (hclFields.length > 0) {
+    for (const k of ["hclReport", "vcek", "certChain"]) if (!Object.hasOwn(root, k)) throw new DocumentError(k, "missing (hclReport comes with vcek and certChain)");
+    const [ask, ark] = base64ArrayField(root.certChain, "certChain", 2, 2, 1, MAX_CERT_BYTES) as [Uint8Array, Uint8Array];
+    doc.hcl = {
+      hclReport: base64Field(root.hclReport, "hclReport", 1, MAX_HCL_REPORT_BYTES),
+      vcek: base64Field(root.vcek, "vcek", 1, MAX_CERT_BYTES),
+      certChain: [ask, ark],
+    };
+  }
+  return doc;
 }
 
 /** encodeTPMDocument renders a DecodedTPMDocument as the UTF-8 JSON that parseTPMDocument accepts. */
@@ -177,7 +203,11 @@ export function encodeTPMDocument(doc: DecodedTPMDocument): Uint8Array {
   const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
   const sha256: Record<string, string> = {};
   for (const [i, v] of [...doc.pcrs].sort((a, b) => a[0] - b[0])) sha256[String(i)] = Buffer.from(v).toString("hex");
-  const json = { akPublic: b64(doc.akPublic), quote: b64(doc.quote), signature: b64(doc.signature), pcrs: { sha256 }, userData: b64(doc.userData) };
+  const json = {
+    akPublic: b64(doc.akPublic), quote: b64(doc.quote), signature: b64(doc.signature), pcrs: { sha256 }, userData: b64(doc.userData),
+    ...(doc.akCertChain ? { akCertChain: doc.akCertChain.map(b64) } : {}),
+    ...(doc.hcl ? { hclReport: b64(doc.hcl.hclReport), vcek: b64(doc.hcl.vcek), certChain: doc.hcl.certChain.map(b64) } : {}),
+  };
   return new TextEncoder().encode(JSON.stringify(json));
 }
 

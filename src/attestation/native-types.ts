@@ -29,6 +29,14 @@ export interface NativeCallError extends Error {
 export interface RawTpm {
   /** createAK creates the restricted-signing primary key; `public` is the TPM2B_PUBLIC as marshaled by the TPM. */
   createAK(type: "ecc" | "rsa", hierarchy: "endorsement" | "owner"): Promise<{ public: Buffer; handle: number }>;
+  /** createPrimary creates a primary key from a marshalled TPMT_PUBLIC template (no size prefix). */
+  createPrimary(hierarchy: "endorsement" | "owner", template: Uint8Array): Promise<{ public: Buffer; handle: number }>;
+  /** nvList lists the defined NV indices. */
+  nvList(): Promise<number[]>;
+  /** nvRead reads a whole NV index with owner authorization (empty password), chunked by TPM2_PT_NV_BUFFER_MAX. */
+  nvRead(index: number): Promise<Buffer>;
+  /** nvDefineWrite defines an NV index of data.length (1-2048) bytes, owner hierarchy, empty auth, and writes data. */
+  nvDefineWrite(index: number, data: Uint8Array): Promise<void>;
   /** quote signs the SHA-256 bank's `pcrs` with extraData (≤ 66 bytes); quote is TPMS_ATTEST, signature TPMT_SIGNATURE. */
   quote(akHandle: number, pcrs: number[], extraData: Uint8Array): Promise<{ quote: Buffer; signature: Buffer }>;
   /** pcrRead reads SHA-256 PCR values, all from one PCR update counter value. */

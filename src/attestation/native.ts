@@ -185,6 +185,34 @@ export class Tpm {
     );
   }
 
+  /**
+   * createPrimary creates (or, for the same template, re-creates) a primary key in `hierarchy` from a
+   * marshalled TPMT_PUBLIC, such as the AK template a GCE vTPM publishes in NV. A template that does
+   * not unmarshal is a TypeError.
+   */
+  createPrimary(hierarchy: "endorsement" | "owner", template: Uint8Array): Promise<AK> {
+    return this.run("createPrimary", () => this.raw.createPrimary(hierarchy, template));
+  }
+
+  /** nvList lists the NV indices defined on the TPM. */
+  async nvList(): Promise<number[]> {
+    return this.run("nvList", () => this.raw.nvList());
+  }
+
+  /** nvRead reads the whole NV index `index` (owner authorization, empty password). */
+  nvRead(index: number): Promise<Buffer> {
+    return this.run(`nvRead 0x${index.toString(16).padStart(8, "0")}`, () => this.raw.nvRead(index));
+  }
+
+  /**
+   * nvDefineWrite defines the NV index `index` with exactly data.length (1-2048) bytes in the owner
+   * hierarchy (empty authorization; owner/auth write, owner/auth/platform read, no DA) and writes
+   * `data`. Rejects if the index exists.
+   */
+  nvDefineWrite(index: number, data: Uint8Array): Promise<void> {
+    return this.run(`nvDefineWrite 0x${index.toString(16).padStart(8, "0")}`, () => this.raw.nvDefineWrite(index, data));
+  }
+
   /** quote signs the SHA-256 values of `pcrs` and `extraData` (at most 66 bytes) with the AK. */
   quote(akHandle: number, pcrs: readonly number[], extraData: Uint8Array): Promise<TPMQuote> {
     return this.run("quote", () => this.raw.quote(akHandle, [...pcrs], extraData));

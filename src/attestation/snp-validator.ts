@@ -7,7 +7,7 @@
 import { createHash, timingSafeEqual, verify } from "node:crypto";
 import { platformOIDs, verdictOf, type Binding, type Check, type Validator, type Verdict } from "./attestation.js";
 import { base64ArrayField, base64Field, checkFields, DocumentError, MAX_USER_DATA_BYTES, parseDocumentObject } from "./document.js";
-import type { MeasurementPolicy, SNPPolicy } from "./policy.js";
+import { defaultSNPPolicy, type MeasurementPolicy, type SNPPolicy } from "./policy.js";
 import { AMD_SNP_ROOTS } from "./snp-roots.js";
 import { readVcekExtensions, sha256Hex, vcekPublicKey, verifySNPChain, type PinnedRoot, type SNPChainResult } from "./snp-certs.js";
 import {
@@ -181,7 +181,7 @@ function policyChecks(report: SNPReport, snp: SNPPolicy): Check[] {
   const got = hex(report.measurement);
   const measurement: Check =
     snp.measurement === undefined
-      ? { name: "measurement", status: "skipped", detail: `policy has no snp.measurement (report has ${got})` }
+      ? { name: "measurement", status: "failed", detail: `the policy pins no snp.measurement (report has ${got}): nothing to compare with, refused` }
       : got === snp.measurement.toLowerCase()
         ? { name: "measurement", status: "passed", detail: got }
         : { name: "measurement", status: "failed", detail: `measurement ${got}, policy wants ${snp.measurement}` };
@@ -215,13 +215,16 @@ function factsOf(report: SNPReport, chain: SNPChainResult): Record<string, strin
 }
 
 /**
- * createSNPValidator returns the Validator for platform "snp" under `policy`; its verdicts name
+ * createSNPValidator returns the Validator for platform "snp" under `policy` (a policy without an snp
+ * section, or one pinning no measurement, fails the "measurement" check); its verdicts name
  * every check of snpCheckNames, in that order ("fresh marker" is always skipped: SEV-SNP has no
  * PCR marker; with binding.requireFresh the detail says so). The policy is copied:
  * later changes to it do not affect the validator. validate() is safe to call concurrently.
  */
 export function createSNPValidator(policy: MeasurementPolicy, options: SNPValidatorOptions = {}): Validator {
-  const snp: SNPPolicy = { ...policy.snp, minTcb: { ...policy.snp.minTcb } };
+  const named = policy.snp !== undefined;
+  const base = policy.snp ?? defaultSNPPolicy();
+  const snp: SNPPolicy = { ...base, minTcb: { ...base.minTcb } };
   const now = options.now ?? ((): Date => new Date());
   const testRoots: PinnedRoot[] = (options.testRoots ?? []).map((der) => ({ product: "simulator test root", arkSha256: sha256Hex(der) }));
   const roots: readonly PinnedRoot[] = [...AMD_SNP_ROOTS, ...(snp.allowTestRoot ? testRoots : [])];
@@ -252,7 +255,9 @@ export function createSNPValidator(policy: MeasurementPolicy, options: SNPValida
     checks.push({ name: "cert chain", status: chain.ok ? "passed" : "failed", detail: chainDetail });
     checks.push(verifyReportSignature(report, chain));
     checks.push(...bindingChecks(report, doc, binding));
-    checks.push(...policyChecks(report, snp));
+    const pc = policyChecks(report, snp);
+    if (!named) pc[2] = { name: "measurement", status: "failed", detail: "the policy names no snp section: SEV-SNP documents are not accepted" };
+    checks.push(...pc);
     checks.push(tcbCheck(report, chain, snp.minTcb));
     checks.push(chipIdCheck(report, chain));
     checks.push({

@@ -1,12 +1,15 @@
 /**
  * TPM attestation documents (DESIGN.md "Attested TLS", platform `tpm`): a quote by a restricted
- * signing key (the AK) over the SHA-256 PCRs, with `extraData = SHA-256(nonce ‖ userData)`.
+ * signing key (the AK) over the SHA-256 PCRs, with `extraData = SHA-256(nonce ‖ userData)`, and the
+ * AK's certificate (`akCertChain`). The AK is created from the template in NV and its certificate
+ * read from NV, as GCE provisions them (tpm-provision.ts); a TPM without them cannot issue.
  */
-import { createHash } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
 
 import { platformOIDs, type Issuer } from "./attestation.js";
-import { NativeError, Tpm, type AK, type AKOptions } from "./native.js";
-import { parseTPMSAttest } from "./tpm-structures.js";
+import { NativeError, Tpm, type AK } from "./native.js";
+import { AK_NV, hexIndex, readProvisionedAK, type AKKind, type ProvisionedAK } from "./tpm-provision.js";
+import { parseTPM2BPublic, parseTPMSAttest } from "./tpm-structures.js";
 
 /**
  * defaultQuotePCRs is every PCR of the SHA-256 bank, 0-23: the verifier's policy picks what it
@@ -25,14 +28,16 @@ export interface TPMDocument {
   /** pcrs holds the quoted PCR values: {"sha256": {"<index>": "<lower-case hex>"}}. */
   pcrs: { sha256: Record<string, string> };
   userData: string;
+  /** akCertChain is [AK certificate DER] as read from NV (base64). */
+  akCertChain: string[];
 }
 
 /** TPMIssuerOptions configure a TPMIssuer; every field has a default. */
 export interface TPMIssuerOptions {
   /** pcrs to quote (SHA-256 bank); must include 11 and 12; default 0-23. */
   pcrs?: readonly number[];
-  /** ak chooses the attestation key; default ECC P-256 under the endorsement hierarchy. */
-  ak?: AKOptions;
+  /** ak.type prefers the ECC (default) or RSA AK of NV; the other is the fallback. */
+  ak?: { type?: AKKind };
   /** maxAttempts bounds the quotes tried while PCRs keep changing under the quote; default 3. */
   maxAttempts?: number;
 }
@@ -50,13 +55,26 @@ const tpmRCObjectMemory = 0x902;
  * earlier processes that died without flushing; when they fill every slot, they are flushed (this
  * process owns the TPM) and the AK is created again.
  */
-async function createAK(tpm: Tpm, options: AKOptions | undefined): Promise<AK> {
+async function createAK(tpm: Tpm, template: Uint8Array): Promise<AK> {
   try {
-    return await tpm.createAK(options);
+    return await tpm.createPrimary("endorsement", template);
   } catch (err) {
     if (!(err instanceof NativeError) || err.rc !== tpmRCObjectMemory) throw err;
     await tpm.flushTransients();
-    return tpm.createAK(options);
+    return tpm.createPrimary("endorsement", template);
+  }
+}
+
+/** checkCertifiesAK throws unless the NV certificate's key is the AK made from the NV template. */
+function checkCertifiesAK(ak: AK, provisioned: ProvisionedAK): void {
+  let certKey: Buffer;
+  try {
+    certKey = new X509Certificate(provisioned.cert).publicKey.export({ type: "spki", format: "der" });
+  } catch (cause) {
+    throw new Error(`the AK certificate in NV ${hexIndex(AK_NV[provisioned.kind].cert)} is not a certificate`, { cause });
+  }
+  if (!certKey.equals(parseTPM2BPublic(ak.public).key.export({ type: "spki", format: "der" }))) {
+    throw new Error(`the AK certificate in NV ${hexIndex(AK_NV[provisioned.kind].cert)} certifies another key than the AK made from the template in ${hexIndex(AK_NV[provisioned.kind].template)}`);
   }
 }
 
@@ -75,14 +93,18 @@ export class TPMIssuer implements Issuer {
     /** tpm is the connection the issuer quotes with; a TPMMarker may share it. */
     readonly tpm: Tpm,
     private readonly ak: AK,
+    private readonly akCert: Buffer,
     private readonly pcrs: readonly number[],
     private readonly maxAttempts: number,
     private readonly ownsTpm: boolean,
   ) {}
 
   /**
-   * create makes the AK on `tpm` and returns an issuer using it. The caller keeps owning `tpm` unless
-   * `ownsTpm` is set (then close() closes it).
+   * create makes the AK on `tpm` from the AK template in NV (ECC 0x01c10003 first, RSA 0x01c10001 as
+   * the fallback, or the other way round with ak.type "rsa"), checks that the AK certificate in NV
+   * (0x01c10002 / 0x01c10000) certifies it, and returns an issuer using both. Fails naming the missing
+   * NV indices on a TPM without them. The caller keeps owning `tpm` unless `ownsTpm` is set (then
+   * close() closes it).
    */
   static async create(tpm: Tpm, options: TPMIssuerOptions = {}, ownsTpm = false): Promise<TPMIssuer> {
     const pcrs = [...new Set(options.pcrs ?? defaultQuotePCRs)].sort((a, b) => a - b);
@@ -91,12 +113,20 @@ export class TPMIssuer implements Issuer {
     const maxAttempts = options.maxAttempts ?? 3;
     if (!Number.isInteger(maxAttempts) || maxAttempts < 1) throw new RangeError("TPMIssuer: maxAttempts must be a positive integer");
     let ak: AK;
+    let provisioned: ProvisionedAK;
     try {
-      ak = await createAK(tpm, options.ak);
+      provisioned = await readProvisionedAK(tpm, options.ak?.type ?? "ecc");
+      ak = await createAK(tpm, provisioned.template);
     } catch (cause) {
       throw new Error(`TPM attestation key: ${(cause as Error).message}`, { cause });
     }
-    return new TPMIssuer(tpm, ak, pcrs, maxAttempts, ownsTpm);
+    try {
+      checkCertifiesAK(ak, provisioned);
+    } catch (cause) {
+      await tpm.flush(ak.handle).catch(() => undefined);
+      throw new Error(`TPM attestation key: ${(cause as Error).message}`, { cause });
+    }
+    return new TPMIssuer(tpm, ak, provisioned.cert, pcrs, maxAttempts, ownsTpm);
   }
 
   /** akPublic is the AK's TPM2B_PUBLIC, as carried in every document. */
@@ -127,6 +157,7 @@ export class TPMIssuer implements Issuer {
           signature: q.signature.toString("base64"),
           pcrs: { sha256: Object.fromEntries(this.pcrs.map((p) => [String(p), values.get(p)!.toString("hex")])) },
           userData: Buffer.from(userData).toString("base64"),
+          akCertChain: [this.akCert.toString("base64")],
         };
         return new TextEncoder().encode(JSON.stringify(doc));
       }

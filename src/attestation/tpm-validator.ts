@@ -1,7 +1,8 @@
 import { constants, createHash, verify } from "node:crypto";
 import { platformOIDs, verdictOf, type Binding, type Check, type Validator, type Verdict } from "./attestation.js";
 import { DocumentError, parseTPMDocument, type DecodedTPMDocument } from "./document.js";
-import type { MeasurementPolicy } from "./policy.js";
+import { markerExplanation, markerPCRs, type MeasurementPolicy } from "./policy.js";
+import { checkAKAnchor, type AnchorOptions } from "./tpm-ak-anchor.js";
 import {
   TPMA_OBJECT,
   TPMParseError,
@@ -29,6 +30,7 @@ import {
 export const tpmCheckNames = [
   "format",
   "ak restricted signing key",
+  "ak anchoring",
   "signature",
   "attest type",
   "nonce binding",
@@ -85,9 +87,6 @@ function derLength(n: number): number[] {
   if (n < 0x100) return [0x81, n];
   return [0x82, n >> 8, n & 0xff];
 }
-
-/** The PCRs whose zero value marks a peer that was never activated (DESIGN.md "State machine"). */
-const markerPCRs = [11, 12] as const;
 
 function describeKey(ak: TPMTPublic): string {
   const p = ak.parameters;
@@ -215,9 +214,15 @@ export function checkPCRDigest(quote: QuoteInfo, pcrs: ReadonlyMap<number, Uint8
   return { ok: false, detail: `quote has ${Buffer.from(quote.pcrDigest).toString("hex")}, listed PCRs give ${got}` };
 }
 
-/** checkPolicyPCRs compares listed PCR values with the policy's; every policy PCR must be listed. */
-export function checkPolicyPCRs(policy: MeasurementPolicy, pcrs: ReadonlyMap<number, Uint8Array>): Outcome | undefined {
-  if (policy.tpm.pcrs.size === 0) return undefined;
+/**
+ * checkPolicyPCRs compares listed PCR values with the policy's; every policy PCR must be listed. A
+ * policy without a tpm section, pinning no PCR, or pinning a marker PCR fails: nothing is "skipped".
+ */
+export function checkPolicyPCRs(policy: MeasurementPolicy, pcrs: ReadonlyMap<number, Uint8Array>): Outcome {
+  if (policy.tpm === undefined) return { ok: false, detail: "the policy names no tpm section: TPM documents are not accepted" };
+  if (policy.tpm.pcrs.size === 0) return { ok: false, detail: "the policy pins no PCR: nothing to compare with, refused" };
+  const markers = markerPCRs.filter((i) => policy.tpm!.pcrs.has(i));
+  if (markers.length > 0) return { ok: false, detail: `the policy pins PCR ${markers.join(" and ")}: ${markerExplanation}` };
   const problems: string[] = [];
   const want = [...policy.tpm.pcrs].sort((a, b) => a[0] - b[0]);
   for (const [i, hex] of want) {
@@ -283,7 +288,7 @@ function hex(b: Uint8Array): string {
   return Buffer.from(b).toString("hex");
 }
 
-function run(policy: MeasurementPolicy, document: Uint8Array, binding: Binding): Verdict {
+async function run(policy: MeasurementPolicy, document: Uint8Array, binding: Binding, options: TPMValidatorOptions): Promise<Verdict> {
   let parsed: Parsed;
   try {
     parsed = parseAll(document);
@@ -300,12 +305,20 @@ function run(policy: MeasurementPolicy, document: Uint8Array, binding: Binding):
   const checks: Check[] = [
     { name: "format", status: "passed", detail: `${describeKey(ak)} AK, ${doc.pcrs.size} PCRs listed` },
     result("ak restricted signing key", checkAK(ak), ""),
+  ];
+  const anchor = await checkAKAnchor(doc, ak.key, policy, options);
+  if (anchor.root) {
+    facts.akRoot = anchor.root;
+    if (anchor.test) facts.akTestRoot = "true";
+  }
+  checks.push(
+    result("ak anchoring", anchor, ""),
     result("signature", both(verifyQuoteSignature(ak, doc.quote, signature), checkSigner(ak, attest)), ""),
     result("attest type", {
       ok: typeOK,
       detail: typeOK ? "TPM-generated quote" : `magic 0x${attest.magic.toString(16)} type 0x${attest.type.toString(16)}, want 0x${TPM_GENERATED_VALUE.toString(16)} 0x${TPM_ST_ATTEST_QUOTE.toString(16)}`,
     }, ""),
-  ];
+  );
   const want = binding.nonce === undefined ? undefined : nonceDigest(binding.nonce, doc.userData);
   checks.push(result("nonce binding", want && {
     ok: Buffer.from(attest.extraData).equals(want),
@@ -319,23 +332,27 @@ function run(policy: MeasurementPolicy, document: Uint8Array, binding: Binding):
   const indices = [...doc.pcrs.keys()];
   checks.push(result("pcr selection", quote && checkPCRSelection(quote, indices), "not a quote"));
   checks.push(result("pcr digest", quote && checkPCRDigest(quote, doc.pcrs, signature.hashAlg), "not a quote"));
-  checks.push(result("policy pcrs", checkPolicyPCRs(policy, doc.pcrs), "no PCRs in policy"));
+  checks.push(result("policy pcrs", checkPolicyPCRs(policy, doc.pcrs), ""));
   checks.push(result("fresh marker", binding.requireFresh ? checkFreshMarker(doc.pcrs) : undefined, "not required"));
   return verdictOf("tpm", checks, facts);
 }
 
+/** TPMValidatorOptions tune createTPMValidator: the clock for certificate validity, simulated SNP roots for HCL reports. */
+export type TPMValidatorOptions = AnchorOptions;
+
 /**
- * createTPMValidator returns the Validator for `tpm` documents under `policy`. validate never
- * throws for a bad document (every problem is a failed check) and is safe to call concurrently;
- * the policy is read, never changed.
+ * createTPMValidator returns the Validator for `tpm` documents under `policy`: a document passes
+ * only when its AK is anchored to a root the policy trusts ("ak anchoring") and its PCRs match the
+ * policy's tpm section, which must exist and pin PCRs. validate never throws for a bad document
+ * (every problem is a failed check) and is safe to call concurrently; the policy is read, never changed.
  */
-export function createTPMValidator(policy: MeasurementPolicy): Validator {
+export function createTPMValidator(policy: MeasurementPolicy, options: TPMValidatorOptions = {}): Validator {
   return {
     platform: "tpm",
     oid: platformOIDs.tpm,
     async validate(document: Uint8Array, binding: Binding): Promise<Verdict> {
       try {
-        return run(policy, document, binding ?? {});
+        return await run(policy, document, binding ?? {}, options);
       } catch (err) {
         // A bug, not a bad document: still an answer, never an exception through the handshake.
         return verdictOf("tpm", [{ name: "format", status: "failed", detail: `internal error: ${(err as Error)?.message ?? String(err)}` }]);

@@ -10,7 +10,7 @@ import { adminWGConfig, generateAdminKeyPair } from "./admin-config.js";
 import { adminKeyFile, generateAdminKey, writeAdminKey } from "./admin-key.js";
 import { list, required, UsageError, type Command, type IO } from "./command.js";
 import { endpointFlag } from "./endpoint.js";
-import { loadValidators } from "./validators.js";
+import { loadValidators, measurementsFlag } from "./validators.js";
 
 
 /** activate is `meshctl activate`: it makes one fresh peer the Coordinator and activates the Nodes. */
@@ -18,7 +18,7 @@ export const activate: Command = {
   name: "activate",
   summary: "activate a fresh peer as Coordinator and the given peers as Nodes",
   usage: `Usage: meshctl activate --coordinator ENDPOINT [--nodes ENDPOINT,...] [--coordinators ENDPOINT,...]
-                        --master-secret FILE [--measurements FILE] [--out DIR]
+                               --master-secret FILE --measurements FILE [--out DIR]
 
 Activates the fresh peer at --coordinator as the mesh's Coordinator. It verifies the peer's
 attestation (aTLS) against --measurements first, then the Coordinator activates every --nodes peer
@@ -36,7 +36,8 @@ Options:
   --nodes LIST               comma-separated Node endpoints (IP[:PORT])
   --coordinators LIST        additional Coordinators (needs a shared etcd store; not supported yet)
   --master-secret FILE       16 to 64 bytes of secret; its raw bytes are the secret
-  --measurements FILE        measurement policy (measurements.json); default: PCRs/measurement not checked
+  --measurements FILE        measurement policy (measurements.json), required; get one with
+                             meshctl measurements --from ENDPOINT (trust on first use)
   --out DIR                  where to write wg0.conf and admin.json (default .)
 
 Exit status: 0 when every peer was activated; 1 when something failed (a Node that failed is named,
@@ -54,8 +55,8 @@ the others stay activated: retry it with meshctl add-nodes); 2 on a usage error.
     const coordinator = endpointFlag(required(v, "coordinator"), "--coordinator");
     const nodes = list(v.nodes).map((n, i) => endpointFlag(n, `--nodes[${i}]`));
     const coordinators = list(v.coordinators).map((n, i) => endpointFlag(n, `--coordinators[${i}]`));
+    const validators = await loadValidators(measurementsFlag(v));
     const masterSecret = await readMasterSecret(required(v, "master-secret"), io);
-    const validators = await loadValidators(typeof v.measurements === "string" ? v.measurements : undefined);
     return runActivate(
       { coordinator, nodes, coordinators, masterSecret, outDir: typeof v.out === "string" ? v.out : ".", credentials: createATLSChannelCredentials(validators, { requireFresh: true }) },
       io,

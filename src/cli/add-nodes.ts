@@ -3,13 +3,13 @@ import { activateAdditionalNodes } from "../pubapi/admin.js";
 import { readAdminKey } from "./admin-key.js";
 import { list, required, UsageError, type Command } from "./command.js";
 import { endpointFlag } from "./endpoint.js";
-import { loadValidators } from "./validators.js";
+import { loadValidators, measurementsFlag } from "./validators.js";
 
 /** addNodes is `meshctl add-nodes`: the Coordinator activates more Nodes. */
 export const addNodes: Command = {
   name: "add-nodes",
   summary: "ask the Coordinator to activate more Nodes",
-  usage: `Usage: meshctl add-nodes --coordinator ENDPOINT --nodes ENDPOINT,... [--admin-dir DIR] [--measurements FILE]
+  usage: `Usage: meshctl add-nodes --coordinator ENDPOINT --nodes ENDPOINT,... --measurements FILE [--admin-dir DIR]
 
 Verifies the Coordinator's attestation (aTLS) and asks it to activate each fresh peer in --nodes
 (the Coordinator verifies each Node's attestation). The request is signed with the admin key
@@ -21,14 +21,15 @@ Options:
   --coordinator ENDPOINT   the activated Coordinator (HOST[:PORT], port 9000 by default)
   --nodes LIST             comma-separated Node endpoints (IP[:PORT])
   --admin-dir DIR          the directory of admin.json and admin.key (default .)
-  --measurements FILE      measurement policy for the Coordinator's attestation`,
+  --measurements FILE      measurement policy for the Coordinator's attestation (required; get one
+                           with meshctl measurements --from ENDPOINT)`,
   options: { coordinator: { type: "string" }, nodes: { type: "string" }, "admin-dir": { type: "string" }, measurements: { type: "string" } },
   run: async (v, positionals, io) => {
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
     const coordinator = endpointFlag(required(v, "coordinator"), "--coordinator");
     const nodes = list(required(v, "nodes")).map((n, i) => endpointFlag(n, `--nodes[${i}]`));
     if (nodes.length === 0) throw new UsageError("--nodes is empty");
-    const validators = await loadValidators(typeof v.measurements === "string" ? v.measurements : undefined);
+    const validators = await loadValidators(measurementsFlag(v));
     const admin = await readAdminKey(typeof v["admin-dir"] === "string" ? v["admin-dir"] : ".");
     const res = await activateAdditionalNodes(coordinator, createATLSChannelCredentials(validators), admin, nodes, (l) => io.err(`  ${l}`));
     for (const p of res.activated) io.out(`activated ${p.publicIP}:${p.pubapiPort} as ${p.vpnIP} (WireGuard key ${p.vpnPubKey}, port ${p.wgPort})`);

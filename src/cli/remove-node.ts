@@ -4,13 +4,13 @@ import { removeNode as removeNodeRPC } from "../pubapi/admin.js";
 import { readAdminKey } from "./admin-key.js";
 import { required, UsageError, type Command } from "./command.js";
 import { endpointFlag } from "./endpoint.js";
-import { loadValidators } from "./validators.js";
+import { loadValidators, measurementsFlag } from "./validators.js";
 
 /** removeNode is `meshctl remove-node`: the Coordinator takes a Node out of the mesh (admin-signed). */
 export const removeNode: Command = {
   name: "remove-node",
   summary: "take a Node out of the mesh (admin-signed)",
-  usage: `Usage: meshctl remove-node --coordinator ENDPOINT --vpn-ip IP [--admin-dir DIR] [--measurements FILE]
+  usage: `Usage: meshctl remove-node --coordinator ENDPOINT --vpn-ip IP --measurements FILE [--admin-dir DIR]
 
 Verifies the Coordinator's attestation (aTLS) and asks it, signed with the admin key, to take the
 Node with VPN address --vpn-ip out of the peer set: its VPN IP is freed, its state-disk UUID is
@@ -20,7 +20,8 @@ Options:
   --coordinator ENDPOINT   the activated Coordinator (HOST[:PORT], port 9000 by default)
   --vpn-ip IP              the Node's VPN address (10.118.x.y)
   --admin-dir DIR          the directory of admin.json and admin.key (default .)
-  --measurements FILE      measurement policy for the Coordinator's attestation`,
+  --measurements FILE      measurement policy for the Coordinator's attestation (required; get one
+                           with meshctl measurements --from ENDPOINT)`,
   options: { coordinator: { type: "string" }, "vpn-ip": { type: "string" }, "admin-dir": { type: "string" }, measurements: { type: "string" } },
   run: async (v, positionals, io) => {
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
@@ -32,7 +33,7 @@ Options:
       throw new UsageError((err as Error).message);
     }
     const admin = await readAdminKey(typeof v["admin-dir"] === "string" ? v["admin-dir"] : ".");
-    const validators = await loadValidators(typeof v.measurements === "string" ? v.measurements : undefined);
+    const validators = await loadValidators(measurementsFlag(v));
     const version = await removeNodeRPC(coordinator, createATLSChannelCredentials(validators), admin, vpnIP);
     io.out(`removed ${vpnIP}; the peer set is now at resource version ${version}`);
     return 0;

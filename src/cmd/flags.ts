@@ -46,7 +46,7 @@ Flags:
   --disk PATH                  LUKS2 state disk (device, mapped name or file); without it disk steps are skipped
   --disk-initial-key FILE      the disk's initial passphrase (default /run/cryptsetup-keys.d/state.key)
   --store memory|etcd://HOST:PORT[,HOST:PORT...]   Coordinator store (default memory, persisted in the state dir)
-  --measurements FILE          measurement policy the Coordinator applies to Nodes (default: not checked)
+  --measurements FILE          measurement policy for other peers (default: peers measured like this one)
   --update-interval SECONDS    how often Nodes poll the Coordinator (default 10)
   --log-level debug|info|warn|error   (default info)
   -h, --help                   this help`;

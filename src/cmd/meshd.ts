@@ -1,12 +1,15 @@
 import * as grpc from "@grpc/grpc-js";
+import { randomBytes } from "node:crypto";
 import { mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Issuer } from "../attestation/attestation.js";
 import { Tpm } from "../attestation/native.js";
-import { loadPolicy } from "../attestation/policy.js";
+import { loadPolicy, policyToJSON, type MeasurementPolicy } from "../attestation/policy.js";
+import { capturePolicy } from "../attestation/policy-capture.js";
+import { hexIndex, provisionSimulatedTpm } from "../attestation/tpm-provision.js";
 import { SNPDeviceIssuer } from "../attestation/snp-device.js";
 import { SimulatedSNPIssuer } from "../attestation/snp-simulated.js";
-import { sharedSimulatedSNPChain } from "../attestation/snp-test-chain.js";
+import { sharedSimulatedSNPChain, simulatedSNPTestRoot } from "../attestation/snp-test-chain.js";
 import { TPMIssuer } from "../attestation/tpm-issuer.js";
 import { TPMMarker } from "../attestation/tpm-marker.js";
 import { TPMKeySealer } from "../attestation/tpm-seal.js";
@@ -58,9 +61,14 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
       throw new FailedPreconditionError(`TPM ${config.tcti}: ${errorMessage(err)} (meshd needs a TPM for its activation marker; use --tpm)`, { cause: err });
     });
     closers.push(() => tpm.close());
+    if (config.tcti.startsWith("swtpm:")) {
+      // A simulated TPM gets an AK template and a test-CA AK certificate in NV, like a GCE vTPM.
+      const written = await provisionSimulatedTpm(tpm);
+      if (written.length > 0) logger.info("provisioned the simulated TPM's AK (test CA certificate: accepted only with tpm.allowTestRoot)", { nvIndices: written.map(hexIndex).join(",") });
+    }
     const issuer = await makeIssuer(config, tpm);
     closers.push(() => (issuer as { close?: () => Promise<void> }).close?.());
-    const policy = await loadPolicy(config.measurements);
+    const policy = await peerPolicy(config, issuer, logger);
     const validators = validatorsFor(policy);
     const { disk, nodeState, locked } = await openStateDisk(config, new TPMKeySealer(tpm), logger.child("disk"));
     const vpn = openVPN(config, logger.child("wireguard"));
@@ -149,6 +157,25 @@ async function openStateDisk(config: MeshdConfig, sealer: KeySealer, logger: Log
   const disk = new LUKSDisk({ device: config.disk, initialKeyFile: config.diskInitialKey, pbkdf: diskPBKDF, logger });
   await disk.checkLUKS2();
   return { disk, nodeState: authenticated, locked: false };
+}
+
+/**
+ * peerPolicy is the measurement policy meshd holds other peers to: --measurements, or without it
+ * the policy this peer's own verified evidence shows (peers measured like itself), logged clearly.
+ */
+async function peerPolicy(config: MeshdConfig, issuer: Issuer, logger: Logger): Promise<MeasurementPolicy> {
+  if (config.measurements !== undefined) return loadPolicy(config.measurements);
+  const nonce = randomBytes(32);
+  const userData = randomBytes(32);
+  const own = await capturePolicy(issuer.platform, await issuer.issue(nonce, userData), { nonce, userData }, { snpTestRoots: [simulatedSNPTestRoot()] }).catch((err: unknown) => {
+    throw new FailedPreconditionError(`no --measurements, and this peer's own evidence does not verify to derive one: ${errorMessage(err)}`, { cause: err });
+  });
+  logger.warn("no --measurements: expecting peers measured like this one (the policy its own verified evidence shows)", {
+    policy: JSON.stringify(policyToJSON(own.policy)),
+    root: own.root,
+    ...(own.testRoot ? { testRoot: "a test root: this policy allows simulated hardware only" } : {}),
+  });
+  return own.policy;
 }
 
 async function makeIssuer(config: MeshdConfig, tpm: Tpm): Promise<Issuer> {

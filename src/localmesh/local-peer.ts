@@ -161,8 +161,13 @@ export class LocalPeer {
   }
 }
 
-/** writePolicy writes measurements.json pinning `pcrs` (DESIGN.md format), mode 0644. */
+/**
+ * writePolicy writes measurements.json pinning `pcrs` (DESIGN.md format), mode 0644. The local mesh
+ * runs on swtpms, whose AKs are vouched for by the project's test CA: the policy sets
+ * tpm.allowTestRoot, which a policy for real hardware never does.
+ */
 export async function writePolicy(file: string, pcrs: ReadonlyMap<number, string>): Promise<void> {
   const sorted = [...pcrs].sort(([a], [b]) => a - b);
-  await writeFile(file, `${JSON.stringify({ tpm: { pcrs: Object.fromEntries(sorted.map(([i, v]) => [String(i), v])) } }, null, 2)}\n`, { mode: 0o644 });
+  const policy = { tpm: { pcrs: Object.fromEntries(sorted.map(([i, v]) => [String(i), v])), allowTestRoot: true } };
+  await writeFile(file, `${JSON.stringify(policy, null, 2)}\n`, { mode: 0o644 });
 }

@@ -87,8 +87,10 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
 
   it("admin activates 1 Coordinator + 3 Nodes through meshctl with a measurement policy; packets cross the VPN and only the VPN", async () => {
     diagnoseOnFailure();
-    const policy = JSON.parse(await readFile(mesh.measurementsFile, "utf8")) as { tpm: { pcrs: Record<string, string> } };
+    const policy = JSON.parse(await readFile(mesh.measurementsFile, "utf8")) as { tpm: { pcrs: Record<string, string>; allowTestRoot: boolean } };
     expect(Object.keys(policy.tpm.pcrs).map(Number)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    // Anchored evidence: each swtpm's AK is certified by the project's test CA, which this policy allows.
+    expect(policy.tpm.allowTestRoot).toBe(true);
     for (const v of Object.values(policy.tpm.pcrs)) expect(v).toMatch(/^[0-9a-f]{64}$/);
 
     const r = await mesh.activate(coordinator, nodes);

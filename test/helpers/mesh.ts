@@ -6,7 +6,7 @@ import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Issuer, Validator } from "../../src/attestation/attestation.js";
-import { defaultPolicy, type MeasurementPolicy } from "../../src/attestation/policy.js";
+import type { MeasurementPolicy } from "../../src/attestation/policy.js";
 import type { Tpm } from "../../src/attestation/native.js";
 import { openTPM } from "../../src/attestation/tpm-issuer.js";
 import { TPMMarker } from "../../src/attestation/tpm-marker.js";
@@ -31,7 +31,7 @@ import { createVPNAPIServer } from "../../src/vpnapi/server.js";
 import { FakeDisk, FakeKeySealer, FakeMarker, FakeVPNNetwork, type FakeVPN } from "./fakes.js";
 import { TestIssuer, TestValidator } from "./attestation-test.js";
 import { createLUKSFile, fastPBKDF, type LUKSFile } from "./luks.js";
-import { startSwtpm, type Swtpm } from "./swtpm.js";
+import { startSwtpm, swtpmPolicy, type Swtpm } from "./swtpm.js";
 import { LUKSDisk } from "../../src/diskencryption/luks-disk.js";
 import type { StateDisk } from "../../src/core/disk.js";
 
@@ -77,7 +77,7 @@ export interface MeshOptions {
    * the real PCR 11/12 marker; "test" uses the test-only issuer and a fake marker (no swtpm).
    */
   attestation?: "tpm" | "test";
-  /** policy is the measurement policy of every validator (default: the default policy). */
+  /** policy is the measurement policy of every validator (default: a fresh swtpm's, swtpmPolicy()). */
   policy?: MeasurementPolicy;
   updateIntervalMs?: number;
   /** withDisks gives every peer a state disk: true → a fake, "luks" → a real LUKS2 file through cryptsetup. */
@@ -107,7 +107,7 @@ export class TestMesh {
   /** validators returns the client-side validators of this mesh. */
   validators(): Validator[] {
     if (this.#o.attestation === "test") return [new TestValidator()];
-    return [createTPMValidator(this.#o.policy ?? defaultPolicy())];
+    return [createTPMValidator(this.#o.policy ?? swtpmPolicy())];
   }
 
   /** credentials returns aTLS channel credentials (requireFresh for activation). */

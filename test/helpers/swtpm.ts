@@ -11,6 +11,9 @@ import { join } from "node:path";
 
 import { execa, type ResultPromise } from "execa";
 import { afterAll } from "vitest";
+import { Tpm } from "../../src/attestation/native.js";
+import type { MeasurementPolicy } from "../../src/attestation/policy.js";
+import { provisionSimulatedTpm, type AKKind } from "../../src/attestation/tpm-provision.js";
 import { registerCleanup } from "../../src/localmesh/cleanup.js";
 
 /** Swtpm is one running swtpm; `tcti` is what Tpm.open / openTPM take. */
@@ -162,17 +165,47 @@ async function startOnce(keepDir?: string): Promise<Swtpm | "port-taken"> {
   return { host, port, ctrlPort, stateDir, tcti: `swtpm:host=${host},port=${port}`, stop: entry.stop, powerOff };
 }
 
+/** StartSwtpmOptions: a state dir to boot again, and how to provision the AK (default: ECC, like meshd does). */
+export interface StartSwtpmOptions {
+  stateDir?: string;
+  /** provision lists the AK kinds to provision in NV (provisionSimulatedTpm); false: a bare TPM with no AK in NV. */
+  provision?: readonly AKKind[] | false;
+}
+
 /**
  * startSwtpm starts a TPM 2.0 simulator (in options.stateDir when given: a reboot of a TPM that was
- * powered off) (`swtpm socket`, started up with TPM2_Startup(CLEAR)) and
- * resolves once it answers a TPM command. Ports come from the OS; a collision is retried.
+ * powered off) (`swtpm socket`, started up with TPM2_Startup(CLEAR)), resolves once it answers a TPM
+ * command, and provisions it like a GCE vTPM (AK template and test-CA AK certificate in NV) unless
+ * options.provision is false. Ports come from the OS; a collision is retried.
  */
-export async function startSwtpm(options: { stateDir?: string } = {}): Promise<Swtpm> {
+export async function startSwtpm(options: StartSwtpmOptions = {}): Promise<Swtpm> {
   for (let i = 0; i < maxStartAttempts; i++) {
     const s = await startOnce(options.stateDir);
-    if (s !== "port-taken") return s;
+    if (s === "port-taken") continue;
+    if (options.provision !== false) {
+      const tpm = await Tpm.open(s.tcti);
+      try {
+        await provisionSimulatedTpm(tpm, { kinds: options.provision ?? ["ecc"] });
+      } finally {
+        await tpm.close();
+      }
+    }
+    return s;
   }
   throw new Error(`swtpm: ports were taken on each of ${maxStartAttempts} attempts`);
+}
+
+/** swtpmPCRs are the PCRs a fresh swtpm shows as zeros and swtpmPolicy pins: the boot chain 0-10. */
+export const swtpmPCRs: readonly number[] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+
+/**
+ * swtpmPolicy is the measurement policy of a fresh swtpm: PCRs 0-10 all zeros (nothing booted), and
+ * the simulated TPM's test CA allowed (tpm.allowTestRoot). `pcrs` overrides pinned values.
+ */
+export function swtpmPolicy(pcrs: Record<number, string> = {}): MeasurementPolicy & { tpm: NonNullable<MeasurementPolicy["tpm"]> } {
+  const map = new Map(swtpmPCRs.map((i) => [i, "00".repeat(32)]));
+  for (const [k, v] of Object.entries(pcrs)) map.set(Number(k), v);
+  return { tpm: { pcrs: map, allowTestRoot: true } };
 }
 
 /** stopAllSwtpm stops every swtpm this process started and removes their state dirs. */

@@ -1,5 +1,11 @@
 import { constants, createHash, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 
+import { platformOIDs, type Issuer } from "../../src/attestation/attestation.js";
+import type { MeasurementPolicy } from "../../src/attestation/policy.js";
+import { buildCertificate, nameDER, tpmTestCAKey, tpmTestCASubject } from "../../src/attestation/tpm-test-ca.js";
+
+export { nameDER };
+
 /**
  * tpm-builder makes TPM quote evidence in software for tests: an AK as a TPMT_PUBLIC around a Node
  * key, a TPMS_ATTEST quote, its TPMT_SIGNATURE and the `tpm` attestation document. It marshals on
@@ -59,6 +65,8 @@ export interface AKOptions {
   rsaBits?: number;
   /** keySlot picks one of several cached keys per kind (default 0); generating RSA keys is slow. */
   keySlot?: number;
+  /** publicKey marshals this key (of `kind`) instead of a generated one; the TestAK then cannot sign. */
+  publicKey?: KeyObject;
 }
 
 const keyCache = new Map<string, { privateKey: KeyObject; publicKey: KeyObject }>();
@@ -94,7 +102,7 @@ export function makeAK(kind: AKKind, opts: AKOptions = {}): TestAK {
   const sym = (w: Writer) => (opts.symmetric ? w.u16(ALG.AES).u16(128).u16(ALG.CFB) : w.u16(ALG.NULL));
   if (kind.startsWith("rsa")) {
     const bits = opts.rsaBits ?? 2048;
-    pair = cachedPair(kind, bits, opts.keySlot ?? 0);
+    pair = opts.publicKey ? { publicKey: opts.publicKey, privateKey: opts.publicKey } : cachedPair(kind, bits, opts.keySlot ?? 0);
     sigAlg = kind === "rsa-rsapss" ? ALG.RSAPSS : ALG.RSASSA;
     const scheme = opts.scheme ?? sigAlg;
     const n = Buffer.from(pair.publicKey.export({ format: "jwk" }).n!, "base64url");
@@ -181,6 +189,10 @@ export interface DocumentParts {
   signature: Uint8Array;
   pcrs: Map<number, Uint8Array>;
   userData: Uint8Array;
+  /** akCertChain is what vouches for the AK on GCE and a simulated TPM: [AK certificate DER, intermediates…]. */
+  akCertChain?: Uint8Array[];
+  /** hcl is what vouches for the AK on Azure: the HCL report, its SNP report's VCEK and [ASK, ARK]. */
+  hcl?: { hclReport: Uint8Array; vcek: Uint8Array; certChain: Uint8Array[] };
 }
 
 /** encodeDocument renders parts as the DESIGN.md JSON (its own encoder, independent of src/). */
@@ -188,7 +200,11 @@ export function encodeDocument(p: DocumentParts): Uint8Array {
   const sha256: Record<string, string> = {};
   for (const [i, v] of p.pcrs) sha256[String(i)] = Buffer.from(v).toString("hex");
   const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
-  return Buffer.from(JSON.stringify({ akPublic: b64(p.akPublic), quote: b64(p.quote), signature: b64(p.signature), pcrs: { sha256 }, userData: b64(p.userData) }));
+  return Buffer.from(JSON.stringify({
+    akPublic: b64(p.akPublic), quote: b64(p.quote), signature: b64(p.signature), pcrs: { sha256 }, userData: b64(p.userData),
+    ...(p.akCertChain ? { akCertChain: p.akCertChain.map(b64) } : {}),
+    ...(p.hcl ? { hclReport: b64(p.hcl.hclReport), vcek: b64(p.hcl.vcek), certChain: p.hcl.certChain.map(b64) } : {}),
+  }));
 }
 
 /** BuildOptions describe one piece of evidence; `quote` overrides fields of the signed TPMS_ATTEST. */
@@ -200,6 +216,8 @@ export interface BuildOptions {
   pcrs?: Map<number, Uint8Array>;
   quote?: Partial<QuoteFields>;
   sign?: { sigAlg?: number; hashAlg?: number; key?: KeyObject };
+  /** akCertChain is carried as given (see testAKCertChain); absent: nothing vouches for the AK. */
+  akCertChain?: Uint8Array[];
 }
 
 /** buildEvidence makes a quote over `pcrs` bound to nonce and userData, signs it, and returns the document parts. */
@@ -212,7 +230,7 @@ export function buildEvidence(o: BuildOptions): DocumentParts {
     pcrDigest: digestOf(indices.map((i) => pcrs.get(i)!), o.sign?.hashAlg ?? o.ak.hashAlg),
     ...o.quote,
   });
-  return { akPublic: o.ak.tpm2bPublic, quote, signature: signQuote(o.ak, quote, o.sign), pcrs: new Map(pcrs), userData: o.userData };
+  return { akPublic: o.ak.tpm2bPublic, quote, signature: signQuote(o.ak, quote, o.sign), pcrs: new Map(pcrs), userData: o.userData, ...(o.akCertChain ? { akCertChain: o.akCertChain } : {}) };
 }
 
 /** gceDir is the real GCE vTPM evidence (../shared/evidence/tpm/gce-cos85 from the project root). */
@@ -259,5 +277,49 @@ export async function loadGCEEvidence(): Promise<GCEEvidence> {
     pcrsText,
     eventLog: await read("tcg_event_log.bin"),
     expected: JSON.parse(Buffer.from(await read("quote1_sha256_expected.json")).toString("utf8")),
+  };
+}
+
+/**
+ * testAKCertChain certifies `ak`'s key with the project's simulated-TPM test CA (what a provisioned
+ * swtpm's NV holds), or with `signer`/`issuer` to make a self-made certificate.
+ */
+export function testAKCertChain(ak: TestAK | KeyObject, o: { signer?: KeyObject; issuer?: Uint8Array; notAfter?: Date } = {}): Uint8Array[] {
+  const key = "publicKey" in ak ? ak.publicKey : ak;
+  return [
+    buildCertificate({
+      issuer: o.issuer ?? tpmTestCASubject(),
+      subject: nameDER("software AK"),
+      spki: key.export({ type: "spki", format: "der" }),
+      serial: Uint8Array.of(0x11),
+      notBefore: new Date("2025-01-01T00:00:00Z"),
+      notAfter: o.notAfter ?? new Date("2125-01-01T00:00:00Z"),
+      ca: false,
+      signer: o.signer ?? tpmTestCAKey(),
+    }),
+  ];
+}
+
+/** builderPolicy pins PCRs 0-10 of `pcrs` and allows the test root: a policy tests can satisfy with pcrValues(). */
+export function builderPolicy(pcrs: Map<number, Uint8Array> = pcrValues([...Array(24).keys()]), indices: number[] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]): MeasurementPolicy {
+  return { tpm: { pcrs: new Map(indices.map((i) => [i, Buffer.from(pcrs.get(i)!).toString("hex")])), allowTestRoot: true } };
+}
+
+/**
+ * forgedTPMIssuer is the hostile host of finding 1 (issue 10): a software P-256 key with the
+ * restricted-signing bits signs quotes bound to each handshake, listing PCRs 0-23 of pcrValues()
+ * (11/12 zero: "fresh"), with no AK certificate or a self-made one claiming Google's name.
+ */
+export function forgedTPMIssuer(chain: "none" | "self-made"): Issuer {
+  const ak = makeAK("ecc-p256");
+  const ca = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  return {
+    platform: "tpm",
+    oid: platformOIDs.tpm,
+    issue: async (nonce, userData) =>
+      encodeDocument(buildEvidence({
+        ak, nonce, userData, pcrs: pcrValues([...Array(24).keys()]),
+        ...(chain === "self-made" ? { akCertChain: testAKCertChain(ak, { signer: ca.privateKey, issuer: nameDER("Google EK/AK CA") }) } : {}),
+      })),
   };
 }

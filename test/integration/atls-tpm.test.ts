@@ -1,12 +1,12 @@
 import { afterEach, describe, expect, it } from "vitest";
 import nacl from "tweetnacl";
-import { defaultPolicy } from "../../src/attestation/policy.js";
 import { createATLSChannelCredentials } from "../../src/atls/client.js";
 import { probeEndpoint } from "../../src/atls/probe.js";
 import { createTPMValidator } from "../../src/attestation/tpm-validator.js";
 import { PeerState } from "../../src/core/state.js";
 import { activateAsCoordinator, getState } from "../../src/pubapi/admin.js";
 import { TestMesh } from "../helpers/mesh.js";
+import { swtpmPolicy } from "../helpers/swtpm.js";
 
 const secret = Buffer.from("atls tpm test master secret 32b!");
 const adminKey = (): string => Buffer.from(nacl.box.keyPair().publicKey).toString("base64");
@@ -19,8 +19,8 @@ describe("aTLS on simulated-TPM evidence (swtpm per peer)", () => {
     mesh = new TestMesh();
     const peer = await mesh.startPeer("peer");
     const probe = await probeEndpoint("127.0.0.1", peer.hardware.port, mesh.validators());
-    const policy = defaultPolicy();
-    for (let i = 0; i <= 12; i++) policy.tpm.pcrs.set(i, probe.verdict.facts[`pcr${i}`]!);
+    const policy = swtpmPolicy();
+    for (let i = 0; i <= 10; i++) policy.tpm.pcrs.set(i, probe.verdict.facts[`pcr${i}`]!);
     const strict = await probeEndpoint("127.0.0.1", peer.hardware.port, [createTPMValidator(policy)], { requireFresh: true });
     expect(strict.verdict.ok).toBe(true);
     expect(strict.verdict.checks.find((c) => c.name === "policy pcrs")!.status).toBe("passed");
@@ -30,7 +30,7 @@ describe("aTLS on simulated-TPM evidence (swtpm per peer)", () => {
   it("rejected when the policy expects a different PCR value, naming the check", async () => {
     mesh = new TestMesh();
     const peer = await mesh.startPeer("peer");
-    const policy = defaultPolicy();
+    const policy = swtpmPolicy();
     policy.tpm.pcrs.set(4, "ab".repeat(32));
     const err = await probeEndpoint("127.0.0.1", peer.hardware.port, [createTPMValidator(policy)]).catch((e: Error) => e);
     expect(String(err)).toMatch(/^aTLS: tpm policy pcrs: .*PCR 4/);

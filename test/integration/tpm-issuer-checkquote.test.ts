@@ -124,7 +124,7 @@ describe.each(cases)("tpm2_checkquote accepts TPMIssuer documents ($name)", ({ a
   const qualifying = createHash("sha256").update(nonce).update(userData).digest();
 
   beforeAll(async () => {
-    swtpm = await startSwtpm();
+    swtpm = await startSwtpm({ provision: [ak.type] });
     issuer = await openTPM(swtpm.tcti, { ak });
     await issuer.tpm.pcrEvent(11, randomBytes(32)); // make the quoted PCRs not all zero
     doc = JSON.parse(new TextDecoder().decode(await issuer.issue(nonce, userData))) as TPMDocument;
@@ -174,7 +174,7 @@ describe.each(cases)("tpm2_checkquote accepts TPMIssuer documents ($name)", ({ a
       name: "another TPM's AK",
       reason: "Error validating signed message with public key provided",
       change: async (_f, dir) => {
-        const other = await startSwtpm();
+        const other = await startSwtpm({ provision: [ak.type] });
         try {
           const i = await openTPM(other.tcti, { ak });
           const d = JSON.parse(new TextDecoder().decode(await i.issue(nonce, userData))) as TPMDocument;

@@ -234,7 +234,8 @@ describe("TPMIssuer", () => {
     const nonce = randomBytes(32);
     const userData = randomBytes(32);
     const doc = JSON.parse(new TextDecoder().decode(await issuer.issue(nonce, userData)));
-    expect(Object.keys(doc).sort()).toEqual(["akPublic", "pcrs", "quote", "signature", "userData"]);
+    expect(Object.keys(doc).sort()).toEqual(["akCertChain", "akPublic", "pcrs", "quote", "signature", "userData"]);
+    expect(doc.akCertChain).toHaveLength(1);
     expect(Buffer.from(doc.akPublic, "base64")).toEqual(issuer.akPublic);
     expect(Buffer.from(doc.userData, "base64")).toEqual(userData);
     expect(Object.keys(doc.pcrs)).toEqual(["sha256"]);

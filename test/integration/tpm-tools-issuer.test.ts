@@ -2,10 +2,9 @@ import { createHash, randomBytes } from "node:crypto";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { defaultPolicy } from "../../src/attestation/policy.js";
 import { openTPM, type TPMIssuer } from "../../src/attestation/tpm-issuer.js";
 import { createTPMValidator } from "../../src/attestation/tpm-validator.js";
-import { startSwtpm, type Swtpm } from "../helpers/swtpm.js";
+import { startSwtpm, swtpmPolicy, type Swtpm } from "../helpers/swtpm.js";
 
 /**
  * The two halves meet: documents our TPM issuer (native addon over swtpm) serves verify with our
@@ -24,7 +23,7 @@ describe("TPM issuer documents verify with the TPM validator", () => {
   let swtpm: Swtpm;
   const issuers: TPMIssuer[] = [];
   beforeAll(async () => {
-    swtpm = await startSwtpm();
+    swtpm = await startSwtpm({ provision: ["ecc", "rsa"] });
   });
   afterAll(async () => {
     for (const i of issuers) await i.close().catch(() => undefined);
@@ -38,7 +37,7 @@ describe("TPM issuer documents verify with the TPM validator", () => {
       const nonce = randomBytes(32);
       const userData = createHash("sha256").update(randomBytes(64)).digest();
       const doc = await issuer.issue(nonce, userData);
-      const validator = createTPMValidator(defaultPolicy());
+      const validator = createTPMValidator(swtpmPolicy());
       const v = await validator.validate(doc, { nonce, userData, requireFresh: true });
       expect(v.checks.filter((c) => c.status === "failed"), JSON.stringify(v.checks)).toEqual([]);
       expect(v.ok).toBe(true);

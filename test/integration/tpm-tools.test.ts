@@ -7,10 +7,11 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { Binding, Verdict } from "../../src/attestation/attestation.js";
-import { defaultPolicy, parsePolicy } from "../../src/attestation/policy.js";
+import { parsePolicy, type MeasurementPolicy } from "../../src/attestation/policy.js";
+import { parseTPM2BPublic } from "../../src/attestation/tpm-structures.js";
 import { createTPMValidator } from "../../src/attestation/tpm-validator.js";
-import { buildEvidence, encodeDocument, makeAK, type DocumentParts } from "../helpers/tpm-builder.js";
-import { startSwtpm, type Swtpm } from "../helpers/swtpm.js";
+import { buildEvidence, encodeDocument, makeAK, testAKCertChain, type DocumentParts } from "../helpers/tpm-builder.js";
+import { startSwtpm, swtpmPolicy, type Swtpm } from "../helpers/swtpm.js";
 
 /**
  * Interoperability with tpm2-tools (DESIGN.md: "the validator must accept evidence produced by
@@ -59,14 +60,27 @@ async function quote(ak: AKName, pcrs: number[] = allPCRs, userData: Uint8Array 
   expect(values.length).toBe(32 * pcrs.length);
   return {
     nonce,
-    parts: {
+    parts: anchoredByTestCA({
       akPublic: new Uint8Array(await readFile(join(dir, `${ak}.pub`))),
       quote: new Uint8Array(await readFile(join(dir, "quote.msg"))),
       signature: new Uint8Array(await readFile(join(dir, "quote.sig"))),
       pcrs: new Map(pcrs.map((p, i) => [p, values.slice(32 * i, 32 * i + 32)])),
       userData,
-    },
+    }),
   };
+}
+
+/**
+ * anchoredByTestCA adds what vouches for a tpm2_createak AK: a certificate from the simulated TPM's
+ * test CA (as provisionSimulatedTpm gives the AK meshd makes), accepted under tpm.allowTestRoot.
+ */
+function anchoredByTestCA(parts: DocumentParts): DocumentParts {
+  return { ...parts, akCertChain: testAKCertChain(parseTPM2BPublic(parts.akPublic).key) };
+}
+
+/** defaultPolicy is a fresh swtpm's policy (PCRs 0-10 zero) allowing the test CA. */
+function defaultPolicy(): MeasurementPolicy {
+  return swtpmPolicy();
 }
 
 /**
@@ -121,7 +135,7 @@ describe("quotes made by tpm2_quote on swtpm", () => {
       const q = await quote(k.name);
       const binding: Binding = { nonce: q.nonce, userData: q.parts.userData, requireFresh: true };
       const pcr0 = Buffer.from(q.parts.pcrs.get(0)!).toString("hex");
-      const policy = parsePolicy({ tpm: { pcrs: { "0": pcr0 } } });
+      const policy = parsePolicy({ tpm: { pcrs: { "0": pcr0 }, allowTestRoot: true } });
       const v = await createTPMValidator(policy).validate(encodeDocument(q.parts), binding);
       expect(failed(v), JSON.stringify(v.checks)).toEqual([]);
       expect(v.ok).toBe(true);
@@ -138,7 +152,7 @@ describe("quotes made by tpm2_quote on swtpm", () => {
 
   it("a subset of PCRs verifies; the fresh marker then fails because PCR 11 and 12 are not quoted", async () => {
     const q = await quote("rsa", [0, 1, 2, 3, 7]);
-    const val = createTPMValidator(defaultPolicy());
+    const val = createTPMValidator(parsePolicy({ tpm: { pcrs: { "0": "00".repeat(32), "7": "00".repeat(32) }, allowTestRoot: true } }));
     expect((await val.validate(encodeDocument(q.parts), { nonce: q.nonce, userData: q.parts.userData })).ok).toBe(true);
     const v = await val.validate(encodeDocument(q.parts), { nonce: q.nonce, userData: q.parts.userData, requireFresh: true });
     expect(failed(v)).toEqual(["fresh marker"]);
@@ -169,7 +183,7 @@ describe("software evidence from the test builder", () => {
       const nonce = randomBytes(32);
       const userData = randomBytes(32);
       const ak = makeAK(kind);
-      const parts = buildEvidence({ ak, nonce, userData });
+      const parts = buildEvidence({ ak, nonce, userData, akCertChain: testAKCertChain(ak) });
       await writeFile(join(dir, "b.pem"), ak.publicKey.export({ format: "pem", type: "spki" }));
       await writeFile(join(dir, "b.pub"), parts.akPublic);
       await writeFile(join(dir, "b.msg"), parts.quote);
@@ -185,7 +199,8 @@ describe("software evidence from the test builder", () => {
       bad[bad.length - 1]! ^= 1;
       await writeFile(join(dir, "b.sig"), bad);
       await expect(check()).rejects.toThrow(/failed/);
-      const v = await createTPMValidator(defaultPolicy()).validate(encodeDocument({ ...parts, signature: bad }), { nonce, userData });
+      const policy = parsePolicy({ tpm: { pcrs: { "0": Buffer.from(parts.pcrs.get(0)!).toString("hex") }, allowTestRoot: true } });
+      const v = await createTPMValidator(policy).validate(encodeDocument({ ...parts, signature: bad }), { nonce, userData });
       expect(failed(v)).toEqual(["signature"]);
     });
   }

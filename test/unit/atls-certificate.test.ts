@@ -60,15 +60,22 @@ describe("der", () => {
 });
 
 describe("nonce", () => {
-  it("newNonce is 32 random bytes as 64 lower-case hex characters", () => {
+  it("newNonce is 32 random bytes as two DNS labels of 32 lower-case hex characters", () => {
     const a = newNonce();
     const b = newNonce();
-    expect(a.servername).toMatch(/^[0-9a-f]{64}$/);
+    expect(a.servername).toMatch(/^[0-9a-f]{32}\.[0-9a-f]{32}$/);
+    expect(a.servername.replace(".", "")).toBe(a.bytes.toString("hex"));
     expect(a.bytes.length).toBe(32);
     expect(a.servername).not.toBe(b.servername);
     expect(nonceFromServername(a.servername)).toEqual(a.bytes);
   });
-  const bad = ["", "example.com", "a".repeat(63), "a".repeat(65), "A".repeat(64), "g".repeat(64), `${"a".repeat(63)}.`];
+  const bad = [
+    "", "example.com", "a".repeat(63), "a".repeat(65), "A".repeat(64), "g".repeat(64), `${"a".repeat(63)}.`,
+    // The first version's single 64-character label (longer than DNS allows) is no longer accepted.
+    "a".repeat(64),
+    `${"A".repeat(32)}.${"a".repeat(32)}`, `${"a".repeat(31)}.${"a".repeat(33)}`, `${"a".repeat(32)}.${"a".repeat(32)}.`,
+    `${"a".repeat(32)}..${"a".repeat(32)}`, `${"a".repeat(32)}.${"a".repeat(32)}.example`, `${"a".repeat(32)}.${"g".repeat(32)}`,
+  ];
   for (const s of bad) {
     it(`nonceFromServername refuses ${JSON.stringify(s.length > 20 ? `${s.slice(0, 8)}…(${s.length})` : s)}`, () => {
       expect(nonceFromServername(s)).toBeUndefined();

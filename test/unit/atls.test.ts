@@ -1,3 +1,4 @@
+import { execa } from "execa";
 import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { createServer as netCreateServer, type AddressInfo, type Server as NetServer } from "node:net";
@@ -236,6 +237,8 @@ describe("aTLS server refuses ClientHellos without a well-formed nonce", () => {
     { name: "63 hex characters", servername: "a".repeat(63) },
     { name: "66 hex characters", servername: "a".repeat(66) },
     { name: "non-hex characters", servername: "z".repeat(64) },
+    { name: "the first version's single 64-hex-character label", servername: "a".repeat(64) },
+    { name: "upper-case hex in two labels", servername: `${"AB".repeat(16)}.${"ab".repeat(16)}` },
   ];
   for (const tc of bad) {
     it(`refuses ${tc.name} without issuing`, async () => {
@@ -247,13 +250,32 @@ describe("aTLS server refuses ClientHellos without a well-formed nonce", () => {
     });
   }
 
-  it("accepts a 64-hex-character server name (longer than a DNS label) and attests exactly that nonce", async () => {
+  it("accepts two 32-hex-character labels (a valid host name) and attests exactly that nonce", async () => {
     const issuer = new TestIssuer();
     const port = await startGrpc(issuer);
-    const servername = "0123456789abcdef".repeat(4);
-    const got = await handshake(port, servername);
+    const hex = "0123456789abcdef".repeat(4);
+    const got = await handshake(port, `${hex.slice(0, 32)}.${hex.slice(32)}`);
     expect(got).toBeInstanceOf(X509Certificate);
-    expect(issuer.issued.map((r) => r.nonce)).toEqual([servername]);
+    expect(issuer.issued.map((r) => r.nonce)).toEqual([hex]);
+  });
+
+  it("an independent verifier can send the nonce: Python's ssl connects with it as server_hostname", async () => {
+    const issuer = new TestIssuer();
+    const port = await startGrpc(issuer);
+    const hex = "fedcba9876543210".repeat(4);
+    // Python refuses server names that are not valid host names (the first version's single
+    // 64-character label raised "label too long"); the two-label form goes through.
+    const script = [
+      "import socket, ssl, sys",
+      "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE",
+      "ctx.set_alpn_protocols(['h2'])",
+      "s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[1]))), server_hostname=sys.argv[2])",
+      "print(len(s.getpeercert(binary_form=True)))",
+    ].join("\n");
+    const r = await execa("python3", ["-c", script, String(port), `${hex.slice(0, 32)}.${hex.slice(32)}`], { reject: false });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(Number(r.stdout)).toBeGreaterThan(100);
+    expect(issuer.issued.map((x) => x.nonce)).toEqual([hex]);
   });
 });
 

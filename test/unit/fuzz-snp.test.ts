@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { Binding, Validator } from "../../src/attestation/attestation.js";
 import { defaultPolicy } from "../../src/attestation/policy.js";
 import { SimulatedSNPIssuer } from "../../src/attestation/snp-simulated.js";
+import { SIMULATED_SNP_MEASUREMENT } from "../../src/attestation/snp-simulated.js";
 import { createSNPValidator, encodeSNPDocument, parseSNPDocument, type SNPDocument } from "../../src/attestation/snp-validator.js";
 
 // Mutation fuzzing of the SNP validator: every mutated document must come back as a verdict (no
@@ -157,6 +158,7 @@ describe("fuzz: mutated SNP documents", () => {
     const issuer = new SimulatedSNPIssuer();
     const simPolicy = defaultPolicy();
     simPolicy.snp.allowTestRoot = true;
+    simPolicy.snp.measurement = SIMULATED_SNP_MEASUREMENT;
     const simText = await issuer.issue(nonce, userData);
     bases.push({ name: "simulated", doc: parseSNPDocument(simText), text: simText, validator: createSNPValidator(simPolicy, { testRoots: [await issuer.testRoot()] }), binding: { nonce, userData } });
     const pem = readFileSync(new URL("milan-v2-virtee/cert_chain_milan.pem", EVIDENCE), "utf8");

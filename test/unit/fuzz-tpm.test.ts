@@ -1,9 +1,10 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Binding } from "../../src/attestation/attestation.js";
-import { defaultPolicy } from "../../src/attestation/policy.js";
+import { readFileSync } from "node:fs";
+import type { MeasurementPolicy } from "../../src/attestation/policy.js";
 import { TPMParseError, parseTPM2BPublic, parseTPMSAttest, parseTPMTSignature } from "../../src/attestation/tpm-structures.js";
 import { createTPMValidator } from "../../src/attestation/tpm-validator.js";
-import { buildEvidence, encodeDocument, loadGCEEvidence, makeAK, type DocumentParts } from "../helpers/tpm-builder.js";
+import { buildEvidence, encodeDocument, gceDir, loadGCEEvidence, makeAK, testAKCertChain, type DocumentParts } from "../helpers/tpm-builder.js";
 
 /**
  * Mutation fuzzing of the TPM validator with a seeded PRNG: every iteration derives its own seed, so
@@ -87,13 +88,19 @@ interface Base {
 }
 
 const binaryFields = ["akPublic", "quote", "signature", "userData"] as const;
-const topFields = ["akPublic", "quote", "signature", "pcrs", "userData"] as const;
+const topFields = ["akPublic", "quote", "signature", "pcrs", "userData", "akCertChain"] as const;
 
 /** mutate makes one mutated document from `base` (others supply values for cross-document swaps). */
 function mutate(r: Rng, base: Base, others: Base[]): [Uint8Array, string] {
   const obj = () => JSON.parse(base.text) as Record<string, any>;
   const enc = (o: unknown) => Buffer.from(JSON.stringify(o));
-  switch (r.int(7)) {
+  switch (r.int(8)) {
+    case 7: {
+      // The AK certificate (what vouches for the AK): any change must fail "ak anchoring" or earlier.
+      const chain = base.parts.akCertChain!;
+      const [b, d] = mutateBytes(r, chain[0]!);
+      return [encodeDocument({ ...base.parts, akCertChain: [b, ...chain.slice(1)] }), `akCertChain[0]: ${d}`];
+    }
     case 6: {
       // objectAttributes of the AK's TPM2B_PUBLIC (bytes 6..9): random bit flips rarely land there.
       const ak = Uint8Array.from(base.parts.akPublic);
@@ -162,6 +169,7 @@ function allowedToPass(base: Base, mutated: Uint8Array): boolean {
   const b = JSON.parse(base.text) as Record<string, any>;
   if (typeof o !== "object" || o === null || Object.keys(o).sort().join() !== Object.keys(b).sort().join()) return false;
   for (const f of ["quote", "signature", "userData"]) if (o[f] !== b[f]) return false;
+  if (JSON.stringify(o.akCertChain) !== JSON.stringify(b.akCertChain)) return false;
   const canon = (p: any) => (typeof p?.sha256 === "object" && p.sha256 !== null ? JSON.stringify(Object.entries(p.sha256).map(([k, v]) => [k, String(v).toLowerCase()]).sort()) : "?");
   if (JSON.stringify(Object.keys(o.pcrs ?? {})) !== '["sha256"]' || canon(o.pcrs) !== canon(b.pcrs)) return false;
   if (o.akPublic === b.akPublic) return true;
@@ -175,16 +183,22 @@ function allowedToPass(base: Base, mutated: Uint8Array): boolean {
   return ((x.readUInt32BE(6) ^ y.readUInt32BE(6)) & ~free) === 0;
 }
 
+/** fuzzPolicy pins the base document's PCR 0 and allows the test CA (the software bases' AK certificates). */
+function fuzzPolicy(base: Base): MeasurementPolicy {
+  return { tpm: { pcrs: new Map([[0, Buffer.from(base.parts.pcrs.get(0)!).toString("hex")]]), allowTestRoot: true } };
+}
+
 let bases: Base[];
 beforeAll(async () => {
   const gce = await loadGCEEvidence();
   const nonce = Buffer.alloc(32, 0xab);
   const userData = Buffer.alloc(32, 0xcd);
   const soft = (name: string, kind: "rsa-rsassa" | "ecc-p256"): Base => {
-    const parts = buildEvidence({ ak: makeAK(kind), nonce, userData });
+    const ak = makeAK(kind);
+    const parts = buildEvidence({ ak, nonce, userData, akCertChain: testAKCertChain(ak) });
     return { name, parts, binding: { nonce, userData, requireFresh: true }, text: Buffer.from(encodeDocument(parts)).toString() };
   };
-  const gceParts: DocumentParts = { akPublic: gce.akPublic, quote: gce.quote, signature: gce.signature, pcrs: gce.pcrs, userData: Buffer.from("gce") };
+  const gceParts: DocumentParts = { akPublic: gce.akPublic, quote: gce.quote, signature: gce.signature, pcrs: gce.pcrs, userData: Buffer.from("gce"), akCertChain: [new Uint8Array(readFileSync(new URL("ak_cert.der", gceDir)))] };
   bases = [
     soft("software RSA", "rsa-rsassa"),
     soft("software ECC", "ecc-p256"),
@@ -194,11 +208,11 @@ beforeAll(async () => {
 
 describe("fuzzing the TPM validator", () => {
   it("every base document is accepted before mutation", async () => {
-    for (const b of bases) expect((await createTPMValidator(defaultPolicy()).validate(Buffer.from(b.text), b.binding)).ok, b.name).toBe(true);
+    for (const b of bases) expect((await createTPMValidator(fuzzPolicy(b)).validate(Buffer.from(b.text), b.binding)).ok, b.name).toBe(true);
   });
 
   it(`${ITERATIONS} mutated documents: no exception escapes, no undeserved ok (seed ${SEED})`, async () => {
-    const validator = createTPMValidator(defaultPolicy());
+    const validators = new Map(bases.map((b) => [b, createTPMValidator(fuzzPolicy(b))]));
     const firstFailures = new Map<string, number>();
     let neutral = 0;
     for (let i = 0; i < ITERATIONS; i++) {
@@ -210,7 +224,7 @@ describe("fuzzing the TPM validator", () => {
       const where = `iteration ${i} (${base.name}): ${desc}`;
       let verdict;
       try {
-        verdict = await validator.validate(doc, base.binding);
+        verdict = await validators.get(base)!.validate(doc, base.binding);
       } catch (err) {
         throw new Error(`validate threw at ${where}`, { cause: err });
       }
@@ -223,7 +237,7 @@ describe("fuzzing the TPM validator", () => {
       }
     }
     // The mutations must reach past the parser into every kind of check, or the fuzzer is shallow.
-    for (const name of ["format", "ak restricted signing key", "signature", "nonce binding", "userData binding", "pcr selection", "pcr digest"]) {
+    for (const name of ["format", "ak restricted signing key", "ak anchoring", "signature", "nonce binding", "userData binding", "pcr selection", "pcr digest"]) {
       expect(firstFailures.get(name) ?? 0, `no mutation failed first at ${name}: ${JSON.stringify([...firstFailures])}`).toBeGreaterThan(0);
     }
     // Neutral documents come almost only from free objectAttributes bits (8 of 32 bits, 1 mutation in 7).

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { defaultPolicy } from "../../src/attestation/policy.js";
-import { SimulatedSNPIssuer } from "../../src/attestation/snp-simulated.js";
+import { SIMULATED_SNP_MEASUREMENT, SimulatedSNPIssuer } from "../../src/attestation/snp-simulated.js";
 import { sharedSimulatedSNPChain } from "../../src/attestation/snp-test-chain.js";
 import { validatorsFor } from "../../src/cli/validators.js";
 
@@ -13,6 +13,7 @@ describe("shared simulated SEV-SNP chain (meshd --snp simulated)", () => {
     const snp = (allow: boolean) => {
       const p = defaultPolicy();
       p.snp.allowTestRoot = allow;
+      p.snp.measurement = SIMULATED_SNP_MEASUREMENT;
       return validatorsFor(p).find((v) => v.platform === "snp")!;
     };
     const denied = await snp(false).validate(doc, { nonce, userData });

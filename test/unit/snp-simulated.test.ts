@@ -6,6 +6,7 @@ import { parseSNPReport, reportSignatureP1363, signedBytes } from "../../src/att
 import {
   exportSimulatedSNPChain, importSimulatedSNPChain, simulatedSNPChain, SimulatedSNPIssuer, SIMULATED_SNP_MEASUREMENT, SIMULATED_SNP_TCB,
 } from "../../src/attestation/snp-simulated.js";
+import { SIMULATED_SNP_MEASUREMENT as SIM_MEASUREMENT } from "../../src/attestation/snp-simulated.js";
 import { createSNPValidator, parseSNPDocument, snpReportData } from "../../src/attestation/snp-validator.js";
 
 const nonce = new Uint8Array(32).fill(7);
@@ -58,6 +59,7 @@ describe("SimulatedSNPIssuer", () => {
     const chain = importSimulatedSNPChain(exportSimulatedSNPChain(await simulatedSNPChain()));
     const policy = defaultPolicy();
     policy.snp.allowTestRoot = true;
+    policy.snp.measurement = SIM_MEASUREMENT;
     const validator = createSNPValidator(policy, { testRoots: [(await simulatedSNPChain()).ark.der] });
     const verdict = await validator.validate(await new SimulatedSNPIssuer({ chain }).issue(nonce, userData), { nonce, userData });
     expect(verdict.ok, JSON.stringify(verdict.checks)).toBe(true);

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import type { Binding, CheckStatus, Verdict } from "../../src/attestation/attestation.js";
 import { platformOIDs } from "../../src/attestation/attestation.js";
-import { defaultPolicy, type MeasurementPolicy } from "../../src/attestation/policy.js";
+import { defaultPolicy, type SNPPolicy } from "../../src/attestation/policy.js";
 import { generateSimulatedSNPChain, SimulatedSNPIssuer, SIMULATED_SNP_MEASUREMENT, type SimulatedSNPOptions } from "../../src/attestation/snp-simulated.js";
 import { MAX_DOCUMENT_BYTES } from "../../src/attestation/document.js";
 import { createSNPValidator, encodeSNPDocument, parseSNPDocument, snpCheckNames, type SNPValidatorOptions } from "../../src/attestation/snp-validator.js";
@@ -36,7 +36,16 @@ const userB = new Uint8Array(32).fill(0x02);
 const simulated = (o: SimulatedSNPOptions = {}, nonce = nonceA, user = userA): Promise<Uint8Array> => new SimulatedSNPIssuer(o).issue(nonce, user);
 const testRoot = (): Promise<Uint8Array> => new SimulatedSNPIssuer().testRoot();
 
-type PolicyEdit = (p: MeasurementPolicy) => void;
+type PolicyEdit = (p: { snp: SNPPolicy }) => void;
+
+/** ownMeasurement reads the (unverified) measurement of a document's report, to pin it by default. */
+function ownMeasurement(doc: Uint8Array): string | undefined {
+  try {
+    return Buffer.from(parseSNPDocument(doc).report.subarray(0x90, 0xc0)).toString("hex");
+  } catch {
+    return undefined;
+  }
+}
 const allowTest: PolicyEdit = (p) => {
   p.snp.allowTestRoot = true;
 };
@@ -67,9 +76,10 @@ const cases: Case[] = [
     options: real,
     ok: true,
     failed: [],
-    status: { format: "passed", "report version": "passed", "cert chain": "passed", signature: "passed", "nonce binding": "skipped", "userData binding": "skipped", debug: "passed", vmpl: "passed", measurement: "skipped", tcb: "passed", "chip id": "passed" },
+    status: { format: "passed", "report version": "passed", "cert chain": "passed", signature: "passed", "nonce binding": "skipped", "userData binding": "skipped", debug: "passed", vmpl: "passed", measurement: "passed", tcb: "passed", "chip id": "passed" },
     detail: { "cert chain": /ARK Milan \(pinned\)/ },
   },
+  { name: "no measurement pinned: refused, never skipped", doc: () => virtee(), options: real, policy: [(p) => void delete p.snp.measurement], ok: false, failed: ["measurement"], detail: { measurement: /pins no snp.measurement/ } },
   { name: "milan-v2-virtee with its measurement pinned", doc: () => virtee(), options: real, policy: [(p) => void (p.snp.measurement = VIRTEE_MEASUREMENT)], ok: true, status: { measurement: "passed" } },
   { name: "milan-v2-virtee with another measurement pinned", doc: () => virtee(), options: real, policy: [(p) => void (p.snp.measurement = "00".repeat(48))], ok: false, failed: ["measurement"] },
   { name: "milan-v2-virtee with a nonce: not made for this handshake", doc: () => virtee(), options: real, binding: { nonce: nonceA }, ok: false, failed: ["nonce binding"] },
@@ -194,9 +204,12 @@ describe("createSNPValidator", () => {
   for (const tc of cases) {
     it(tc.name, async () => {
       const policy = defaultPolicy();
+      const doc = await tc.doc();
+      const own = ownMeasurement(doc);
+      if (own !== undefined) policy.snp.measurement = own;
       for (const edit of tc.policy ?? []) edit(policy);
       const validator = createSNPValidator(policy, tc.options ? await tc.options() : {});
-      const verdict: Verdict = await validator.validate(await tc.doc(), tc.binding ?? {});
+      const verdict: Verdict = await validator.validate(doc, tc.binding ?? {});
       const failed = verdict.checks.filter((c) => c.status === "failed").map((c) => c.name);
       const summary = JSON.stringify(verdict.checks, null, 1);
       expect(verdict.ok, summary).toBe(tc.ok);
@@ -208,6 +221,12 @@ describe("createSNPValidator", () => {
     });
   }
 
+  it("a policy without an snp section refuses every SEV-SNP document", async () => {
+    const v = await createSNPValidator({ tpm: { pcrs: new Map([[0, "00".repeat(32)]]), allowTestRoot: false } }, { now: EVIDENCE_NOW }).validate(virtee(), {});
+    expect(v.ok).toBe(false);
+    expect(v.checks.find((c) => c.name === "measurement")?.detail).toMatch(/names no snp section/);
+  });
+
   it("is the snp platform under its OID", () => {
     const v = createSNPValidator(defaultPolicy());
     expect(v.platform).toBe("snp");
@@ -216,6 +235,7 @@ describe("createSNPValidator", () => {
 
   it("reports facts: measurement, TCB, vmpl, debug", async () => {
     const v = await createSNPValidator(defaultPolicy(), { now: EVIDENCE_NOW }).validate(debugDoc(), {});
+    expect(v.ok).toBe(false);
     expect(v.facts).toMatchObject({
       measurement: "b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01",
       "tcb.bootloader": "2", "tcb.tee": "0", "tcb.snp": "5", "tcb.microcode": "68", vmpl: "0", debug: "true", product: "Milan",
@@ -232,6 +252,7 @@ describe("createSNPValidator", () => {
   it("validates concurrently", async () => {
     const policy = defaultPolicy();
     policy.snp.allowTestRoot = true;
+    policy.snp.measurement = SIMULATED_SNP_MEASUREMENT;
     const v = createSNPValidator(policy, { testRoots: [await testRoot()] });
     const issuer = new SimulatedSNPIssuer();
     const verdicts = await Promise.all(

@@ -1,15 +1,20 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { DocumentError, MAX_DOCUMENT_BYTES, base64Field, encodeTPMDocument, parseTPMDocument } from "../../src/attestation/document.js";
-import { defaultPolicy } from "../../src/attestation/policy.js";
+import { readFileSync } from "node:fs";
+import { parsePolicy, type MeasurementPolicy } from "../../src/attestation/policy.js";
 import { createTPMValidator } from "../../src/attestation/tpm-validator.js";
-import { Writer, encodeDocument, loadGCEEvidence, type GCEEvidence } from "../helpers/tpm-builder.js";
+import { Writer, encodeDocument, gceDir, loadGCEEvidence, type GCEEvidence } from "../helpers/tpm-builder.js";
 
 let gce: GCEEvidence;
 let base: Record<string, unknown>;
+let policy: MeasurementPolicy;
+const akCert = new Uint8Array(readFileSync(new URL("ak_cert.der", gceDir)));
 beforeAll(async () => {
   gce = await loadGCEEvidence();
-  base = JSON.parse(Buffer.from(encodeDocument({ akPublic: gce.akPublic, quote: gce.quote, signature: gce.signature, pcrs: gce.pcrs, userData: new Uint8Array(4) })).toString());
+  base = JSON.parse(Buffer.from(encodeDocument({ akPublic: gce.akPublic, quote: gce.quote, signature: gce.signature, pcrs: gce.pcrs, userData: new Uint8Array(4), akCertChain: [akCert] })).toString());
+  policy = parsePolicy({ tpm: { pcrs: { "0": Buffer.from(gce.pcrs.get(0)!).toString("hex") } } });
 });
+const defaultPolicy = (): MeasurementPolicy => policy;
 
 type Obj = Record<string, any>;
 const clone = (): Obj => structuredClone(base);
@@ -38,6 +43,11 @@ describe("tpm document format", () => {
       field: new RegExp(`^${f}: missing`),
     })),
     { name: "unknown field", doc: () => json({ ...clone(), nonce: "AAAA" }), field: /^nonce: unknown field/ },
+    { name: "akCertChain empty", doc: () => json({ ...clone(), akCertChain: [] }), field: /^akCertChain: has 0 items, want 1..4/ },
+    { name: "akCertChain of 5 certificates", doc: () => json({ ...clone(), akCertChain: Array(5).fill(b64(akCert)) }), field: /^akCertChain: has 5 items/ },
+    { name: "akCertChain as a string", doc: () => json({ ...clone(), akCertChain: b64(akCert) }), field: /^akCertChain: must be an array/ },
+    { name: "akCertChain and hclReport together", doc: () => json({ ...clone(), hclReport: "AAAA", vcek: "AAAA", certChain: ["AAAA", "AAAA"] }), field: /either akCertChain or hclReport/ },
+    { name: "hclReport without vcek", doc: () => { const o = clone(); delete o.akCertChain; return json({ ...o, hclReport: "AAAA", certChain: ["AAAA", "AAAA"] }); }, field: /^vcek: missing/ },
     { name: "akPublic as a number", doc: () => json({ ...clone(), akPublic: 5 }), field: /^akPublic: must be a base64 string/ },
     { name: "quote in URL-safe base64", doc: () => json({ ...clone(), quote: b64(gce.quote).replace(/\+/g, "-").replace(/\//g, "_") }), field: /^quote: not canonical/ },
     { name: "signature with embedded newline", doc: () => json({ ...clone(), signature: b64(gce.signature).replace(/^(.{64})/, "$1\n") }), field: /^signature: not canonical/ },

@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import { platformOIDs, type Binding, type Verdict } from "../../src/attestation/attestation.js";
-import { defaultPolicy, parsePolicy, type MeasurementPolicy } from "../../src/attestation/policy.js";
-import { parseTPMTPublic, TPMParseError } from "../../src/attestation/tpm-structures.js";
+import { readFileSync } from "node:fs";
+import { parsePolicy, type MeasurementPolicy } from "../../src/attestation/policy.js";
+import { parseTPM2BPublic, parseTPMTPublic, TPMParseError } from "../../src/attestation/tpm-structures.js";
 import { checkAK, createTPMValidator, pcrDigest, tpmCheckNames, verifyQuote } from "../../src/attestation/tpm-validator.js";
 import {
   ALG,
@@ -12,8 +13,10 @@ import {
   digestOf,
   encodeDocument,
   loadGCEEvidence,
+  gceDir,
   makeAK,
   pcrValues,
+  testAKCertChain,
   type AKKind,
   type DocumentParts,
   type GCEEvidence,
@@ -52,13 +55,16 @@ describe("real GCE evidence", () => {
     expect(() => verifyQuote(ak, gce.quote, gce.signature.subarray(0, 100))).toThrow(TPMParseError);
   });
 
+  const akCert = new Uint8Array(readFileSync(new URL("ak_cert.der", gceDir)));
   const gceDoc = (over: Partial<DocumentParts> = {}): Uint8Array =>
-    encodeDocument({ akPublic: gce.akPublic, quote: gce.quote, signature: gce.signature, pcrs: gce.pcrs, userData: new Uint8Array(), ...over });
+    encodeDocument({ akPublic: gce.akPublic, quote: gce.quote, signature: gce.signature, pcrs: gce.pcrs, userData: new Uint8Array(), akCertChain: [akCert], ...over });
   const pinned = (): MeasurementPolicy =>
     parsePolicy({ tpm: { pcrs: Object.fromEntries(pcrValuesOf(gce.pcrs, [0, 4, 7])) } });
+  const pcr0 = (): MeasurementPolicy => parsePolicy({ tpm: { pcrs: Object.fromEntries(pcrValuesOf(gce.pcrs, [0])) } });
 
   const cases: { name: string; doc: () => Uint8Array; binding?: Binding; policy?: () => MeasurementPolicy; failed: string[] }[] = [
     { name: "as captured (no nonce: binding skipped)", doc: () => gceDoc(), failed: [] },
+    { name: "as captured but without its AK certificate", doc: () => gceDoc({ akCertChain: undefined }), failed: ["ak anchoring"] },
     { name: "as captured, PCRs 0/4/7 pinned by policy, fresh marker required", doc: () => gceDoc(), policy: pinned, binding: { requireFresh: true }, failed: [] },
     { name: "flipped signature byte", doc: () => gceDoc({ signature: flip(gce.signature, -1) }), failed: ["signature"] },
     { name: "flipped quote byte (clock)", doc: () => gceDoc({ quote: flip(gce.quote, 0x30) }), failed: ["signature"] },
@@ -68,21 +74,21 @@ describe("real GCE evidence", () => {
     { name: "userData of another certificate", doc: () => gceDoc(), binding: { userData: randomBytes(32) }, failed: ["userData binding"] },
     { name: "policy wants another PCR 7", doc: () => gceDoc(), policy: () => parsePolicy({ tpm: { pcrs: { "7": "00".repeat(32) } } }), failed: ["policy pcrs"] },
     { name: "AK as bare TPMT_PUBLIC (DESIGN.md wants TPM2B_PUBLIC)", doc: () => gceDoc({ akPublic: gce.akTPMTPublic }), failed: ["format"] },
-    { name: "AK from another key", doc: () => gceDoc({ akPublic: makeAK("rsa-rsassa", { keySlot: 1 }).tpm2bPublic }), failed: ["signature"] },
+    { name: "AK from another key", doc: () => gceDoc({ akPublic: makeAK("rsa-rsassa", { keySlot: 1 }).tpm2bPublic }), failed: ["ak anchoring", "signature"] },
   ];
   for (const tc of cases) {
     it(`${tc.failed.length === 0 ? "accepts" : "rejects"} ${tc.name}${tc.failed.length ? ` (${tc.failed.join(", ")})` : ""}`, async () => {
-      const v = await createTPMValidator(tc.policy?.() ?? defaultPolicy()).validate(tc.doc(), tc.binding ?? {});
+      const v = await createTPMValidator(tc.policy?.() ?? pcr0()).validate(tc.doc(), tc.binding ?? {});
       expect(failed(v)).toEqual(tc.failed);
       expect(v.ok).toBe(tc.failed.length === 0);
     });
   }
 
   it("reports every check by name, in order, and the PCRs as facts", async () => {
-    const v = await createTPMValidator(defaultPolicy()).validate(gceDoc(), {});
+    const v = await createTPMValidator(pcr0()).validate(gceDoc(), {});
     expect(v.platform).toBe("tpm");
     expect(v.checks.map((c) => c.name)).toEqual([...tpmCheckNames]);
-    expect(v.checks.find((c) => c.name === "policy pcrs")).toEqual({ name: "policy pcrs", status: "skipped", detail: "no PCRs in policy" });
+    expect(v.checks.find((c) => c.name === "policy pcrs")).toEqual({ name: "policy pcrs", status: "passed", detail: "PCRs 0 match" });
     expect(status(v, "nonce binding")).toBe("skipped");
     expect(status(v, "fresh marker")).toBe("skipped");
     expect(v.facts.pcr0).toBe("0f35c214608d93c7a6e68ae7359b4a8be5a0e99eea9107ece427c4dea4e439cf");
@@ -92,6 +98,21 @@ describe("real GCE evidence", () => {
 
 function pcrValuesOf(pcrs: Map<number, Uint8Array>, indices: number[]): [string, string][] {
   return indices.map((i) => [String(i), Buffer.from(pcrs.get(i)!).toString("hex")]);
+}
+
+/** pcr0Policy pins PCR 0 of pcrValues() and allows the test CA that anchored() certifies with. */
+function pcr0Policy(): MeasurementPolicy {
+  return { tpm: { pcrs: new Map([[0, Buffer.from(pcrValues([0]).get(0)!).toString("hex")]]), allowTestRoot: true } };
+}
+
+/** anchored adds a test-CA certificate for the document's AK (as a provisioned swtpm would), when its AK parses. */
+function anchored(parts: DocumentParts): DocumentParts {
+  if (parts.akCertChain) return parts;
+  try {
+    return { ...parts, akCertChain: testAKCertChain(parseTPM2BPublic(parts.akPublic).key) };
+  } catch {
+    return parts;
+  }
 }
 
 describe("software-made evidence", () => {
@@ -153,9 +174,12 @@ describe("software-made evidence", () => {
       failed: ["pcr digest"],
     },
     { name: "quote's pcrDigest wrong", parts: (ak) => buildEvidence({ ak, nonce, userData, quote: { pcrDigest: new Uint8Array(ak.hashAlg === ALG.SHA384 ? 48 : 32) } }), failed: ["pcr digest"] },
-    { name: "PCR 4 not what the policy pins", parts: good, policy: () => parsePolicy({ tpm: { pcrs: { "4": "ab".repeat(32) } } }), failed: ["policy pcrs"] },
-    { name: "policy PCR not quoted", parts: (ak) => buildEvidence({ ak, nonce, userData, pcrs: pcrValues([0, 11, 12]) }), policy: () => parsePolicy({ tpm: { pcrs: { "7": "ab".repeat(32) } } }), failed: ["policy pcrs"] },
-    { name: "policy PCRs satisfied", parts: good, policy: () => parsePolicy({ tpm: { pcrs: Object.fromEntries(pcrValuesOf(pcrValues([...Array(24).keys()]), [0, 7, 11])) } }), failed: [] },
+    { name: "PCR 4 not what the policy pins", parts: good, policy: () => parsePolicy({ tpm: { pcrs: { "4": "ab".repeat(32) }, allowTestRoot: true } }), failed: ["policy pcrs"] },
+    { name: "policy PCR not quoted", parts: (ak) => buildEvidence({ ak, nonce, userData, pcrs: pcrValues([0, 11, 12]) }), policy: () => parsePolicy({ tpm: { pcrs: { "7": "ab".repeat(32) }, allowTestRoot: true } }), failed: ["policy pcrs"] },
+    { name: "policy PCRs satisfied", parts: good, policy: () => parsePolicy({ tpm: { pcrs: Object.fromEntries(pcrValuesOf(pcrValues([...Array(24).keys()]), [0, 7, 10])), allowTestRoot: true } }), failed: [] },
+    { name: "policy pinning no PCR (nothing is skipped-means-fine)", parts: good, policy: () => ({ tpm: { pcrs: new Map(), allowTestRoot: true } }), failed: ["policy pcrs"] },
+    { name: "policy pinning PCR 11 (an activation marker)", parts: good, policy: () => ({ tpm: { pcrs: new Map([[11, "00".repeat(32)]]), allowTestRoot: true } }), failed: ["policy pcrs"] },
+    { name: "policy naming only snp (the test root is not allowed either)", parts: good, policy: () => parsePolicy({ snp: { measurement: "00".repeat(48) } }), failed: ["ak anchoring", "policy pcrs"] },
     {
       name: "already activated peer (PCR 11 extended)",
       parts: (ak) => {
@@ -168,7 +192,7 @@ describe("software-made evidence", () => {
     { name: "PCR 12 not quoted while freshness is required", parts: (ak) => buildEvidence({ ak, nonce, userData, pcrs: pcrValues([0, 11]) }), failed: ["fresh marker"] },
     {
       name: "already activated peer when freshness is not required",
-      parts: (ak) => buildEvidence({ ak, nonce, userData, pcrs: new Map([[11, Buffer.alloc(32, 1)]]) }),
+      parts: (ak) => buildEvidence({ ak, nonce, userData, pcrs: new Map([[0, pcrValues([0]).get(0)!], [11, Buffer.alloc(32, 1)]]) }),
       binding: { nonce, userData },
       failed: [],
     },
@@ -179,7 +203,7 @@ describe("software-made evidence", () => {
       for (const tc of cases) {
         it(`${tc.failed.length === 0 ? "accepts" : "rejects"} ${tc.name}${tc.failed.length ? ` (${tc.failed.join(", ")})` : ""}`, async () => {
           const ak = aks.get(kind)!;
-          const v = await createTPMValidator(tc.policy?.() ?? defaultPolicy()).validate(encodeDocument(tc.parts(ak)), tc.binding ?? binding);
+          const v = await createTPMValidator(tc.policy?.() ?? pcr0Policy()).validate(encodeDocument(anchored(tc.parts(ak))), tc.binding ?? binding);
           expect(failed(v), JSON.stringify(v.checks)).toEqual(tc.failed);
           expect(v.ok).toBe(tc.failed.length === 0);
         });
@@ -189,7 +213,7 @@ describe("software-made evidence", () => {
 
   it("certify-type TPMS_ATTEST skips the PCR checks instead of guessing", async () => {
     const ak = aks.get("rsa-rsassa")!;
-    const v = await createTPMValidator(defaultPolicy()).validate(encodeDocument(buildEvidence({ ak, nonce, userData, quote: { type: 0x8017 } })), binding);
+    const v = await createTPMValidator(pcr0Policy()).validate(encodeDocument(anchored(buildEvidence({ ak, nonce, userData, quote: { type: 0x8017 } }))), binding);
     expect(v.ok).toBe(false);
     // The opaque body is not parsed as TPMS_QUOTE_INFO: its selection and digest are not evaluated.
     expect(status(v, "pcr selection")).toBe("skipped");
@@ -197,7 +221,7 @@ describe("software-made evidence", () => {
   });
 
   it("exposes platform tpm and its OID", () => {
-    const val = createTPMValidator(defaultPolicy());
+    const val = createTPMValidator(pcr0Policy());
     expect(val.platform).toBe("tpm");
     expect(val.oid).toBe(platformOIDs.tpm);
   });
