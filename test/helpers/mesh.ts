@@ -75,6 +75,8 @@ export interface MeshOptions {
   /** withDisks gives every peer a state disk: true → a fake, "luks" → a real LUKS2 file through cryptsetup. */
   withDisks?: boolean | "luks";
   activationConcurrency?: number;
+  /** vpnapiCaller maps a vpnapi connection (grpc-js peer string) to the caller's VPN IP; default: its source address. */
+  vpnapiCaller?: (grpcPeer: string) => string | undefined;
 }
 
 /** TestMesh owns every peer, server and temp dir it makes; close() releases all of them. */
@@ -189,7 +191,7 @@ export class TestMesh {
       clock: systemClock,
       logger,
       onCoordinator: async (vpnIP) => {
-        const s = createVPNAPIServer(peerRef!, logger.child("vpnapi"));
+        const s = createVPNAPIServer(peerRef!, logger.child("vpnapi"), this.#o.vpnapiCaller ? { callerVPNIP: this.#o.vpnapiCaller } : {});
         const port = await bind(s, "127.0.0.1:0", grpc.ServerCredentials.createInsecure());
         vpnServers.push(s);
         this.vpnapi.set(vpnIP, `127.0.0.1:${port}`);
