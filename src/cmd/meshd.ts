@@ -28,6 +28,7 @@ import { createPubAPIServer } from "../pubapi/server.js";
 import { EtcdStore } from "../store/store-etcd.js";
 import { VPNAPIClient, vpnapiPort } from "../vpnapi/client.js";
 import { createVPNAPIServer } from "../vpnapi/server.js";
+import { checkNftAvailable, VPNAPIFilter } from "../wireguard/vpnapi-filter.js";
 import { meshdUsage, parseMeshdFlags, type MeshdConfig } from "./flags.js";
 import { openVPN } from "./vpn.js";
 
@@ -50,6 +51,8 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     }
   };
   try {
+    // Fail before anything else when the vpnapi filter could not be installed later.
+    checkNftAvailable();
     await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
     const tpm = await Tpm.open(config.tcti).catch((err: unknown) => {
       throw new FailedPreconditionError(`TPM ${config.tcti}: ${errorMessage(err)} (meshd needs a TPM for its activation marker; use --tpm)`, { cause: err });
@@ -92,6 +95,9 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
       clock: systemClock,
       logger: logger.child("peer"),
       onCoordinator: async (vpnIP) => {
+        // The filter first: the vpnapi trusts source addresses, which only WireGuard authenticates.
+        const filter = await VPNAPIFilter.install({ wgInterface: config.wgInterface, vpnIP, port: vpnapiPort, logger: logger.child("vpnapi-filter") });
+        closers.push(() => filter.remove());
         const server = createVPNAPIServer(peerRef!, logger.child("vpnapi"));
         closers.push(() => server.forceShutdown());
         await bind(server, `${vpnIP}:${vpnapiPort}`, grpc.ServerCredentials.createInsecure());
