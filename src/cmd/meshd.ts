@@ -20,16 +20,15 @@ import { MirroredNodeState, NodeStateFile, type NodeStateStore } from "../core/n
 import type { StateDisk } from "../core/disk.js";
 import { LUKSTokenNodeState } from "../diskencryption/bootstrap-token.js";
 import { StateVolume } from "../diskencryption/state-volume.js";
-import { MemoryStore } from "../core/store-memory.js";
 import type { Store } from "../core/store.js";
 import { LUKSDisk } from "../diskencryption/luks-disk.js";
 import { PubAPIClient } from "../pubapi/client.js";
 import { createPubAPIServer } from "../pubapi/server.js";
-import { EtcdStore } from "../store/store-etcd.js";
 import { VPNAPIClient, vpnapiPort } from "../vpnapi/client.js";
 import { createVPNAPIServer } from "../vpnapi/server.js";
 import { checkNftAvailable, VPNAPIFilter } from "../wireguard/vpnapi-filter.js";
 import { meshdUsage, parseMeshdFlags, type MeshdConfig } from "./flags.js";
+import { openStore } from "./store.js";
 import { openVPN } from "./vpn.js";
 
 /** Closer releases one resource at shutdown. */
@@ -62,7 +61,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     closers.push(() => (issuer as { close?: () => Promise<void> }).close?.());
     const policy = await loadPolicy(config.measurements);
     const validators = validatorsFor(policy);
-    const { disk, nodeState, locked } = await openStateDisk(config, logger.child("disk"));
+    const { disk, nodeState, locked, encrypted } = await openStateDisk(config, logger.child("disk"));
     const vpn = openVPN(config, logger.child("wireguard"));
     closers.push(() => vpn.close());
     // Open the device now when its key can be read (it can unless a locked state disk holds it).
@@ -72,7 +71,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
         `--disk ${config.disk}: the Coordinator's state disk is locked after a reboot; a Coordinator cannot unlock itself (its master secret is on that disk) and recovering one is not supported yet`,
       );
     } else logger.info("state disk is locked: waiting for its key from a Coordinator before anything else");
-    const store: Store = await openStore(config, logger);
+    const store: Store = await openStore(config, encrypted, logger);
     closers.push(() => store.close());
     const peerClient = new PubAPIClient({
       activationCredentials: createATLSChannelCredentials(validators, { requireFresh: true }),
@@ -131,11 +130,14 @@ const diskPBKDF = { type: "pbkdf2", iterations: 1000 } as const;
  * data in its LUKS2 header; a file is the embedded default (a LUKS2 header whose key is rotated,
  * no mapping). Without --disk, disk steps are skipped.
  */
-async function openStateDisk(config: MeshdConfig, logger: Logger): Promise<{ disk: StateDisk | undefined; nodeState: NodeStateStore; locked: boolean }> {
+async function openStateDisk(
+  config: MeshdConfig,
+  logger: Logger,
+): Promise<{ disk: StateDisk | undefined; nodeState: NodeStateStore; locked: boolean; encrypted: boolean }> {
   const fileState = new NodeStateFile(join(config.stateDir, "node-state.json"));
   if (!config.disk) {
     logger.info("no --disk: state-disk steps will be skipped");
-    return { disk: undefined, nodeState: fileState, locked: false };
+    return { disk: undefined, nodeState: fileState, locked: false, encrypted: false };
   }
   const info = await stat(config.disk).catch((err: NodeJS.ErrnoException) => {
     throw new FailedPreconditionError(`--disk ${config.disk}: ${err.code === "ENOENT" ? "no such device or file" : err.message}`);
@@ -146,22 +148,17 @@ async function openStateDisk(config: MeshdConfig, logger: Logger): Promise<{ dis
     // The node state is public bootstrap data in the header, mirrored inside the encrypted volume
     // so that a rebooted Node can detect a rewritten header once it has unlocked the disk.
     const nodeState = new MirroredNodeState(new LUKSTokenNodeState(config.disk), fileState);
-    return { disk: volume, nodeState, locked: state === "locked" };
+    return { disk: volume, nodeState, locked: state === "locked", encrypted: true };
   }
   const disk = new LUKSDisk({ device: config.disk, initialKeyFile: config.diskInitialKey, pbkdf: diskPBKDF, logger });
   await disk.checkLUKS2();
-  return { disk, nodeState: fileState, locked: false };
+  return { disk, nodeState: fileState, locked: false, encrypted: false };
 }
 
 async function makeIssuer(config: MeshdConfig, tpm: Tpm): Promise<Issuer> {
   if (config.attestation === "tpm") return TPMIssuer.create(tpm);
   if (config.snp === "simulated") return new SimulatedSNPIssuer({ chain: sharedSimulatedSNPChain() });
   return new SNPDeviceIssuer();
-}
-
-async function openStore(config: MeshdConfig, logger: Logger): Promise<Store> {
-  if (config.store.kind === "memory") return MemoryStore.open({ file: join(config.stateDir, "store.json") });
-  return EtcdStore.open({ endpoints: config.store.endpoints, logger });
 }
 
 function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {

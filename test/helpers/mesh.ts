@@ -77,6 +77,8 @@ export interface MeshOptions {
   activationConcurrency?: number;
   /** vpnapiCaller maps a vpnapi connection (grpc-js peer string) to the caller's VPN IP; default: its source address. */
   vpnapiCaller?: (grpcPeer: string) => string | undefined;
+  /** storeRefuseWritesReason makes every peer's memory store refuse writes (as meshd on an unencrypted state dir). */
+  storeRefuseWritesReason?: string;
 }
 
 /** TestMesh owns every peer, server and temp dir it makes; close() releases all of them. */
@@ -171,7 +173,10 @@ export class TestMesh {
       marker = new CountingMarker(new TPMMarker(tpmIssuer.tpm));
       closeAttestation = () => tpmIssuer.close();
     }
-    const store = await MemoryStore.open({ file: join(hw.stateDir, "store.json") });
+    const store = await MemoryStore.open({
+      file: join(hw.stateDir, "store.json"),
+      ...(this.#o.storeRefuseWritesReason ? { refuseWritesReason: this.#o.storeRefuseWritesReason } : {}),
+    });
     const peerClient = new PubAPIClient({ activationCredentials: this.credentials(true), credentials: this.credentials(false) });
     const vpnServers: grpc.Server[] = [];
     let peerRef: MeshPeer | undefined;
