@@ -5,6 +5,8 @@ import { ServerCredentials } from "@grpc/grpc-js";
 import type { Issuer } from "../attestation/attestation.js";
 import { nullLogger, type Logger } from "../core/logger.js";
 import { createAttestedCertificate, defaultValidityMs } from "./certificate.js";
+import { ATLSError } from "./errors.js";
+import { HandshakeLimiter } from "./limiter.js";
 import { nonceFromServername } from "./nonce.js";
 
 /** ATLSServerOptions configure createATLSServerCredentials. */
@@ -15,6 +17,8 @@ export interface ATLSServerOptions {
   validityMs?: number;
   /** now returns ms since the epoch, stamped into certificates; undefined: Date.now (tests shift it). */
   now?: () => number;
+  /** limiter bounds concurrent and queued issuer calls (limiter.ts); undefined: a HandshakeLimiter with its defaults. */
+  limiter?: HandshakeLimiter;
 }
 
 /**
@@ -28,7 +32,9 @@ export class ATLSServerCredentials extends ServerCredentials {
     const validityMs = options.validityMs ?? defaultValidityMs;
     if (!(validityMs > 0)) throw new RangeError(`aTLS server: validityMs must be positive, got ${validityMs}`);
 
-    const SNICallback = (servername: string, cb: (err: Error | null, ctx?: SecureContext) => void): void => {
+    const limiter = options.limiter ?? new HandshakeLimiter();
+    // A function, not an arrow: Node calls it on the TLSSocket, whose remoteAddress the limiter caps per source.
+    const SNICallback = function (this: { remoteAddress?: string } | undefined, servername: string, cb: (err: Error | null, ctx?: SecureContext) => void): void {
       const nonce = nonceFromServername(servername);
       if (!nonce) {
         // Scanners and plain TLS clients end here; debug keeps them from flooding the log.
@@ -36,11 +42,17 @@ export class ATLSServerCredentials extends ServerCredentials {
         cb(new Error("aTLS: the TLS server name must be a 64-hex-character nonce"));
         return;
       }
-      createAttestedCertificate(issuer, nonce, { validityMs, now: now() })
+      limiter
+        .run(this?.remoteAddress, () => createAttestedCertificate(issuer, nonce, { validityMs, now: now() }))
         .then((pair) => createSecureContext({ key: pair.keyPem, cert: pair.certPem }))
         .then(
           (ctx) => cb(null, ctx),
           (err: unknown) => {
+            if (err instanceof ATLSError && err.check === "busy") {
+              log.debug("refused ClientHello: busy", { error: err.message });
+              cb(err);
+              return;
+            }
             log.warn("aTLS handshake refused: could not attest the certificate key", {
               platform: issuer.platform,
               error: err instanceof Error ? `${err.message}${err.cause instanceof Error ? `: ${err.cause.message}` : ""}` : String(err),
@@ -65,7 +77,8 @@ export class ATLSServerCredentials extends ServerCredentials {
  * characters, else the handshake fails without a certificate), makes a fresh P-256 key, asks `issuer`
  * for a document binding the nonce and SHA-256 of the key's SPKI, and serves a self-signed
  * certificate carrying it under `issuer.oid`. TLS 1.3 only; clients are not authenticated.
- * The issuer is called once per handshake, concurrently across handshakes.
+ * The issuer is called once per handshake, at most options.limiter's bound at once; past the bounds
+ * a handshake fails at once ("busy").
  */
 export function createATLSServerCredentials(issuer: Issuer, options?: ATLSServerOptions): ServerCredentials {
   return new ATLSServerCredentials(issuer, options);
