@@ -6,6 +6,7 @@ import type { MeshPeer } from "../core/mesh-peer.js";
 import { checkDiskUUID } from "../core/keys.js";
 import { peerToWire } from "../rpc/peer-wire.js";
 import { maxMessageBytes, serviceOf } from "../rpc/proto.js";
+import { callerRateLimit, type CallerRateLimitOptions } from "../rpc/rate-limit.js";
 import { toStatus } from "../rpc/status.js";
 import { serveActivateAsNode } from "./activate-node-server.js";
 import type { WireFailure } from "./messages.js";
@@ -16,6 +17,8 @@ export interface PubAPIServerOptions {
   logger: Logger;
   /** streamMessageTimeoutMs bounds the wait for each ActivateAsNode message (default 60 s). */
   streamMessageTimeoutMs?: number;
+  /** callerRateLimit bounds calls per remote IP (RESOURCE_EXHAUSTED past it); undefined: its defaults. */
+  callerRateLimit?: CallerRateLimitOptions;
 }
 
 /**
@@ -23,7 +26,7 @@ export interface PubAPIServerOptions {
  * binds it (with aTLS server credentials) and owns its shutdown.
  */
 export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
-  const server = new grpc.Server({ "grpc.max_receive_message_length": maxMessageBytes });
+  const server = new grpc.Server({ "grpc.max_receive_message_length": maxMessageBytes, interceptors: [callerRateLimit(o.callerRateLimit)] });
   const log = o.logger;
   const fail = <T>(op: string, cb: grpc.sendUnaryData<T>) => (err: unknown) => cb(toStatus(err, op, log) as grpc.ServiceError, null);
   const failStream = (op: string, call: grpc.ServerWritableStream<unknown, unknown>) => (err: unknown) =>

@@ -13,6 +13,7 @@ import { createTPMValidator } from "../../src/attestation/tpm-validator.js";
 import { createATLSChannelCredentials } from "../../src/atls/client.js";
 import type { InitMarker, MarkerState } from "../../src/core/marker.js";
 import { createATLSServerCredentials } from "../../src/atls/server.js";
+import type { HandshakeLimiter } from "../../src/atls/limiter.js";
 import { systemClock } from "../../src/core/clock.js";
 import { UnavailableError } from "../../src/core/errors.js";
 import { createLogger, type Logger } from "../../src/core/logger.js";
@@ -79,6 +80,8 @@ export interface MeshOptions {
   vpnapiCaller?: (grpcPeer: string) => string | undefined;
   /** storeRefuseWritesReason makes every peer's memory store refuse writes (as meshd on an unencrypted state dir). */
   storeRefuseWritesReason?: string;
+  /** handshakeLimiter gives a peer's aTLS server its limiter (default: the server's own). */
+  handshakeLimiter?: (peerName: string) => HandshakeLimiter;
 }
 
 /** TestMesh owns every peer, server and temp dir it makes; close() releases all of them. */
@@ -204,7 +207,8 @@ export class TestMesh {
     });
     peerRef = peer;
     const pub = createPubAPIServer({ peer, logger: logger.child("pubapi") });
-    await bind(pub, `127.0.0.1:${hw.port}`, createATLSServerCredentials(issuer, { logger }));
+    const limiter = this.#o.handshakeLimiter?.(hw.name);
+    await bind(pub, `127.0.0.1:${hw.port}`, createATLSServerCredentials(issuer, { logger, ...(limiter ? { limiter } : {}) }));
     await peer.resume();
     const stopSoftware = async (): Promise<void> => {
       peer.close();
