@@ -1,4 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
+import { connect as netConnect } from "node:net";
 import { connect } from "node:tls";
 import nacl from "tweetnacl";
 import { afterEach, describe, expect, it } from "vitest";
@@ -18,7 +19,9 @@ const secret = Buffer.from("bounded work test master secret!");
 /** handshake opens one raw TLS connection with a well-formed nonce from `localAddress`; resolves "ok" or "refused". */
 function handshake(port: number, localAddress: string): Promise<"ok" | "refused"> {
   return new Promise((resolve) => {
-    const s = connect({ host: "127.0.0.1", port, localAddress, servername: newNonce().servername, rejectUnauthorized: false, ALPNProtocols: ["h2"] });
+    const tcp = netConnect({ host: "127.0.0.1", port, localAddress });
+    tcp.once("error", () => resolve("refused"));
+    const s = connect({ socket: tcp, servername: newNonce().servername, rejectUnauthorized: false, ALPNProtocols: ["h2"] });
     s.once("secureConnect", () => {
       s.destroy();
       resolve("ok");
