@@ -7,8 +7,9 @@ export interface HandshakeLimiterOptions {
   /** maxQueued is how many handshakes may wait for a slot; undefined: 32. Past it: busy at once. */
   maxQueued?: number;
   /**
-   * maxPerSource bounds running plus waiting handshakes of one source address, so one flooding
-   * host cannot fill the queue and starve everyone else; undefined: 4.
+   * maxPerSource bounds the waiting handshakes of one source address, so one flooding host cannot
+   * fill the queue and starve everyone else (a burst that finds free slots is not limited by it);
+   * undefined: 4.
    */
   maxPerSource?: number;
 }
@@ -35,7 +36,8 @@ export class HandshakeLimiter {
   readonly #maxQueued: number;
   readonly #maxPerSource: number;
   readonly #waiting: Array<() => void> = [];
-  readonly #perSource = new Map<string, number>();
+  /** #waitingOf counts the waiting handshakes of each source address. */
+  readonly #waitingOf = new Map<string, number>();
   #running = 0;
   #peak = 0;
   #refused = 0;
@@ -53,33 +55,34 @@ export class HandshakeLimiter {
 
   /**
    * run calls fn once a slot is free and returns its result; `source` is the client's address
-   * (undefined: counted under one shared key). It rejects at once with ATLSError("busy") when the
-   * source already has maxPerSource handshakes, or every slot is taken and the queue is full.
+   * (undefined: counted under one shared key). When every slot is taken it rejects at once with
+   * ATLSError("busy") if the source already has maxPerSource handshakes waiting or the queue is full.
    */
   async run<T>(source: string | undefined, fn: () => Promise<T>): Promise<T> {
-    const key = source ?? "";
-    const mine = this.#perSource.get(key) ?? 0;
-    if (mine >= this.#maxPerSource) throw this.#busy(`${mine} handshakes from ${source ?? "this source"} in progress`);
-    if (this.#running >= this.#max && this.#waiting.length >= this.#maxQueued) {
-      throw this.#busy(`${this.#running} handshakes running and ${this.#waiting.length} waiting`);
-    }
-    this.#perSource.set(key, mine + 1);
-    try {
-      if (this.#running >= this.#max) await new Promise<void>((resolve) => this.#waiting.push(resolve));
-      else this.#running++;
-      this.#peak = Math.max(this.#peak, this.#running);
+    if (this.#running < this.#max) {
+      this.#running++;
+    } else {
+      const key = source ?? "";
+      const mine = this.#waitingOf.get(key) ?? 0;
+      if (mine >= this.#maxPerSource) throw this.#busy(`${mine} handshakes from ${source ?? "this source"} waiting`);
+      if (this.#waiting.length >= this.#maxQueued) throw this.#busy(`${this.#running} handshakes running and ${this.#waiting.length} waiting`);
+      this.#waitingOf.set(key, mine + 1);
       try {
-        return await fn();
+        // The slot is handed over by the finishing handshake (running stays the same).
+        await new Promise<void>((resolve) => this.#waiting.push(resolve));
       } finally {
-        // Hand the slot straight to the next waiter (running stays the same), or free it.
-        const next = this.#waiting.shift();
-        if (next) next();
-        else this.#running--;
+        const n = (this.#waitingOf.get(key) ?? 1) - 1;
+        if (n > 0) this.#waitingOf.set(key, n);
+        else this.#waitingOf.delete(key);
       }
+    }
+    this.#peak = Math.max(this.#peak, this.#running);
+    try {
+      return await fn();
     } finally {
-      const n = (this.#perSource.get(key) ?? 1) - 1;
-      if (n > 0) this.#perSource.set(key, n);
-      else this.#perSource.delete(key);
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#running--;
     }
   }
 

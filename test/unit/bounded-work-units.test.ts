@@ -63,11 +63,11 @@ describe("HandshakeLimiter", () => {
     expect(l.stats).toMatchObject({ running: 0, queued: 0, peakRunning: 2 });
   });
 
-  it("caps one source so a flooder cannot starve others; a failing job frees its slot", async () => {
+  it("caps one source's waiting handshakes so a flooder cannot fill the queue; a failing job frees its slot", async () => {
     const l = new HandshakeLimiter({ maxConcurrent: 1, maxQueued: 10, maxPerSource: 2 });
     const g = gate();
-    const flooder = [l.run("a", () => g.p), l.run("a", () => g.p)];
-    await expect(l.run("a", () => g.p)).rejects.toThrow(/2 handshakes from a in progress/);
+    const flooder = [l.run("a", () => g.p), l.run("a", () => g.p), l.run("a", () => g.p)];
+    await expect(l.run("a", () => g.p)).rejects.toThrow(/2 handshakes from a waiting/);
     const other = l.run("b", async () => "b served");
     g.open();
     await Promise.all(flooder);
