@@ -14,7 +14,7 @@ packages=(
   wireguard-go wireguard-tools
   cryptsetup-bin strace
   etcd-server
-  iproute2 iputils-ping
+  iproute2 iputils-ping nftables
   g++ make python3 pkg-config
   qemu-system-x86 busybox kmod e2fsprogs
 )

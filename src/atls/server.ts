@@ -6,6 +6,8 @@ import type { Issuer } from "../attestation/attestation.js";
 import { nullLogger, type Logger } from "../core/logger.js";
 import { createAttestedCertificate, defaultValidityMs } from "./certificate.js";
 import { ATLSConnections } from "./connections.js";
+import { ATLSError } from "./errors.js";
+import { HandshakeLimiter } from "./limiter.js";
 import { nonceFromServername, nonceServernameRule } from "./nonce.js";
 
 /** ATLSServerOptions configure createATLSServerCredentials. */
@@ -16,6 +18,8 @@ export interface ATLSServerOptions {
   validityMs?: number;
   /** now returns ms since the epoch, stamped into certificates; undefined: Date.now (tests shift it). */
   now?: () => number;
+  /** limiter bounds concurrent and queued issuer calls (limiter.ts); undefined: a HandshakeLimiter with its defaults. */
+  limiter?: HandshakeLimiter;
 }
 
 /**
@@ -36,8 +40,10 @@ export class ATLSServerCredentials extends ServerCredentials {
     if (!(validityMs > 0)) throw new RangeError(`aTLS server: validityMs must be positive, got ${validityMs}`);
 
     const connections = new ATLSConnections();
+    const limiter = options.limiter ?? new HandshakeLimiter();
     // Node calls the SNI callback as a method of the server-side TLSSocket: that is the one place
-    // the credentials see each connection (grpc-js keeps its http2 server to itself).
+    // the credentials see each connection (grpc-js keeps its http2 server to itself). The limiter
+    // caps handshakes per source by its remoteAddress; caller proofs find the connection later.
     const SNICallback = function (this: unknown, servername: string, cb: (err: Error | null, ctx?: SecureContext) => void): void {
       const nonce = nonceFromServername(servername);
       if (!nonce) {
@@ -48,11 +54,17 @@ export class ATLSServerCredentials extends ServerCredentials {
       }
       if (this instanceof TLSSocket) connections.add(this);
       else log.warn("aTLS: the SNI callback did not run on a TLS socket; caller proofs on this connection will be refused");
-      createAttestedCertificate(issuer, nonce, { validityMs, now: now() })
+      limiter
+        .run(this instanceof TLSSocket ? this.remoteAddress : undefined, () => createAttestedCertificate(issuer, nonce, { validityMs, now: now() }))
         .then((pair) => createSecureContext({ key: pair.keyPem, cert: pair.certPem }))
         .then(
           (ctx) => cb(null, ctx),
           (err: unknown) => {
+            if (err instanceof ATLSError && err.check === "busy") {
+              log.debug("refused ClientHello: busy", { error: err.message });
+              cb(err);
+              return;
+            }
             log.warn("aTLS handshake refused: could not attest the certificate key", {
               platform: issuer.platform,
               error: err instanceof Error ? `${err.message}${err.cause instanceof Error ? `: ${err.cause.message}` : ""}` : String(err),
@@ -79,7 +91,8 @@ export class ATLSServerCredentials extends ServerCredentials {
  * for a document binding the nonce and SHA-256 of the key's SPKI, and serves a self-signed
  * certificate carrying it under `issuer.oid`. TLS 1.3 only; TLS does not authenticate clients:
  * callers prove themselves per call through `connections` (caller proofs).
- * The issuer is called once per handshake, concurrently across handshakes.
+ * The issuer is called once per handshake, at most options.limiter's bound at once; past the bounds
+ * a handshake fails at once ("busy").
  */
 export function createATLSServerCredentials(issuer: Issuer, options?: ATLSServerOptions): ATLSServerCredentials {
   return new ATLSServerCredentials(issuer, options);

@@ -3,7 +3,8 @@ import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../core/errors.js";
 import type { LogLevel } from "../core/logger.js";
-import { parseEndpoint } from "../core/validate.js";
+import { formatEndpoint, parseEndpoint } from "../core/validate.js";
+import { isLoopbackHost } from "../store/etcd-tls.js";
 
 /** MeshdConfig is meshd's validated command line (DESIGN.md "CLI contract"). */
 export interface MeshdConfig {
@@ -20,10 +21,22 @@ export interface MeshdConfig {
   snp: "device" | "simulated";
   disk: string | undefined;
   diskInitialKey: string;
-  store: { kind: "memory" } | { kind: "etcd"; endpoints: string[] };
+  store: { kind: "memory" } | { kind: "etcd"; endpoints: string[]; tls?: EtcdTLSFiles };
+  /**
+   * insecureStateDir allows a Coordinator to keep its master secret in a state dir that is not the
+   * encrypted state volume (--disk on a block device): the local demo only; meshd warns.
+   */
+  insecureStateDir: boolean;
   updateIntervalMs: number;
   measurements: string | undefined;
   logLevel: LogLevel;
+}
+
+/** EtcdTLSFiles are the PEM files of --etcd-ca/--etcd-cert/--etcd-key (cert and key both or neither). */
+export interface EtcdTLSFiles {
+  caFile: string;
+  certFile?: string;
+  keyFile?: string;
 }
 
 /** meshdUsage is meshd --help. */
@@ -46,6 +59,11 @@ Flags:
   --disk PATH                  LUKS2 state disk (device, mapped name or file); without it disk steps are skipped
   --disk-initial-key FILE      the disk's initial passphrase (default /run/cryptsetup-keys.d/state.key)
   --store memory|etcd://HOST:PORT[,HOST:PORT...]   Coordinator store (default memory, persisted in the state dir)
+  --etcd-ca FILE               CA (PEM) of etcd's server certificate: TLS to etcd (required unless every endpoint is loopback)
+  --etcd-cert FILE             client certificate (PEM) for etcd's --client-cert-auth (with --etcd-key)
+  --etcd-key FILE              its private key (PEM)
+  --insecure-state-dir         allow a Coordinator's master secret in a state dir that is not an encrypted
+                               volume (--disk on a block device maps one); for demos only, logged as a warning
   --measurements FILE          measurement policy for other peers (default: peers measured like this one)
   --update-interval SECONDS    how often Nodes poll the Coordinator (default 10)
   --log-level debug|info|warn|error   (default info)
@@ -70,6 +88,10 @@ export function parseMeshdFlags(argv: string[]): { help: true } | { help: false;
       disk: { type: "string" },
       "disk-initial-key": { type: "string", default: "/run/cryptsetup-keys.d/state.key" },
       store: { type: "string", default: "memory" },
+      "etcd-ca": { type: "string" },
+      "etcd-cert": { type: "string" },
+      "etcd-key": { type: "string" },
+      "insecure-state-dir": { type: "boolean", default: false },
       measurements: { type: "string" },
       "update-interval": { type: "string", default: "10" },
       "log-level": { type: "string", default: "info" },
@@ -104,7 +126,8 @@ export function parseMeshdFlags(argv: string[]): { help: true } | { help: false;
       snp: oneOf(values.snp!, ["device", "simulated"], "--snp"),
       disk: values.disk,
       diskInitialKey: values["disk-initial-key"]!,
-      store: storeOf(values.store!),
+      store: storeOf(values.store!, { ca: values["etcd-ca"], cert: values["etcd-cert"], key: values["etcd-key"] }),
+      insecureStateDir: values["insecure-state-dir"] === true,
       updateIntervalMs: Math.round(interval * 1000),
       measurements: values.measurements,
       logLevel: logLevel as LogLevel,
@@ -133,13 +156,26 @@ export function tctiOf(v: string): string {
   return `swtpm:host=${ep.host},port=${ep.port}`;
 }
 
-function storeOf(v: string): MeshdConfig["store"] {
-  if (v === "memory") return { kind: "memory" };
+function storeOf(v: string, tls: { ca: string | undefined; cert: string | undefined; key: string | undefined }): MeshdConfig["store"] {
+  const anyTLS = tls.ca !== undefined || tls.cert !== undefined || tls.key !== undefined;
+  if (v === "memory") {
+    if (anyTLS) throw new InvalidArgumentError("--etcd-ca/--etcd-cert/--etcd-key: only with --store etcd://…");
+    return { kind: "memory" };
+  }
   const m = /^etcd:\/\/(.+)$/.exec(v);
   if (!m) throw new InvalidArgumentError(`--store: must be memory or etcd://HOST:PORT[,HOST:PORT...], got ${JSON.stringify(v)}`);
-  const endpoints = m[1]!.split(",").map((e, i) => {
-    const ep = parseEndpoint(e, `--store etcd endpoint ${i}`);
-    return `${ep.host}:${ep.port}`;
-  });
-  return { kind: "etcd", endpoints };
+  const parsed = m[1]!.split(",").map((e, i) => parseEndpoint(e, `--store etcd endpoint ${i}`));
+  const endpoints = parsed.map((ep) => formatEndpoint(ep));
+  if ((tls.cert === undefined) !== (tls.key === undefined)) throw new InvalidArgumentError("--etcd-cert and --etcd-key: give both or neither");
+  if (tls.ca === undefined) {
+    if (anyTLS) throw new InvalidArgumentError("--etcd-cert/--etcd-key need --etcd-ca (the CA of etcd's server certificate)");
+    const remote = parsed.filter((ep) => !isLoopbackHost(ep.host));
+    if (remote.length > 0) {
+      throw new InvalidArgumentError(
+        `--store: plaintext etcd only on loopback; ${formatEndpoint(remote[0]!)} needs TLS: give --etcd-ca, --etcd-cert and --etcd-key (the store holds the master secret)`,
+      );
+    }
+    return { kind: "etcd", endpoints };
+  }
+  return { kind: "etcd", endpoints, tls: { caFile: tls.ca, ...(tls.cert ? { certFile: tls.cert } : {}), ...(tls.key ? { keyFile: tls.key } : {}) } };
 }

@@ -26,15 +26,15 @@ import type { KeySealer } from "../core/sealer.js";
 import type { StateDisk } from "../core/disk.js";
 import { LUKSTokenNodeState } from "../diskencryption/bootstrap-token.js";
 import { StateVolume } from "../diskencryption/state-volume.js";
-import { MemoryStore } from "../core/store-memory.js";
 import type { Store } from "../core/store.js";
 import { LUKSDisk } from "../diskencryption/luks-disk.js";
 import { PubAPIClient } from "../pubapi/client.js";
 import { createPubAPIServer } from "../pubapi/server.js";
-import { EtcdStore } from "../store/store-etcd.js";
 import { VPNAPIClient, vpnapiPort } from "../vpnapi/client.js";
 import { createVPNAPIServer } from "../vpnapi/server.js";
+import { checkNftAvailable, VPNAPIFilter } from "../wireguard/vpnapi-filter.js";
 import { meshdUsage, parseMeshdFlags, type MeshdConfig } from "./flags.js";
+import { openStore } from "./store.js";
 import { openVPN } from "./vpn.js";
 
 /** Closer releases one resource at shutdown. */
@@ -56,6 +56,8 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     }
   };
   try {
+    // Fail before anything else when the vpnapi filter could not be installed later.
+    checkNftAvailable();
     await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
     const tpm = await Tpm.open(config.tcti).catch((err: unknown) => {
       throw new FailedPreconditionError(`TPM ${config.tcti}: ${errorMessage(err)} (meshd needs a TPM for its activation marker; use --tpm)`, { cause: err });
@@ -70,7 +72,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     closers.push(() => (issuer as { close?: () => Promise<void> }).close?.());
     const policy = await peerPolicy(config, issuer, logger);
     const validators = validatorsFor(policy);
-    const { disk, nodeState, locked } = await openStateDisk(config, new TPMKeySealer(tpm), logger.child("disk"));
+    const { disk, nodeState, locked, encrypted } = await openStateDisk(config, new TPMKeySealer(tpm), logger.child("disk"));
     const vpn = openVPN(config, logger.child("wireguard"));
     closers.push(() => vpn.close());
     // Open the device now when its key can be read (it can unless a locked state disk holds it).
@@ -80,7 +82,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
         `--disk ${config.disk}: the Coordinator's state disk is locked after a reboot; a Coordinator cannot unlock itself (its master secret is on that disk) and recovering one is not supported yet`,
       );
     } else logger.info("state disk is locked: waiting for its key from a Coordinator before anything else");
-    const store: Store = await openStore(config, logger);
+    const store: Store = await openStore(config, encrypted, logger);
     closers.push(() => store.close());
     const peerClient = new PubAPIClient({ validators, issuer });
     closers.push(() => peerClient.close());
@@ -101,6 +103,9 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
       clock: systemClock,
       logger: logger.child("peer"),
       onCoordinator: async (vpnIP) => {
+        // The filter first: the vpnapi trusts source addresses, which only WireGuard authenticates.
+        const filter = await VPNAPIFilter.install({ wgInterface: config.wgInterface, vpnIP, port: vpnapiPort, logger: logger.child("vpnapi-filter") });
+        closers.push(() => filter.remove());
         const server = createVPNAPIServer(peerRef!, logger.child("vpnapi"));
         closers.push(() => server.forceShutdown());
         await bind(server, `${vpnIP}:${vpnapiPort}`, grpc.ServerCredentials.createInsecure());
@@ -136,12 +141,16 @@ const diskPBKDF = { type: "pbkdf2", iterations: 1000 } as const;
  * no mapping). Without --disk, disk steps are skipped. Either way the node state is authenticated
  * with a MAC key sealed to the TPM's boot PCRs (`sealer`) before anything in it is used.
  */
-async function openStateDisk(config: MeshdConfig, sealer: KeySealer, logger: Logger): Promise<{ disk: StateDisk | undefined; nodeState: NodeStateStore; locked: boolean }> {
+async function openStateDisk(
+  config: MeshdConfig,
+  sealer: KeySealer,
+  logger: Logger,
+): Promise<{ disk: StateDisk | undefined; nodeState: NodeStateStore; locked: boolean; encrypted: boolean }> {
   const fileState = new NodeStateFile(join(config.stateDir, "node-state.json"));
   const authenticated = new AuthenticatedNodeState(fileState, sealer);
   if (!config.disk) {
     logger.info("no --disk: state-disk steps will be skipped");
-    return { disk: undefined, nodeState: authenticated, locked: false };
+    return { disk: undefined, nodeState: authenticated, locked: false, encrypted: false };
   }
   const info = await stat(config.disk).catch((err: NodeJS.ErrnoException) => {
     throw new FailedPreconditionError(`--disk ${config.disk}: ${err.code === "ENOENT" ? "no such device or file" : err.message}`);
@@ -152,11 +161,11 @@ async function openStateDisk(config: MeshdConfig, sealer: KeySealer, logger: Log
     // The node state is public bootstrap data in the header (authenticated by its sealed-key tag),
     // mirrored inside the encrypted volume, which must hold the same record once unlocked.
     const nodeState = new AuthenticatedNodeState(new MirroredNodeState(new LUKSTokenNodeState(config.disk), fileState), sealer);
-    return { disk: volume, nodeState, locked: state === "locked" };
+    return { disk: volume, nodeState, locked: state === "locked", encrypted: true };
   }
   const disk = new LUKSDisk({ device: config.disk, initialKeyFile: config.diskInitialKey, pbkdf: diskPBKDF, logger });
   await disk.checkLUKS2();
-  return { disk, nodeState: authenticated, locked: false };
+  return { disk, nodeState: authenticated, locked: false, encrypted: false };
 }
 
 /**
@@ -182,11 +191,6 @@ async function makeIssuer(config: MeshdConfig, tpm: Tpm): Promise<Issuer> {
   if (config.attestation === "tpm") return TPMIssuer.create(tpm);
   if (config.snp === "simulated") return new SimulatedSNPIssuer({ chain: sharedSimulatedSNPChain() });
   return new SNPDeviceIssuer();
-}
-
-async function openStore(config: MeshdConfig, logger: Logger): Promise<Store> {
-  if (config.store.kind === "memory") return MemoryStore.open({ file: join(config.stateDir, "store.json") });
-  return EtcdStore.open({ endpoints: config.store.endpoints, logger });
 }
 
 function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {

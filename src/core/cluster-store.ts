@@ -1,6 +1,6 @@
-import { FailedPreconditionError, InternalError, NotFoundError } from "./errors.js";
+import { CoreError, FailedPreconditionError, InternalError, NotFoundError, PermissionDeniedError } from "./errors.js";
 import { allocateIP, coordinatorPool, inPool, nodePool, releaseIP } from "./ip-pool.js";
-import { checkPeerRecord, type PeerRecord } from "./peer.js";
+import { checkPeerRecord, checkPeerSet, type PeerRecord } from "./peer.js";
 import { runTransaction, type Store, type Transaction } from "./store.js";
 
 const keys = {
@@ -13,6 +13,9 @@ const keys = {
   disks: "disks/",
   adminPubKey: "cluster/adminPubKey",
 };
+
+/** retired is the owner of a disk UUID whose key went to a failed or removed peer: never claimable again. */
+const retired = Buffer.from("");
 
 /** ClusterSecrets are what a Coordinator needs to derive keys. Never log them. */
 export interface ClusterSecrets {
@@ -85,19 +88,48 @@ export class ClusterStore {
     return this.#write((tx) => allocateIP(tx, nodePool));
   }
 
-  /** releaseNodeIP returns an address that was reserved but never used by a peer. */
-  async releaseNodeIP(ip: string): Promise<void> {
+  /**
+   * releaseNodeIP returns an address that was reserved but never used by a peer. When `retireDisk`
+   * is given and claimed for `ip`, the same transaction retires that disk UUID: its key was handed
+   * out during the failed activation, so no peer may ever claim it again.
+   */
+  async releaseNodeIP(ip: string, retireDisk?: string): Promise<void> {
     await this.#write(async (tx) => {
       if (await tx.get(keys.peer(ip))) throw new InternalError(`release ${ip}: still used by a peer`);
       releaseIP(tx, nodePool, ip);
+      if (retireDisk !== undefined && (await diskOwner(tx, retireDisk)) === ip) tx.put(keys.disk(retireDisk), retired);
     });
   }
 
-  /** putPeer adds or replaces a peer (by VPN IP), optionally remembering its state-disk UUID, and bumps the version. */
-  async putPeer(peer: PeerRecord, diskUUID?: string): Promise<number> {
+  /**
+   * claimDisk registers state-disk `diskUUID` for the peer at `vpnIP` (which need not have a record
+   * yet). The check that no other peer (and no failed activation) claimed it and the write are one
+   * transaction, so of concurrent claims exactly one wins; the others get PermissionDeniedError.
+   * Claiming one's own disk again is a no-op.
+   */
+  async claimDisk(diskUUID: string, vpnIP: string): Promise<void> {
+    await this.#write(async (tx) => claimDiskIn(tx, diskUUID, vpnIP));
+  }
+
+  /**
+   * putPeer adds a peer (putting the same record again is a no-op write), optionally claiming its
+   * state-disk UUID (as claimDisk), and bumps the version, all in one transaction. It refuses
+   * (ALREADY_EXISTS) a record whose WireGuard public key another peer has and a VPN IP that holds a
+   * different record: the stored peer set always passes checkPeerSet.
+   */
+  async putPeer(record: PeerRecord, diskUUID?: string): Promise<number> {
+    const peer = checkPeerRecord(record, "peer");
     return this.#write(async (tx) => {
+      const others = (await readPeers(tx)).filter((p) => p.vpnIP !== peer.vpnIP);
+      const old = await tx.get(keys.peer(peer.vpnIP));
+      if (old && JSON.stringify(decodePeer(keys.peer(peer.vpnIP), old)) !== JSON.stringify(peer)) {
+        throw new CoreError("already-exists", `peer ${peer.vpnIP}: vpnIP: the VPN IP is already taken by another peer`);
+      }
+      const twin = others.find((p) => p.vpnPubKey === peer.vpnPubKey);
+      if (twin) throw new CoreError("already-exists", `peer ${peer.vpnIP}: vpnPubKey: WireGuard public key already used by peer ${twin.vpnIP}`);
+      checkPeerSet([...others, peer], "peers");
+      if (diskUUID) await claimDiskIn(tx, diskUUID, peer.vpnIP);
       tx.put(keys.peer(peer.vpnIP), Buffer.from(JSON.stringify(peer)));
-      if (diskUUID) tx.put(keys.disk(diskUUID), Buffer.from(peer.vpnIP));
       return bumpVersion(tx);
     });
   }
@@ -129,8 +161,8 @@ export class ClusterStore {
 
   /**
    * removePeer takes a Node or admin out of the peer set in one transaction: its record goes, its
-   * VPN IP returns to the pool, every state-disk UUID registered for it is forgotten (its disk key is
-   * never released again), and the resource version moves. Coordinators cannot be removed here.
+   * VPN IP returns to the pool, every state-disk UUID registered for it is retired (its disk key is
+   * never released again, and no peer can claim that UUID), and the resource version moves. Coordinators cannot be removed here.
    * Returns the new resource version; NotFoundError when no peer has vpnIP.
    */
   async removePeer(vpnIP: string): Promise<number> {
@@ -140,17 +172,32 @@ export class ClusterStore {
       const peer = decodePeer(keys.peer(vpnIP), raw);
       if (peer.role === "coordinator" || !inPool(nodePool, vpnIP)) throw new FailedPreconditionError(`vpnIP: ${vpnIP} is a Coordinator; removing Coordinators is not supported`);
       tx.delete(keys.peer(vpnIP));
-      for (const [k, v] of await tx.list(keys.disks)) if (Buffer.from(v).toString() === vpnIP) tx.delete(k);
+      for (const [k, v] of await tx.list(keys.disks)) if (Buffer.from(v).toString() === vpnIP) tx.put(k, retired);
       releaseIP(tx, nodePool, vpnIP);
       return bumpVersion(tx);
     });
   }
 
-  /** peerOfDisk returns the peer registered with a state-disk UUID, or undefined when the UUID was never seen. */
+  /** peerOfDisk returns the peer registered with a state-disk UUID, or undefined when none is (never seen, or retired). */
   async peerOfDisk(diskUUID: string): Promise<PeerRecord | undefined> {
     const ip = await this.#store.get(keys.disk(diskUUID));
-    return ip ? this.peer(Buffer.from(ip).toString()) : undefined;
+    return ip && ip.length > 0 ? this.peer(Buffer.from(ip).toString()) : undefined;
   }
+}
+
+/** diskOwner is the VPN IP a disk UUID is claimed for, "" when retired, undefined when unclaimed. */
+async function diskOwner(tx: Transaction, diskUUID: string): Promise<string | undefined> {
+  const raw = await tx.get(keys.disk(diskUUID));
+  return raw === undefined ? undefined : Buffer.from(raw).toString();
+}
+
+async function claimDiskIn(tx: Transaction, diskUUID: string, vpnIP: string): Promise<void> {
+  const owner = await diskOwner(tx, diskUUID);
+  if (owner === vpnIP) return;
+  if (owner !== undefined) {
+    throw new PermissionDeniedError(`stateDiskUUID: ${diskUUID} already belongs to another peer${owner === "" ? " (a failed or removed one)" : ""}`);
+  }
+  tx.put(keys.disk(diskUUID), Buffer.from(vpnIP));
 }
 
 async function bumpVersion(tx: Transaction): Promise<number> {

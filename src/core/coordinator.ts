@@ -1,7 +1,7 @@
 import type { Clock } from "./clock.js";
 import { ClusterStore } from "./cluster-store.js";
 import type { StateDisk } from "./disk.js";
-import { errorMessage, InvalidArgumentError, PermissionDeniedError } from "./errors.js";
+import { errorMessage, PermissionDeniedError } from "./errors.js";
 import { deriveDataKey, deriveOwnerID, stateDiskKey } from "./keys.js";
 import type { Logger } from "./logger.js";
 import type { PeerRecord } from "./peer.js";
@@ -93,6 +93,8 @@ export class Coordinator {
     }
     const uuid = await disk.uuid();
     checkDiskUUID(uuid, "own state disk UUID");
+    // Registered before its key exists, so no Node can ever claim the Coordinator's disk.
+    await this.#o.store.claimDisk(uuid, this.#o.self.vpnIP);
     const { masterSecret, clusterID } = await this.#o.store.secrets();
     await disk.updatePassphrase(stateDiskKey(masterSecret, clusterID, uuid));
     log("rotated the Coordinator's state-disk key");
@@ -139,11 +141,11 @@ export class Coordinator {
     const secrets = await this.#o.store.secrets();
     const credential = CoordinatorCredential.derive(secrets.masterSecret, secrets.clusterID);
     const vpnIP = await this.#o.store.allocateNodeIP();
-    let diskUUID = "";
-    let reply: { vpnPubKey: string; wgPort: number };
+    let diskUUID: string | undefined;
+    let peer: PeerRecord;
     try {
       const snap = await this.#o.store.snapshot();
-      reply = await this.#o.peerClient.activateAsNode(
+      const reply = await this.#o.peerClient.activateAsNode(
         endpoint,
         {
           nodeVPNIP: vpnIP,
@@ -157,17 +159,19 @@ export class Coordinator {
         async (uuid) => {
           if (uuid === "") return new Uint8Array(0);
           checkDiskUUID(uuid);
-          if (await this.#o.store.peerOfDisk(uuid)) throw new InvalidArgumentError(`stateDiskUUID: ${uuid} already belongs to another peer`);
+          // Check and claim in one transaction: of two Nodes naming one UUID, only one gets its key.
+          await this.#o.store.claimDisk(uuid, vpnIP);
           diskUUID = uuid;
           return stateDiskKey(secrets.masterSecret, secrets.clusterID, uuid);
         },
       );
+      peer = { role: "node", publicIP: ep.host, vpnIP, vpnPubKey: reply.vpnPubKey, wgPort: reply.wgPort, pubapiPort: ep.port };
+      // Refuses a WireGuard key or VPN IP another peer has: a bad Node fails alone, the set stays valid.
+      await this.#o.store.putPeer(peer);
     } catch (err) {
-      await this.#o.store.releaseNodeIP(vpnIP).catch((e: unknown) => this.#o.logger.error("release IP", { error: errorMessage(e) }));
+      await this.#o.store.releaseNodeIP(vpnIP, diskUUID).catch((e: unknown) => this.#o.logger.error("release IP", { error: errorMessage(e) }));
       throw err;
     }
-    const peer: PeerRecord = { role: "node", publicIP: ep.host, vpnIP, vpnPubKey: reply.vpnPubKey, wgPort: reply.wgPort, pubapiPort: ep.port };
-    await this.#o.store.putPeer(peer, diskUUID || undefined);
     try {
       await this.syncVPN();
       await this.#o.peerClient.joinCluster(endpoint, this.#o.self.vpnIP, credential);
@@ -217,8 +221,15 @@ export class Coordinator {
     return this.#heartbeats;
   }
 
-  /** getDataKey derives a data key for a caller inside the VPN. */
-  async getDataKey(dataKeyID: string, length: number): Promise<Buffer> {
+  /**
+   * getDataKey derives a data key (never a disk key: keys.ts) for a registered peer: callerVPNIP is
+   * the source address of the vpnapi connection, which WireGuard authenticates; undefined (not a VPN
+   * address) or an address without a peer record is PERMISSION_DENIED.
+   */
+  async getDataKey(dataKeyID: string, length: number, callerVPNIP: string | undefined): Promise<Buffer> {
+    if (callerVPNIP === undefined || !(await this.#o.store.peer(callerVPNIP))) {
+      throw new PermissionDeniedError(`GetDataKey: caller ${callerVPNIP ?? "(not a VPN address)"} is not a registered peer of this cluster`);
+    }
     const { masterSecret, clusterID } = await this.#o.store.secrets();
     return deriveDataKey(masterSecret, clusterID, dataKeyID, length);
   }

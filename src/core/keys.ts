@@ -32,12 +32,10 @@ export function newClusterID(): Buffer {
   return randomBytes(clusterIDBytes);
 }
 
-/** deriveDataKey returns HKDF-SHA256(masterSecret, salt=clusterID, info="key-"+keyID, length). */
+/** deriveDataKey returns HKDF-SHA256(masterSecret, salt=clusterID, info="key-"+keyID, length): a data key, never a disk key (see stateDiskKey). */
 export function deriveDataKey(masterSecret: Uint8Array, clusterID: Uint8Array, keyID: string, length: number): Buffer {
   checkMasterSecret(masterSecret);
-  if (clusterID.length !== clusterIDBytes) {
-    throw new InvalidArgumentError(`clusterID: must be ${clusterIDBytes} bytes, got ${clusterID.length}`);
-  }
+  checkClusterID(clusterID);
   checkKeyID(keyID);
   if (!Number.isInteger(length) || length < 16 || length > 255 * 32) {
     throw new InvalidArgumentError(`length: data keys are 16 to ${255 * 32} bytes, got ${length}`);
@@ -63,8 +61,20 @@ export function checkDiskUUID(uuid: string, field = "stateDiskUUID"): void {
   }
 }
 
-/** stateDiskKey derives the state-disk key of the disk with LUKS UUID `diskUUID`. */
+/**
+ * stateDiskKey derives the state-disk key of the disk with LUKS UUID `diskUUID`:
+ * HKDF-SHA256(masterSecret, salt=clusterID, info="disk-" + uuid, 32). Its own label ("disk-", data
+ * keys use "key-"), so no data key (vpnapi GetDataKey, whatever its ID) is ever a disk key.
+ */
 export function stateDiskKey(masterSecret: Uint8Array, clusterID: Uint8Array, diskUUID: string): Buffer {
+  checkMasterSecret(masterSecret);
+  checkClusterID(clusterID);
   checkDiskUUID(diskUUID);
-  return deriveDataKey(masterSecret, clusterID, diskUUID, stateDiskKeyBytes);
+  return Buffer.from(hkdfSync("sha256", masterSecret, clusterID, Buffer.from(`disk-${diskUUID}`), stateDiskKeyBytes));
+}
+
+function checkClusterID(clusterID: Uint8Array): void {
+  if (clusterID.length !== clusterIDBytes) {
+    throw new InvalidArgumentError(`clusterID: must be ${clusterIDBytes} bytes, got ${clusterID.length}`);
+  }
 }

@@ -292,9 +292,9 @@ export class MeshPeer {
     return this.#requireCoordinator().getUpdate(resourceVersion, callerVPNIP);
   }
 
-  /** getDataKey serves vpnapi GetDataKey (Coordinators only). */
-  getDataKey(dataKeyID: string, length: number): Promise<Buffer> {
-    return this.#requireCoordinator().getDataKey(dataKeyID, length);
+  /** getDataKey serves vpnapi GetDataKey (Coordinators only) to the registered peer at callerVPNIP (the connection's source). */
+  getDataKey(dataKeyID: string, length: number, callerVPNIP: string | undefined): Promise<Buffer> {
+    return this.#requireCoordinator().getDataKey(dataKeyID, length, callerVPNIP);
   }
 
   /** requestStateDiskKey serves pubapi RequestStateDiskKey (Coordinators only). */

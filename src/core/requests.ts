@@ -7,8 +7,8 @@ import type { NodeActivationRequest } from "./remote.js";
 import { checkBytes, checkIP, formatEndpoint, parseEndpoint } from "./validate.js";
 import { isIP } from "node:net";
 
-/** maxNodesPerCall bounds one activation request. */
-export const maxNodesPerCall = 1000;
+/** maxNodesPerCall bounds the endpoints of one ActivateAsCoordinator/ActivateAdditionalNodes call (bounded work per request). */
+export const maxNodesPerCall = 256;
 
 /**
  * checkNodeEndpoints validates Node pubapi endpoints (IP:PORT: the IP is also the WireGuard

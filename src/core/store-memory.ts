@@ -1,12 +1,19 @@
 import { mkdir, open, readFile, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { ConflictError, InternalError } from "./errors.js";
+import { ConflictError, FailedPreconditionError, InternalError } from "./errors.js";
 import { overlayWrites, type Store, type Transaction } from "./store.js";
 
 /** MemoryStoreOptions configures a MemoryStore. */
 export interface MemoryStoreOptions {
   /** file is where the store persists (mode 0600); undefined keeps it in memory only (tests). */
   file?: string;
+  /**
+   * refuseWritesReason, when set, makes every commit that writes fail with FailedPreconditionError
+   * carrying this reason, before anything is written. meshd sets it when `file` lies on a state dir
+   * the host can read: only a Coordinator writes its store, and its first write comes before the
+   * master secret, so the secret is never written in plaintext. undefined: writes are allowed.
+   */
+  refuseWritesReason?: string;
 }
 
 interface Entry {
@@ -21,6 +28,7 @@ interface Entry {
  */
 export class MemoryStore implements Store {
   readonly #file: string | undefined;
+  readonly #refuseWritesReason: string | undefined;
   readonly #data = new Map<string, Entry>();
   /** #deleted remembers the revision at which a key was deleted, so a read of a missing key conflicts too. */
   readonly #deleted = new Map<string, number>();
@@ -28,13 +36,14 @@ export class MemoryStore implements Store {
   #closed = false;
   #persisting: Promise<void> = Promise.resolve();
 
-  private constructor(file: string | undefined) {
+  private constructor(file: string | undefined, refuseWritesReason: string | undefined) {
     this.#file = file;
+    this.#refuseWritesReason = refuseWritesReason;
   }
 
   /** open loads the store from options.file when it exists, else starts empty. */
   static async open(options: MemoryStoreOptions = {}): Promise<MemoryStore> {
-    const store = new MemoryStore(options.file);
+    const store = new MemoryStore(options.file, options.refuseWritesReason);
     if (options.file !== undefined) await store.#load(options.file);
     return store;
   }
@@ -100,6 +109,7 @@ export class MemoryStore implements Store {
       if (this.prefixRevision(prefix) !== rev) throw new ConflictError(`store: keys under ${prefix} changed during the transaction`);
     }
     if (writes.size === 0) return;
+    if (this.#refuseWritesReason !== undefined) throw new FailedPreconditionError(`store: refusing to write: ${this.#refuseWritesReason}`);
     const rev = ++this.#revision;
     for (const [key, value] of writes) {
       if (value === null) {

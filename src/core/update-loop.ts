@@ -24,14 +24,17 @@ export interface UpdateLoopOptions {
  * device reset behind the loop's back (peers removed, perhaps the very route to the Coordinator) is
  * repaired even when the version did not move; `apply` must therefore be idempotent and cheap when
  * the device already agrees (the VPN diffs against the device and then writes nothing). Polls never
- * overlap (pollNow calls queue behind a running poll). After failures it backs off exponentially up
- * to maxBackoffMs. Call stop() to end it.
+ * overlap, and at most one waits behind a running poll: pollNow calls while one is waiting share
+ * it (a flood of TriggerNodeUpdate/JoinCluster costs one extra poll, not a queue). After failures
+ * it backs off exponentially up to maxBackoffMs. Call stop() to end it.
  */
 export class UpdateLoop {
   readonly #o: UpdateLoopOptions;
   #version = 0;
   #peers: PeerRecord[] | undefined;
   #chain: Promise<unknown> = Promise.resolve();
+  /** #waiting is the poll queued behind the running one (not started yet), shared by later callers. */
+  #waiting: Promise<number> | undefined;
   #abort: AbortController | undefined;
   #failures = 0;
 
@@ -59,9 +62,18 @@ export class UpdateLoop {
     this.#abort = undefined;
   }
 
-  /** pollNow polls once (after any poll in flight) and returns the version then applied. Throws on failure. */
+  /**
+   * pollNow polls once, after any poll in flight, and returns the version then applied; throws on
+   * failure. A call while a poll is already waiting joins that poll: it starts after this call, so
+   * it sees every change made before it.
+   */
   pollNow(): Promise<number> {
-    const run = this.#chain.then(() => this.#pollOnce());
+    if (this.#waiting) return this.#waiting;
+    const run: Promise<number> = this.#chain.then(() => {
+      if (this.#waiting === run) this.#waiting = undefined;
+      return this.#pollOnce();
+    });
+    this.#waiting = run;
     this.#chain = run.catch(() => {});
     return run;
   }

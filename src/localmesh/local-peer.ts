@@ -122,6 +122,8 @@ export class LocalPeer {
         "--vpn", "userspace",
         "--wg-interface", this.wgInterface,
         "--state-dir", join(this.dir, "state"),
+        // The demo's state dirs are plain directories: it accepts a plaintext master secret (meshd warns).
+        "--insecure-state-dir",
         "--update-interval", String(o.updateIntervalSec),
         "--measurements", measurements,
       ],

@@ -18,13 +18,14 @@ export const debianPackageOf: Readonly<Record<string, string>> = {
   swtpm: "swtpm",
   tpm2_pcrread: "tpm2-tools",
   setpriv: "util-linux",
+  nft: "nftables",
 };
 
 /** netnsTools are what every namespace test needs (namespaces, WireGuard, ping). */
 export const netnsTools: readonly string[] = ["ip", "wg", "wireguard-go", "ping"];
 
 /** localMeshTools are what LocalMesh runs besides node: netnsTools plus the TPM and wg-quick tools. */
-export const localMeshTools: readonly string[] = [...netnsTools, "ss", "wg-quick", "swtpm", "tpm2_pcrread"];
+export const localMeshTools: readonly string[] = [...netnsTools, "ss", "wg-quick", "swtpm", "tpm2_pcrread", "nft"];
 
 /**
  * missingRequirements returns every reason the machine cannot host network namespaces running

@@ -8,6 +8,7 @@ import { checkDiskUUID } from "../core/keys.js";
 import type { AdminGrant } from "../core/admin-auth.js";
 import { peerToWire } from "../rpc/peer-wire.js";
 import { adminPayloadCodec, maxMessageBytes, serviceOf } from "../rpc/proto.js";
+import { callerRateLimit, type CallerRateLimitOptions } from "../rpc/rate-limit.js";
 import { toStatus } from "../rpc/status.js";
 import { serveActivateAsNode } from "./activate-node-server.js";
 import type { WireActivateAdditionalNodesRequest, WireAdminRequest, WireCallerProof, WireFailure, WireRemoveNodeRequest } from "./messages.js";
@@ -29,6 +30,8 @@ export interface PubAPIServerOptions {
   connections: CallConnections;
   /** streamMessageTimeoutMs bounds the wait for each ActivateAsNode message (default 60 s). */
   streamMessageTimeoutMs?: number;
+  /** callerRateLimit bounds calls per remote IP (RESOURCE_EXHAUSTED past it); undefined: its defaults. */
+  callerRateLimit?: CallerRateLimitOptions;
 }
 
 type AdminMethod = "ActivateAdditionalNodes" | "RemoveNode";
@@ -38,7 +41,7 @@ type AdminMethod = "ActivateAdditionalNodes" | "RemoveNode";
  * binds it with the aTLS server credentials whose `connections` it was given, and owns its shutdown.
  */
 export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
-  const server = new grpc.Server({ "grpc.max_receive_message_length": maxMessageBytes });
+  const server = new grpc.Server({ "grpc.max_receive_message_length": maxMessageBytes, interceptors: [callerRateLimit(o.callerRateLimit)] });
   const log = o.logger;
   const fail = <T>(op: string, cb: grpc.sendUnaryData<T>) => (err: unknown) => cb(toStatus(err, op, log) as grpc.ServiceError, null);
   const failStream = (op: string, call: grpc.ServerWritableStream<unknown, unknown>) => (err: unknown) =>

@@ -4,15 +4,19 @@ import { nullLogger, type Logger } from "../core/logger.js";
 import type { Store, Transaction } from "../core/store.js";
 import { storeErrorOf } from "./errors.js";
 import { compareKeys, defaultNamespace, EtcdLayout } from "./etcd-layout.js";
+import { checkEtcdTransport, credentialsOf, type EtcdTLS } from "./etcd-tls.js";
 import { EtcdTransaction, type EtcdKV } from "./etcd-transaction.js";
 
 /** EtcdStoreOptions configures an EtcdStore. */
 export interface EtcdStoreOptions {
   /**
-   * endpoints are the etcd members' client addresses, "HOST:PORT" or "http://HOST:PORT"; at least
-   * one. The connection is plain-text gRPC: TLS and etcd authentication are not supported yet.
+   * endpoints are the etcd members' client addresses, "HOST:PORT" (or "http(s)://HOST:PORT"); at
+   * least one. Without `tls` every endpoint must be loopback (127.0.0.0/8, ::1, localhost): the
+   * store carries the master secret, which must never cross a network in plaintext.
    */
   endpoints: string[];
+  /** tls speaks TLS to etcd; undefined: plaintext, allowed only to loopback endpoints. */
+  tls?: EtcdTLS;
   /** namespace prefixes every etcd key of this store (see etcd-layout.ts); undefined means "attested-mesh/". */
   namespace?: string;
   /** dialTimeoutMs bounds how long open() waits for etcd to answer; undefined means 5000. */
@@ -78,15 +82,18 @@ export class EtcdStore implements Store {
     if (endpoints.length === 0) throw new InvalidArgumentError("etcd store: endpoints: at least one etcd endpoint is required");
     const dialTimeoutMs = options.dialTimeoutMs ?? defaultDialTimeoutMs;
     const callTimeoutMs = options.callTimeoutMs ?? defaultCallTimeoutMs;
+    checkEtcdTransport(endpoints, options.tls);
+    const credentials = credentialsOf(options.tls);
     const layout = new EtcdLayout(options.namespace ?? defaultNamespace);
     const logger = (options.logger ?? nullLogger).child("store-etcd");
-    await probe(endpoints, layout, dialTimeoutMs);
+    await probe(endpoints, layout, dialTimeoutMs, credentials);
     const client = new Etcd3({
       hosts: endpoints,
+      ...(credentials ? { credentials } : {}),
       faultHandling: { global: passThrough },
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
     });
-    logger.info("connected to etcd", { endpoints: endpoints.join(","), namespace: layout.namespace });
+    logger.info("connected to etcd", { endpoints: endpoints.join(","), namespace: layout.namespace, tls: options.tls ? (options.tls.cert ? "client certificate" : "server only") : "no (loopback)" });
     return new EtcdStore(client, endpoints, layout, logger);
   }
 
@@ -146,9 +153,9 @@ export class EtcdStore implements Store {
  * client without retries or circuit breaker (a breaker would keep a just-started etcd blocked for
  * seconds), for at most timeoutMs.
  */
-async function probe(endpoints: string[], layout: EtcdLayout, timeoutMs: number): Promise<void> {
+async function probe(endpoints: string[], layout: EtcdLayout, timeoutMs: number, credentials: IOptions["credentials"]): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const client = new Etcd3({ hosts: endpoints, faultHandling: { global: passThrough, host: () => passThrough } });
+  const client = new Etcd3({ hosts: endpoints, ...(credentials ? { credentials } : {}), faultHandling: { global: passThrough, host: () => passThrough } });
   const op = "etcd store: connect";
   let last: unknown;
   try {

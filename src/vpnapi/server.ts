@@ -11,12 +11,26 @@ import { toStatus } from "../rpc/status.js";
 /** maxDataKeyBytes bounds GetDataKey's length. */
 export const maxDataKeyBytes = 64;
 
+/** VPNAPIServerOptions tune createVPNAPIServer. */
+export interface VPNAPIServerOptions {
+  /**
+   * callerVPNIP reads the caller's VPN IP from grpc-js's peer string (`call.getPeer()`); undefined
+   * means "not a VPN caller". Undefined option: sourceVPNIP, the connection's source address, which
+   * is authenticated because the vpnapi listens on the VPN IP inside WireGuard (cryptokey routing
+   * admits a source only from the peer owning it) and meshd's nftables filter (vpnapi-filter.ts)
+   * drops packets to it that did not arrive through WireGuard. Tests on loopback map it.
+   */
+  callerVPNIP?: (grpcPeer: string) => string | undefined;
+}
+
 /**
  * createVPNAPIServer returns a grpc-js Server with the vpnapi bound to a Coordinator peer. The
  * caller binds it to the Coordinator's VPN IP only (insecure credentials: WireGuard authenticates
- * and encrypts) and owns its shutdown.
+ * and encrypts), installs the vpnapi filter, and owns its shutdown. GetDataKey answers only
+ * registered peers, identified by callerVPNIP.
  */
-export function createVPNAPIServer(peer: MeshPeer, logger: Logger): grpc.Server {
+export function createVPNAPIServer(peer: MeshPeer, logger: Logger, options: VPNAPIServerOptions = {}): grpc.Server {
+  const callerOf = options.callerVPNIP ?? sourceVPNIP;
   const server = new grpc.Server({ "grpc.max_receive_message_length": 64 * 1024, "grpc.max_send_message_length": maxMessageBytes });
   const fail = (op: string, cb: grpc.sendUnaryData<unknown>) => (err: unknown) => cb(toStatus(err, op, logger) as grpc.ServiceError, null);
   server.addService(serviceOf("vpnapi").service, {
@@ -25,7 +39,7 @@ export function createVPNAPIServer(peer: MeshPeer, logger: Logger): grpc.Server 
         const v = call.request.resourceVersion;
         if (!Number.isSafeInteger(v) || v < 0) throw new InvalidArgumentError("resourceVersion: must be a non-negative integer");
         const claimed = call.request.nodeVpnIp === "" ? undefined : checkIP(call.request.nodeVpnIp, "nodeVPNIP");
-        const update = await peer.getUpdate(v, sourceVPNIP(call.getPeer()) ?? claimed);
+        const update = await peer.getUpdate(v, callerOf(call.getPeer()) ?? claimed);
         return { resourceVersion: update.resourceVersion, changed: update.peers !== undefined, peers: (update.peers ?? []).map(peerToWire) };
       })().then((r) => cb(null, r), fail("GetUpdate", cb));
     },
@@ -35,7 +49,7 @@ export function createVPNAPIServer(peer: MeshPeer, logger: Logger): grpc.Server 
         if (!Number.isInteger(length) || length < 16 || length > maxDataKeyBytes) {
           throw new InvalidArgumentError(`length: must be 16 to ${maxDataKeyBytes} bytes, got ${length}`);
         }
-        return { dataKey: await peer.getDataKey(dataKeyId, length) };
+        return { dataKey: await peer.getDataKey(dataKeyId, length, callerOf(call.getPeer())) };
       })().then((r) => cb(null, r), fail("GetDataKey", cb));
     },
     GetPeers: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
@@ -52,8 +66,9 @@ export function createVPNAPIServer(peer: MeshPeer, logger: Logger): grpc.Server 
   return server;
 }
 
-/** sourceVPNIP extracts the caller's address from a grpc-js peer string when it is a VPN address. */
-function sourceVPNIP(peer: string): string | undefined {
-  const m = /^(?:ipv4:)?(\d+\.\d+\.\d+\.\d+):\d+$/.exec(peer);
-  return m && offsetOf(m[1]!) !== undefined ? m[1] : undefined;
+/** sourceVPNIP extracts the caller's address from a grpc-js peer string ("10.118.0.11:4321", "[::ffff:10.118.0.11]:4321") when it is a VPN address. */
+export function sourceVPNIP(peer: string): string | undefined {
+  const m = /^(?:ipv4:)?(?:(\d+\.\d+\.\d+\.\d+)|\[::ffff:(\d+\.\d+\.\d+\.\d+)\]):\d+$/i.exec(peer);
+  const ip = m?.[1] ?? m?.[2];
+  return ip !== undefined && offsetOf(ip) !== undefined ? ip : undefined;
 }

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest"
 import { LocalMesh } from "../../src/localmesh/local-mesh.js";
 import type { LocalPeer } from "../../src/localmesh/local-peer.js";
 import { localMeshTools } from "../../src/localmesh/requirements.js";
+import { vpnapiFilterTable } from "../../src/wireguard/vpnapi-filter.js";
 import { waitFor } from "../../src/localmesh/poll.js";
 import { canRunE2E } from "../helpers/netns.js";
 
@@ -97,6 +98,10 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toContain(`Coordinator ${coordinator.publicIP} is 10.118.0.1`);
     expect(r.stderr).toContain("[3/3] activated Node");
+
+    // meshd serves the vpnapi only behind its nftables filter (src/wireguard/vpnapi-filter.ts).
+    const filter = await mesh.net.exec(coordinator.netns, "nft", ["list", "table", "inet", vpnapiFilterTable(coordinator.wgInterface)]);
+    expect(filter.stdout).toContain("ip daddr 10.118.0.1 tcp dport 9027 drop");
 
     const peers = await mesh.connectAdmin();
     expect(peers.map((p) => p.role).sort()).toEqual(["admin", "coordinator", "node", "node", "node"]);

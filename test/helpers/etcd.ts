@@ -4,8 +4,9 @@
  * (run automatically after each test file that imports this module), and, for whatever is left, on
  * process exit and SIGINT/SIGTERM.
  */
-import { existsSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
+import { request } from "node:https";
 import { connect, createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -48,8 +49,21 @@ function freePort(): Promise<number> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * EtcdTLSOptions make etcd serve clients over TLS only (https), with --client-cert-auth: a client
+ * must present a certificate signed by `ca`. Paths to PEM files (test/helpers/pki.ts makes them).
+ */
+export interface EtcdTLSOptions {
+  ca: string;
+  cert: string;
+  key: string;
+  /** client is a certificate the helper's health check presents. */
+  client: { cert: string; key: string };
+}
+
 /** healthy asks etcd's /health endpoint (served on the client port) whether it has a leader. */
-async function healthy(port: number): Promise<boolean> {
+async function healthy(port: number, tls?: EtcdTLSOptions): Promise<boolean> {
+  if (tls) return healthyTLS(port, tls);
   try {
     const res = await fetch(`http://${host}:${port}/health`, { signal: AbortSignal.timeout(1000) });
     return res.ok && ((await res.json()) as { health?: unknown }).health === "true";
@@ -58,11 +72,27 @@ async function healthy(port: number): Promise<boolean> {
   }
 }
 
-async function startOnce(): Promise<Etcd | "port-taken"> {
+function healthyTLS(port: number, tls: EtcdTLSOptions): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request(
+      { host, port, path: "/health", servername: "", ca: readFileSync(tls.ca), cert: readFileSync(tls.client.cert), key: readFileSync(tls.client.key), timeout: 1000 },
+      (res) => {
+        let body = "";
+        res.on("data", (d: Buffer) => (body += d.toString()));
+        res.on("end", () => resolve(res.statusCode === 200 && /"health":\s*"true"/.test(body)));
+      },
+    );
+    req.on("error", () => resolve(false));
+    req.on("timeout", () => req.destroy());
+    req.end();
+  });
+}
+
+async function startOnce(tls?: EtcdTLSOptions): Promise<Etcd | "port-taken"> {
   const dataDir = await mkdtemp(join(tmpdir(), "etcd-"));
   const [clientPort, peerPort] = [await freePort(), await freePort()];
   if (clientPort === peerPort) return "port-taken";
-  const client = `http://${host}:${clientPort}`;
+  const client = `${tls ? "https" : "http"}://${host}:${clientPort}`;
   const peer = `http://${host}:${peerPort}`;
   // setpriv makes the kernel SIGKILL etcd if this process dies without running any handler.
   const [command, ...prefix] = existsSync(setpriv) ? [setpriv, "--pdeathsig", "KILL", "etcd"] : ["etcd"];
@@ -79,6 +109,7 @@ async function startOnce(): Promise<Etcd | "port-taken"> {
       "--initial-cluster", `default=${peer}`,
       "--log-level", "error",
       "--logger", "zap",
+      ...(tls ? ["--cert-file", tls.cert, "--key-file", tls.key, "--trusted-ca-file", tls.ca, "--client-cert-auth"] : []),
     ],
     { reject: false, stdin: "ignore", stdout: "ignore", stderr: "pipe", cleanup: true },
   );
@@ -112,7 +143,7 @@ async function startOnce(): Promise<Etcd | "port-taken"> {
       if (/address already in use/i.test(msg)) return "port-taken";
       throw new Error(`etcd exited before it was ready (exit code ${r.exitCode}): ${msg.slice(-2000)}`);
     }
-    if (await healthy(clientPort)) break;
+    if (await healthy(clientPort, tls)) break;
     if (Date.now() > deadline) {
       await entry.stop();
       throw new Error(`etcd on ${client} was not healthy within ${readyTimeoutMs} ms`);
@@ -122,10 +153,10 @@ async function startOnce(): Promise<Etcd | "port-taken"> {
   return { endpoint: `${host}:${clientPort}`, dataDir, stop: entry.stop };
 }
 
-/** startEtcd starts a single-member etcd and resolves once /health reports a leader. */
-export async function startEtcd(): Promise<Etcd> {
+/** startEtcd starts a single-member etcd (with `tls`: TLS only, client certificates required) and resolves once /health reports a leader. */
+export async function startEtcd(options: { tls?: EtcdTLSOptions } = {}): Promise<Etcd> {
   for (let i = 0; i < maxStartAttempts; i++) {
-    const e = await startOnce();
+    const e = await startOnce(options.tls);
     if (e !== "port-taken") return e;
   }
   throw new Error(`etcd: ports were taken on each of ${maxStartAttempts} attempts`);

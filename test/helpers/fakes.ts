@@ -59,7 +59,8 @@ export class FakeKeySealer implements KeySealer {
 
 /** FakeDisk is an in-memory StateDisk that remembers the passphrase. */
 export class FakeDisk implements StateDisk {
-  readonly diskUUID = randomUUID();
+  /** diskUUID is the LUKS UUID it reports; tests may set it (a host can write any UUID into a header). */
+  diskUUID: string = randomUUID();
   passphrase: Buffer = randomBytes(32);
   failNextUpdate = false;
   async uuid(): Promise<string> {
@@ -122,7 +123,8 @@ export class FakeVPNNetwork {
 export class FakeVPN implements VPN {
   readonly publicIP: string;
   readonly port: number;
-  readonly pubKey: string;
+  /** pubKey is the device's WireGuard public key; tests may set it (a host-controlled Node can report any key). */
+  pubKey: string;
   vpnIP: string | undefined;
   peers: VPNPeer[] = [];
   readonly inbox: Packet[] = [];

@@ -15,6 +15,7 @@ import { createATLSChannelCredentials } from "../../src/atls/client.js";
 import { createCallerVerifier } from "../../src/atls/caller-proof.js";
 import type { InitMarker, MarkerState } from "../../src/core/marker.js";
 import { createATLSServerCredentials } from "../../src/atls/server.js";
+import type { HandshakeLimiter } from "../../src/atls/limiter.js";
 import { systemClock } from "../../src/core/clock.js";
 import { UnavailableError } from "../../src/core/errors.js";
 import { createLogger, type Logger } from "../../src/core/logger.js";
@@ -83,6 +84,12 @@ export interface MeshOptions {
   /** withDisks gives every peer a state disk: true → a fake, "luks" → a real LUKS2 file through cryptsetup. */
   withDisks?: boolean | "luks";
   activationConcurrency?: number;
+  /** vpnapiCaller maps a vpnapi connection (grpc-js peer string) to the caller's VPN IP; default: its source address. */
+  vpnapiCaller?: (grpcPeer: string) => string | undefined;
+  /** storeRefuseWritesReason makes every peer's memory store refuse writes (as meshd on an unencrypted state dir). */
+  storeRefuseWritesReason?: string;
+  /** handshakeLimiter gives a peer's aTLS server its limiter (default: the server's own). */
+  handshakeLimiter?: (peerName: string) => HandshakeLimiter;
 }
 
 /** TestMesh owns every peer, server and temp dir it makes; close() releases all of them. */
@@ -183,7 +190,10 @@ export class TestMesh {
       marker = new CountingMarker(new TPMMarker(tpmIssuer.tpm));
       closeAttestation = () => tpmIssuer.close();
     }
-    const store = await MemoryStore.open({ file: join(hw.stateDir, "store.json") });
+    const store = await MemoryStore.open({
+      file: join(hw.stateDir, "store.json"),
+      ...(this.#o.storeRefuseWritesReason ? { refuseWritesReason: this.#o.storeRefuseWritesReason } : {}),
+    });
     const peerClient = new PubAPIClient({ validators: this.validators(), issuer });
     const vpnServers: grpc.Server[] = [];
     let peerRef: MeshPeer | undefined;
@@ -206,7 +216,7 @@ export class TestMesh {
         clock: systemClock,
         logger,
         onCoordinator: async (vpnIP) => {
-          const s = createVPNAPIServer(peerRef!, logger.child("vpnapi"));
+          const s = createVPNAPIServer(peerRef!, logger.child("vpnapi"), this.#o.vpnapiCaller ? { callerVPNIP: this.#o.vpnapiCaller } : {});
           const port = await bind(s, "127.0.0.1:0", grpc.ServerCredentials.createInsecure());
           vpnServers.push(s);
           this.vpnapi.set(vpnIP, `127.0.0.1:${port}`);
@@ -220,7 +230,8 @@ export class TestMesh {
       throw err;
     }
     peerRef = peer;
-    const atls = createATLSServerCredentials(issuer, { logger });
+    const limiter = this.#o.handshakeLimiter?.(hw.name);
+    const atls = createATLSServerCredentials(issuer, { logger, ...(limiter ? { limiter } : {}) });
     const pub = createPubAPIServer({ peer, logger: logger.child("pubapi"), connections: atls.connections });
     await bind(pub, `127.0.0.1:${hw.port}`, atls);
     await peer.resume();

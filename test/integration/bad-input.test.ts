@@ -39,6 +39,12 @@ describe("bad input gets a clear error and loses nothing", () => {
     { name: "bad IPv4", req: { nodeEndpoints: ["10.0.0.300:9000"] }, code: "invalid-argument", msg: /nodeEndpoints\[0\]: not an IPv4 address/ },
     { name: "duplicate node", req: { nodeEndpoints: ["10.0.0.1:9000", "10.0.0.1:9000"] }, code: "invalid-argument", msg: /nodeEndpoints\[1\]: 10.0.0.1:9000 appears twice/ },
     { name: "port out of range", req: { nodeEndpoints: ["10.0.0.1:70000"] }, code: "invalid-argument", msg: /port must be 1-65535/ },
+    {
+      name: "257 node endpoints (bounded work per call)",
+      req: { nodeEndpoints: Array.from({ length: 257 }, (_, i) => `10.0.${i >> 8}.${(i & 255) + 1}:9000`) },
+      code: "invalid-argument",
+      msg: /nodeEndpoints: at most 256 per call, got 257/,
+    },
   ];
   for (const tc of cases) {
     it(`${tc.name} → ${tc.code}, and the peer can still be activated`, async () => {

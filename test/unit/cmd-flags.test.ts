@@ -18,7 +18,20 @@ describe("meshd flags", () => {
       diskInitialKey: "/run/cryptsetup-keys.d/state.key",
       store: { kind: "memory" },
       updateIntervalMs: 10_000,
+      insecureStateDir: false,
     });
+  });
+
+  it("--insecure-state-dir is an explicit opt-in", () => {
+    const r = parseMeshdFlags(["--public-ip", "192.0.2.7", "--insecure-state-dir"]);
+    if (r.help) throw new Error("help");
+    expect(r.config.insecureStateDir).toBe(true);
+  });
+
+  it("TLS to etcd with a client certificate, any endpoint", () => {
+    const r = parseMeshdFlags(["--public-ip", "192.0.2.7", "--store", "etcd://198.18.0.5:2379", "--etcd-ca", "/c/ca.pem", "--etcd-cert", "/c/me.pem", "--etcd-key", "/c/me.key"]);
+    if (r.help) throw new Error("help");
+    expect(r.config.store).toEqual({ kind: "etcd", endpoints: ["198.18.0.5:2379"], tls: { caFile: "/c/ca.pem", certFile: "/c/me.pem", keyFile: "/c/me.key" } });
   });
 
   it("parses swtpm and etcd endpoints", () => {
@@ -41,6 +54,11 @@ describe("meshd flags", () => {
     { argv: ["--public-ip", "1.2.3.4", "--update-interval", "0"], msg: "--update-interval" },
     { argv: ["--public-ip", "not-ip"], msg: "--public-ip: not an IP address" },
     { argv: ["--public-ip", "1.2.3.4", "extra"], msg: 'unexpected argument "extra"' },
+    { argv: ["--public-ip", "1.2.3.4", "--store", "etcd://198.18.0.5:2379"], msg: "--store: plaintext etcd only on loopback; 198.18.0.5:2379 needs TLS: give --etcd-ca" },
+    { argv: ["--public-ip", "1.2.3.4", "--store", "etcd://127.0.0.1:2379,etcd.example:2379"], msg: "etcd.example:2379 needs TLS" },
+    { argv: ["--public-ip", "1.2.3.4", "--store", "etcd://198.18.0.5:2379", "--etcd-ca", "ca", "--etcd-cert", "c"], msg: "--etcd-cert and --etcd-key: give both or neither" },
+    { argv: ["--public-ip", "1.2.3.4", "--store", "etcd://127.0.0.1:2379", "--etcd-cert", "c", "--etcd-key", "k"], msg: "--etcd-cert/--etcd-key need --etcd-ca" },
+    { argv: ["--public-ip", "1.2.3.4", "--etcd-ca", "ca"], msg: "only with --store etcd://" },
   ];
   for (const tc of bad) it(`refuses ${tc.argv.join(" ")}`, () => expect(() => parseMeshdFlags(tc.argv)).toThrow(tc.msg));
 });

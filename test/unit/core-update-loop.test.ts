@@ -6,6 +6,7 @@ import type { PeerRecord } from "../../src/core/peer.js";
 import type { CoordinatorClient, PeerUpdate } from "../../src/core/remote.js";
 import { UpdateLoop } from "../../src/core/update-loop.js";
 import { FakeVPN } from "../helpers/fakes.js";
+import { until } from "../helpers/wait.js";
 
 const peer = (i: number, key: string): PeerRecord => ({ role: "node", publicIP: `192.0.2.${i}`, vpnIP: `10.118.0.${i}`, vpnPubKey: key, wgPort: 51820, pubapiPort: 9000 });
 const keyA = Buffer.alloc(32, 1).toString("base64");
@@ -60,6 +61,37 @@ describe("update loop", () => {
     });
     await Promise.all(Array.from({ length: 10 }, () => loop.pollNow()));
     expect(maxInFlight).toBe(1);
+  });
+
+  it("a flood of pollNow calls coalesces: one running poll, at most one waiting (bounded work per TriggerNodeUpdate/JoinCluster)", async () => {
+    let fetches = 0;
+    let release: (() => void) | undefined;
+    const loop = new UpdateLoop({
+      fetch: async () => {
+        fetches++;
+        await new Promise<void>((r) => (release = r));
+        return { resourceVersion: fetches, peers: [] };
+      },
+      apply: async () => {},
+      intervalMs: 1000,
+      clock: systemClock,
+      logger: nullLogger,
+    });
+    const first = loop.pollNow();
+    await until("the first poll fetches", () => fetches === 1);
+    const flood = Array.from({ length: 1000 }, () => loop.pollNow());
+    release!();
+    expect(await first).toBe(1);
+    await until("the one waiting poll fetches", () => fetches === 2);
+    release!();
+    // Every flooded call shares the single waiting poll, which started after all of them.
+    expect(new Set(await Promise.all(flood))).toEqual(new Set([2]));
+    expect(fetches).toBe(2);
+    // A call after the waiting poll started queues a new one (it must see changes made meanwhile).
+    const later = loop.pollNow();
+    await until("a third poll fetches", () => fetches === 3);
+    release!();
+    expect(await later).toBe(3);
   });
 
   it("a Node keeps one channel for all its polls and applies peers without itself", async () => {
