@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -15,6 +15,8 @@ import type { WireAdminRequest } from "../../src/pubapi/messages.js";
 import { adminPayloadCodec } from "../../src/rpc/proto.js";
 import type { FakeDisk, FakeVPN } from "../helpers/fakes.js";
 import { TestMesh, type TestPeer } from "../helpers/mesh.js";
+import { swtpmPolicy } from "../helpers/swtpm.js";
+import { policyToJSON } from "../../src/attestation/policy.js";
 import { until } from "../helpers/wait.js";
 
 const adminKey = (): string => Buffer.from(nacl.box.keyPair().publicKey).toString("base64");
@@ -115,14 +117,16 @@ describe("admin RPCs need the admin's signature over a single-use challenge and 
     try {
       expect(await runActivate({ coordinator: coord.endpoint, nodes: [keep!.endpoint, gone!.endpoint], coordinators: [], masterSecret: secret, outDir: out, credentials: mesh.credentials(true) }, io), lines.join("\n")).toBe(0);
       const goneIP = gone!.vpn.vpnIP!;
+      const policy = join(out, "measurements.json");
+      await writeFile(policy, JSON.stringify(policyToJSON(swtpmPolicy())));
       const version = (await coord.peer.getUpdate(-1)).resourceVersion;
       await until("keep sees gone", () => keep!.vpn.peers.some((p) => p.vpnIP === goneIP));
       // A key file others can read is refused before anything is sent.
       await chmod(join(out, "admin.key"), 0o644);
-      expect(await main(["remove-node", "--coordinator", coord.endpoint, "--vpn-ip", goneIP, "--admin-dir", out], io)).toBe(1);
+      expect(await main(["remove-node", "--coordinator", coord.endpoint, "--vpn-ip", goneIP, "--admin-dir", out, "--measurements", policy], io)).toBe(1);
       expect(lines.at(-1)).toMatch(/admin key .*readable by others/);
       await chmod(join(out, "admin.key"), 0o600);
-      expect(await main(["remove-node", "--coordinator", coord.endpoint, "--vpn-ip", goneIP, "--admin-dir", out], io), lines.join("\n")).toBe(0);
+      expect(await main(["remove-node", "--coordinator", coord.endpoint, "--vpn-ip", goneIP, "--admin-dir", out, "--measurements", policy], io), lines.join("\n")).toBe(0);
       expect(lines.at(-1)).toBe(`removed ${goneIP}; the peer set is now at resource version ${version + 1}`);
       const after = await coord.peer.getUpdate(-1);
       expect(after.resourceVersion).toBe(version + 1);
@@ -135,7 +139,7 @@ describe("admin RPCs need the admin's signature over a single-use challenge and 
       expect(err.message).toMatch(/is not a disk of any activated peer/);
       // Its VPN IP goes to the next Node.
       const next = await mesh.startPeer("next");
-      const res = await main(["add-nodes", "--coordinator", coord.endpoint, "--nodes", next.endpoint, "--admin-dir", out], io);
+      const res = await main(["add-nodes", "--coordinator", coord.endpoint, "--nodes", next.endpoint, "--admin-dir", out, "--measurements", policy], io);
       expect(res, lines.join("\n")).toBe(0);
       expect(next.vpn.vpnIP).toBe(goneIP);
     } finally {
