@@ -37,6 +37,14 @@ export async function main(argv: string[], io: IO): Promise<number> {
 
 /** run is the meshctl process entry (bin/meshctl.js): it runs main with the process's argv and streams. */
 export function run(): void {
+  // A reader that went away (`meshctl verify … | head -3`) is not an error of ours: stop quietly, as
+  // Unix filters do, instead of dying on an unhandled EPIPE.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  }
   main(process.argv.slice(2), { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) }).then(
     (code) => {
       process.exitCode = code;
