@@ -17,6 +17,7 @@ packages=(
   iproute2 iputils-ping nftables
   g++ make python3 pkg-config
   qemu-system-x86 busybox kmod e2fsprogs
+  systemd
 )
 # The VM tier boots /boot's Debian kernel; install one only when the machine has none.
 compgen -G "/boot/vmlinuz-*" >/dev/null || packages+=(linux-image-amd64)
