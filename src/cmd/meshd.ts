@@ -77,11 +77,22 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     closers.push(() => vpn.close());
     // Open the device now when its key can be read (it can unless a locked state disk holds it).
     if (!locked) await vpn.getPublicKey();
-    else if ((await nodeState.load())?.role === "coordinator") {
-      throw new FailedPreconditionError(
-        `--disk ${config.disk}: the Coordinator's state disk is locked after a reboot; a Coordinator cannot unlock itself (its master secret is on that disk) and recovering one is not supported yet`,
-      );
-    } else logger.info("state disk is locked: waiting for its key from a Coordinator before anything else");
+    else {
+      const role = (await nodeState.load())?.role;
+      if (role === "coordinator") {
+        throw new FailedPreconditionError(
+          `--disk ${config.disk}: the Coordinator's state disk is locked after a reboot; a Coordinator cannot unlock itself (its master secret is on that disk) and recovering one is not supported yet`,
+        );
+      }
+      if (role === undefined) {
+        // Nothing is mounted at the state dir: a fresh peer would keep its secrets (store, wg.key) in
+        // the plain directory beneath it, where the host reads them.
+        throw new FailedPreconditionError(
+          `--disk ${config.disk}: the state disk is LUKS2 but locked, and this peer has no node state: it is not a disk this peer formatted (give a blank disk)`,
+        );
+      }
+      logger.info("state disk is locked: waiting for its key from a Coordinator before anything else");
+    }
     const store: Store = await openStore(config, encrypted, logger);
     closers.push(() => store.close());
     const peerClient = new PubAPIClient({ validators, issuer });
