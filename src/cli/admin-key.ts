@@ -11,9 +11,10 @@ export const adminKeyFile = "admin.key";
 const adminKeySeedBytes = 32;
 
 /** AdminKey is the admin's Ed25519 signing key. Never print secretKey. */
-export interface AdminKey extends AdminSigner {
+export interface AdminKey {
   /** publicKey is what the Coordinator stores at activation (32 bytes). */
   publicKey: Buffer;
+  secretKey: Uint8Array;
 }
 
 /** generateAdminKey makes a fresh admin signing key (tweetnacl Ed25519). */
@@ -30,11 +31,11 @@ export async function writeAdminKey(dir: string, seed: Buffer): Promise<string> 
 }
 
 /**
- * readAdminKey reads DIR/admin.key (the directory of admin.json): it must be a regular file of
- * exactly 32 bytes that only its owner can read, and match the adminPubKey of DIR/admin.json when
- * that file names one. Errors say what to fix and never show the key.
+ * readAdminKey reads DIR/admin.key and DIR/admin.json: the key must be a regular file of exactly 32
+ * bytes that only its owner can read and match admin.json's adminPubKey when it names one; the
+ * signer signs for admin.json's clusterId only. Errors say what to fix and never show the key.
  */
-export async function readAdminKey(dir: string): Promise<AdminKey> {
+export async function readAdminKey(dir: string): Promise<AdminKey & AdminSigner> {
   const path = join(dir, adminKeyFile);
   let info;
   try {
@@ -47,14 +48,20 @@ export async function readAdminKey(dir: string): Promise<AdminKey> {
   if ((info.mode & 0o077) !== 0) throw new Error(`admin key ${path}: readable by others (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it`);
   if (info.size !== adminKeySeedBytes) throw new Error(`admin key ${path}: must hold ${adminKeySeedBytes} bytes, holds ${info.size}`);
   const key = keyOf(await readFile(path));
-  const expected = await readFile(join(dir, "admin.json"), "utf8").then(
-    (t) => (JSON.parse(t) as { adminPubKey?: unknown }).adminPubKey,
-    () => undefined,
+  const jsonPath = join(dir, "admin.json");
+  const admin = await readFile(jsonPath, "utf8").then(
+    (t) => JSON.parse(t) as { adminPubKey?: unknown; clusterId?: unknown },
+    (err: NodeJS.ErrnoException) => {
+      throw new Error(`${jsonPath}: ${err.code === "ENOENT" ? "not found (admin-signed commands need the admin.json that meshctl activate wrote beside admin.key)" : err.message}`);
+    },
   );
-  if (typeof expected === "string" && expected !== key.publicKey.toString("base64")) {
-    throw new Error(`admin key ${path}: does not match adminPubKey in ${join(dir, "admin.json")}`);
+  if (typeof admin.adminPubKey === "string" && admin.adminPubKey !== key.publicKey.toString("base64")) {
+    throw new Error(`admin key ${path}: does not match adminPubKey in ${jsonPath}`);
   }
-  return key;
+  if (typeof admin.clusterId !== "string" || !/^[0-9a-f]{64}$/.test(admin.clusterId)) {
+    throw new Error(`${jsonPath}: clusterId must be 64 lower-case hex characters (the admin signs for that cluster only)`);
+  }
+  return { ...key, clusterID: Buffer.from(admin.clusterId, "hex") };
 }
 
 function keyOf(seed: Uint8Array): AdminKey {

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import nacl from "tweetnacl";
 import type { Clock } from "./clock.js";
 import { InvalidArgumentError, PermissionDeniedError } from "./errors.js";
@@ -15,21 +15,23 @@ export const adminSignatureBytes = 64;
 const adminDomain = "attested-mesh admin v1";
 
 /**
- * adminMessage is what the admin signs for one admin RPC: the domain, the method name, the server's
- * single-use challenge and the serialized request, each length-prefixed so no two inputs collide.
+ * adminMessage is what the admin signs for one admin RPC: the domain, the method name, the admin's
+ * cluster ID (from admin.json), the server's single-use challenge and the serialized request, each
+ * length-prefixed so no two inputs collide. The cluster ID stops a host that activated a Coordinator
+ * of its own with the admin's (public) key from using the admin's signatures there.
  */
-export function adminMessage(method: string, challenge: Uint8Array, request: Uint8Array): Buffer {
+export function adminMessage(method: string, clusterID: Uint8Array, challenge: Uint8Array, request: Uint8Array): Buffer {
   const part = (b: Uint8Array): Buffer[] => {
     const len = Buffer.alloc(4);
     len.writeUInt32BE(b.length);
     return [len, Buffer.from(b)];
   };
-  return Buffer.concat([...part(Buffer.from(adminDomain)), ...part(Buffer.from(method)), ...part(challenge), ...part(request)]);
+  return Buffer.concat([...part(Buffer.from(adminDomain)), ...part(Buffer.from(method)), ...part(clusterID), ...part(challenge), ...part(request)]);
 }
 
-/** signAdminRequest signs one admin request with the admin's Ed25519 secret key (64 bytes, tweetnacl form). */
-export function signAdminRequest(secretKey: Uint8Array, method: string, challenge: Uint8Array, request: Uint8Array): Buffer {
-  return Buffer.from(nacl.sign.detached(adminMessage(method, challenge, request), secretKey));
+/** signAdminRequest signs one admin request for cluster `clusterID` with the admin's Ed25519 secret key (64 bytes, tweetnacl form). */
+export function signAdminRequest(secretKey: Uint8Array, clusterID: Uint8Array, method: string, challenge: Uint8Array, request: Uint8Array): Buffer {
+  return Buffer.from(nacl.sign.detached(adminMessage(method, clusterID, challenge, request), secretKey));
 }
 
 /** SignedAdminRequest is an admin RPC as it arrived: method, challenge, request bytes, signature. */
@@ -68,66 +70,81 @@ export class AdminGrant {
 
 const grants = new WeakSet<AdminGrant>();
 
-/** AdminChallengesOptions bound the outstanding challenges. */
+/** AdminChallengesOptions configure AdminChallenges. */
 export interface AdminChallengesOptions {
   clock: Clock;
   /** ttlMs is how long a challenge can be used (default 60 s). */
   ttlMs?: number;
-  /** maxOutstanding bounds remembered challenges; the oldest is dropped past it (default 64). */
-  maxOutstanding?: number;
 }
 
+/** Challenge layout: issue time (ms, u64 BE) ‖ 8 random bytes ‖ 16-byte HMAC-SHA256 of the first 16 under a per-process key. */
+const challengeMacBytes = 16;
+
 /**
- * AdminChallenges hands out single-use challenges and verifies admin requests against them. A
- * challenge is forgotten when used (whether or not the signature verifies), when it expires, or
- * when more than maxOutstanding are waiting (oldest first). Safe for concurrent use.
+ * AdminChallenges hands out single-use challenges and verifies admin requests against them.
+ * Challenges are stateless (authenticated by an HMAC under a key that never leaves this process),
+ * so anonymous callers asking for many cannot evict the admin's; only a challenge whose admin
+ * signature verified is remembered, until it expires, so it works once. Safe for concurrent use.
  */
 export class AdminChallenges {
-  readonly #o: Required<AdminChallengesOptions>;
-  /** #outstanding maps hex challenge → expiry (ms), in issue order. */
-  readonly #outstanding = new Map<string, number>();
+  readonly #clock: Clock;
+  readonly #ttlMs: number;
+  readonly #key = randomBytes(32);
+  /** #used maps hex challenge → expiry (ms) of challenges consumed by a valid admin request. */
+  readonly #used = new Map<string, number>();
 
   constructor(options: AdminChallengesOptions) {
-    this.#o = { ttlMs: 60_000, maxOutstanding: 64, ...options };
+    this.#clock = options.clock;
+    this.#ttlMs = options.ttlMs ?? 60_000;
   }
 
-  /** issue returns a fresh 32-byte challenge and remembers it. */
+  /** issue returns a fresh 32-byte challenge; it remembers nothing. */
   issue(): Buffer {
-    this.#expire();
-    while (this.#outstanding.size >= this.#o.maxOutstanding) this.#outstanding.delete(this.#outstanding.keys().next().value!);
-    const c = randomBytes(adminChallengeBytes);
-    this.#outstanding.set(c.toString("hex"), this.#o.clock.now() + this.#o.ttlMs);
-    return c;
+    const head = Buffer.alloc(adminChallengeBytes - challengeMacBytes);
+    head.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(this.#clock.now()))));
+    randomBytes(8).copy(head, 8);
+    return Buffer.concat([head, this.#mac(head)]);
   }
 
   /**
-   * verify checks `req` for `method` against the admin's public key and consumes its challenge; it
-   * returns a grant for that method or throws PermissionDeniedError naming the failed check.
+   * verify checks `req` for `method` against the admin's public key and this Coordinator's cluster ID
+   * and consumes its challenge; it returns a grant for that method or throws PermissionDeniedError
+   * naming the failed check.
    */
-  verify(req: SignedAdminRequest, method: string, adminPubKey: Uint8Array | undefined): AdminGrant {
+  verify(req: SignedAdminRequest, method: string, adminPubKey: Uint8Array | undefined, clusterID: Uint8Array): AdminGrant {
     if (req.signature.length === 0 && req.challenge.length === 0) {
       throw new PermissionDeniedError(`${method}: admin signature: missing (admin requests must be signed with the admin key made by meshctl activate)`);
     }
     if (req.challenge.length !== adminChallengeBytes) throw new PermissionDeniedError(`${method}: admin challenge: must be ${adminChallengeBytes} bytes, got ${req.challenge.length}`);
-    if (!this.#consume(req.challenge)) throw new PermissionDeniedError(`${method}: admin challenge: unknown, expired or already used (get a fresh one with GetAdminChallenge)`);
+    const expiry = this.#check(Buffer.from(req.challenge));
+    if (expiry === undefined) throw new PermissionDeniedError(`${method}: admin challenge: unknown, expired or already used (get a fresh one with GetAdminChallenge)`);
     if (req.method !== method) throw new PermissionDeniedError(`${method}: admin signature: made for ${req.method}`);
     if (!adminPubKey) throw new PermissionDeniedError(`${method}: admin key: this Coordinator has none stored`);
     if (req.signature.length !== adminSignatureBytes) throw new PermissionDeniedError(`${method}: admin signature: must be ${adminSignatureBytes} bytes, got ${req.signature.length}`);
-    if (!nacl.sign.detached.verify(adminMessage(method, req.challenge, req.request), req.signature, adminPubKey)) {
-      throw new PermissionDeniedError(`${method}: admin signature: does not verify with the admin key (another key, another method or other request bytes)`);
+    if (!nacl.sign.detached.verify(adminMessage(method, clusterID, req.challenge, req.request), req.signature, adminPubKey)) {
+      throw new PermissionDeniedError(`${method}: admin signature: does not verify with the admin key for this cluster (another key, another cluster, another method or other request bytes)`);
     }
+    // Check-and-set in one synchronous step: of two concurrent uses of one challenge, one wins.
+    const id = Buffer.from(req.challenge).toString("hex");
+    if (this.#used.has(id)) throw new PermissionDeniedError(`${method}: admin challenge: unknown, expired or already used (get a fresh one with GetAdminChallenge)`);
+    this.#used.set(id, expiry);
     return AdminGrant.issue(method);
   }
 
-  #consume(challenge: Uint8Array): boolean {
-    this.#expire();
-    // Challenges are random and public once sent: a plain lookup leaks nothing worth timing.
-    return this.#outstanding.delete(Buffer.from(challenge).toString("hex"));
+  /** #check returns the challenge's expiry when this process issued it, it has not expired and was not used. */
+  #check(challenge: Buffer): number | undefined {
+    const now = this.#clock.now();
+    for (const [k, exp] of this.#used) if (exp <= now) this.#used.delete(k);
+    const head = challenge.subarray(0, adminChallengeBytes - challengeMacBytes);
+    if (!timingSafeEqual(this.#mac(head), challenge.subarray(adminChallengeBytes - challengeMacBytes))) return undefined;
+    const issued = Number(head.readBigUInt64BE(0));
+    const expiry = issued + this.#ttlMs;
+    if (issued > now || expiry <= now || this.#used.has(challenge.toString("hex"))) return undefined;
+    return expiry;
   }
 
-  #expire(): void {
-    const now = this.#o.clock.now();
-    for (const [k, exp] of this.#outstanding) if (exp <= now) this.#outstanding.delete(k);
+  #mac(head: Buffer): Buffer {
+    return createHmac("sha256", this.#key).update(head).digest().subarray(0, challengeMacBytes);
   }
 }
 

@@ -152,13 +152,14 @@ export class MeshPeer {
   }
 
   /**
-   * authorizeAdmin checks an admin request (signature by the stored admin key over the method, a
-   * single-use challenge of this peer and the request bytes) and returns the grant an admin
+   * authorizeAdmin checks an admin request (signature by the stored admin key over the method, this
+   * cluster's ID, a single-use challenge of this peer and the request bytes) and returns the grant an admin
    * operation needs. Throws PermissionDeniedError naming the failed check; changes nothing else.
    */
   async authorizeAdmin(req: SignedAdminRequest, method: string): Promise<AdminGrant> {
     this.#requireCoordinator();
-    return this.#adminChallenges.verify(req, method, await this.#cluster.adminKey());
+    const { clusterID } = await this.#cluster.secrets();
+    return this.#adminChallenges.verify(req, method, await this.#cluster.adminKey(), clusterID);
   }
 
   /** state returns the current state. */

@@ -57,9 +57,13 @@ export async function activateAsCoordinator(
   };
 }
 
-/** AdminSigner is the admin's Ed25519 secret key (64 bytes, tweetnacl form; see src/cli/admin-key.ts). */
+/**
+ * AdminSigner is the admin's Ed25519 secret key (64 bytes, tweetnacl form; see src/cli/admin-key.ts)
+ * and the ID of the admin's cluster (admin.json's clusterId): signatures are valid only there.
+ */
 export interface AdminSigner {
   secretKey: Uint8Array;
+  clusterID: Uint8Array;
 }
 
 /**
@@ -84,7 +88,7 @@ export async function signedAdminRequest<T>(
     client.close();
   }
   const request = adminPayloadCodec<T>(method).serialize(payload);
-  return { request, challenge, signature: signAdminRequest(admin.secretKey, method, challenge, request) };
+  return { request, challenge, signature: signAdminRequest(admin.secretKey, admin.clusterID, method, challenge, request) };
 }
 
 /** activateAdditionalNodes asks an activated Coordinator, as its admin, to activate more Nodes, streaming progress. */

@@ -1,6 +1,7 @@
 // In-process mesh for integration tests: peers over real gRPC on loopback with aTLS, a fake VPN network.
 import * as grpc from "@grpc/grpc-js";
 import nacl from "tweetnacl";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -99,16 +100,39 @@ export class TestMesh {
   /** vpnapi maps a Coordinator VPN IP to its loopback vpnapi address. */
   readonly vpnapi = new Map<string, string>();
   readonly logs: string[] = [];
-  /** admin is this mesh's admin signing key (Ed25519): send `admin.publicKey` at activation, sign admin RPCs with it. */
-  readonly admin: { publicKey: Buffer; secretKey: Uint8Array } = (() => {
+  /**
+   * admin is this mesh's admin signing key (Ed25519): send `admin.publicKey` at activation, sign
+   * admin RPCs with it. Its clusterID (what meshctl reads from admin.json) is the cluster of the
+   * first peer of this mesh that became a Coordinator; a test of several clusters passes its own.
+   */
+  readonly admin: { publicKey: Buffer; secretKey: Uint8Array; readonly clusterID: Buffer } = (() => {
     const kp = nacl.sign.keyPair();
-    return { publicKey: Buffer.from(kp.publicKey), secretKey: kp.secretKey };
+    const mesh = this;
+    return {
+      publicKey: Buffer.from(kp.publicKey),
+      secretKey: kp.secretKey,
+      get clusterID(): Buffer {
+        return mesh.#firstClusterID();
+      },
+    };
   })();
   readonly #o: MeshOptions;
   #root = "";
 
   constructor(options: MeshOptions = {}) {
     this.#o = options;
+  }
+
+  #firstClusterID(): Buffer {
+    for (const p of this.peers) {
+      try {
+        const rec = JSON.parse(readFileSync(join(p.hardware.stateDir, "node-state.json"), "utf8")) as { nodeState?: { role?: string; clusterID?: string } };
+        if (rec.nodeState?.role === "coordinator" && rec.nodeState.clusterID) return Buffer.from(rec.nodeState.clusterID, "hex");
+      } catch {
+        // not activated (yet)
+      }
+    }
+    return Buffer.alloc(32); // no Coordinator yet: a cluster ID no Coordinator has
   }
 
   /** validators returns the client-side validators of this mesh. */

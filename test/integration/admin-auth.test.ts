@@ -43,7 +43,7 @@ describe("admin RPCs need the admin's signature over a single-use challenge and 
       name: "another key",
       request: async (coord, node) => {
         const c = await challenge(coord);
-        return { request: payload(node), challenge: c, signature: signAdminRequest(nacl.sign.keyPair().secretKey, "ActivateAdditionalNodes", c, payload(node)) };
+        return { request: payload(node), challenge: c, signature: signAdminRequest(nacl.sign.keyPair().secretKey, mesh.admin.clusterID, "ActivateAdditionalNodes", c, payload(node)) };
       },
       msg: /admin signature: does not verify/,
     },
@@ -51,7 +51,7 @@ describe("admin RPCs need the admin's signature over a single-use challenge and 
       name: "a signature for another method",
       request: async (coord, node) => {
         const c = await challenge(coord);
-        return { request: payload(node), challenge: c, signature: signAdminRequest(mesh.admin.secretKey, "RemoveNode", c, payload(node)) };
+        return { request: payload(node), challenge: c, signature: signAdminRequest(mesh.admin.secretKey, mesh.admin.clusterID, "RemoveNode", c, payload(node)) };
       },
       msg: /admin signature: does not verify/,
     },
@@ -67,7 +67,7 @@ describe("admin RPCs need the admin's signature over a single-use challenge and 
       name: "a challenge the Coordinator never issued",
       request: async (_c, node) => {
         const c = randomBytes(32);
-        return { request: payload(node), challenge: c, signature: signAdminRequest(mesh.admin.secretKey, "ActivateAdditionalNodes", c, payload(node)) };
+        return { request: payload(node), challenge: c, signature: signAdminRequest(mesh.admin.secretKey, mesh.admin.clusterID, "ActivateAdditionalNodes", c, payload(node)) };
       },
       msg: /admin challenge: unknown, expired or already used/,
     },

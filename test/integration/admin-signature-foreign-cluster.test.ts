@@ -1,5 +1,5 @@
 /**
- * Review finding: an admin signature is bound to the method, a single-use challenge and the request
+ * Regression (review finding, critical): an admin signature is bound to the method, a single-use challenge and the request
  * bytes, but not to the admin's cluster (ownerID/clusterID from admin.json), and meshctl does not
  * check that the Coordinator it reaches is a Coordinator of that cluster. The admin's Ed25519 public
  * key is public (admin.json carries it). So the host activates a genuine peer of its own
@@ -8,8 +8,8 @@
  * own signature makes the admin's new Node join the host's cluster: the host knows that Node's
  * disk key and every data key it will ask for.
  *
- * Expected: a signed admin request reaching a Coordinator of another cluster is refused (for
- * example: the admin signs the clusterID of admin.json and the Coordinator checks it is its own),
+ * Defence: the admin signs the clusterID of admin.json and the Coordinator verifies the signature
+ * with its own cluster ID, so a signed request reaching a Coordinator of another cluster is refused
  * and no Node is activated.
  */
 import nacl from "tweetnacl";
@@ -24,7 +24,7 @@ const wgKey = (): string => Buffer.from(nacl.box.keyPair().publicKey).toString("
 const adminSecret = Buffer.from("victim admin master secret 32 b!");
 const hostSecret = Buffer.from("host's own master secret, 32 b!!");
 
-describe("review: an admin signature only works in the admin's own cluster", () => {
+describe("an admin signature only works in the admin's own cluster", () => {
   let mesh: TestMesh;
   afterEach(async () => mesh?.close());
 
@@ -49,9 +49,10 @@ describe("review: an admin signature only works in the admin's own cluster", () 
       () => {},
     );
     // The admin runs add-nodes against "their" Coordinator; the host redirects the connection to its own.
-    const outcome = await activateAdditionalNodes(hostCoord.endpoint, mesh.credentials(false), mesh.admin, [node.endpoint], () => {}).catch((e: CoreError) => e);
+    const outcome = await activateAdditionalNodes(hostCoord.endpoint, mesh.credentials(false), { secretKey: mesh.admin.secretKey, clusterID: adminCfg.clusterID }, [node.endpoint], () => {}).catch((e: CoreError) => e);
     const joinedHostCluster = !(outcome instanceof Error) && outcome.activated.length > 0;
     expect({ joinedHostCluster, nodeState: node.peer.state }).toEqual({ joinedHostCluster: false, nodeState: PeerState.AcceptingInit });
     expect((outcome as CoreError).code).toBe("permission-denied");
+    expect((outcome as CoreError).message).toMatch(/admin signature: does not verify with the admin key for this cluster/);
   });
 });
