@@ -34,12 +34,12 @@ describe.skipIf(reason !== undefined)(`vm harness${reason ? ` — skipped: ${rea
       .start({ name: "hang", agent: "#!/bin/bash\necho 'am-test: this agent never gets ready'\nexec sleep 1000\n", bootTimeoutMs: 25_000 })
       .then((vm) => ({ err: vm, ms: Date.now() - hangStart }), (err: unknown) => ({ err, ms: Date.now() - hangStart }));
     [vm1, vm2] = await both;
-    for (const vm of [vm1, vm2]) console.info(`vm harness: ${vm.name} booted in ${vm.boots[0]!.hostMs} ms (guest uptime ${vm.boots[0]!.guestUptimeS} s)`);
+    for (const vm of [vm1, vm2]) console.info(`vm step: harness ${vm.name} booted ${(vm.boots[0]!.hostMs / 1000).toFixed(1)} s (guest uptime ${vm.boots[0]!.guestUptimeS} s)`);
   }, 300_000);
 
   afterAll(async () => {
     await cluster?.destroy();
-    console.info(`vm harness: file took ${Date.now() - fileStart} ms`);
+    console.info(`vm file: harness ${((Date.now() - fileStart) / 1000).toFixed(1)} s`);
   }, 60_000);
 
   it("each guest has a fresh vTPM at /dev/tpmrm0", async () => {
@@ -77,7 +77,7 @@ describe.skipIf(reason !== undefined)(`vm harness${reason ? ` — skipped: ${rea
     const before = await vm1.run(primaryPublic);
     await vm1.run(`tpm2_nvdefine -Q ${nvIndex} -C o -s 8 -a "ownerread|ownerwrite" && printf kept-nv! | tpm2_nvwrite -Q ${nvIndex} -C o -i -`);
     const boot = await vm1.reboot();
-    console.info(`vm harness: vm1 rebooted in ${boot.hostMs} ms (guest uptime ${boot.guestUptimeS} s)`);
+    console.info(`vm step: harness vm1 rebooted ${(boot.hostMs / 1000).toFixed(1)} s (guest uptime ${boot.guestUptimeS} s)`);
     expect(vm1.boots).toHaveLength(2);
     expect(await vm1.run(primaryPublic)).toBe(before);
     expect(await vm1.run(`tpm2_nvread -C o -s 8 ${nvIndex}`)).toBe("kept-nv!");
