@@ -52,6 +52,12 @@ export function imageEntries(repoRoot: string, nodeBinary: string): string[] {
   return [...out].filter((p) => ![...out].some((q) => q !== p && p.startsWith(`${q}/`))).sort();
 }
 
+/**
+ * skipped says whether a path stays out of the image and its key: tool caches inside node_modules
+ * (.vite holds vitest's results, rewritten by every test run), which no guest reads.
+ */
+export const skipped = (p: string): boolean => /\/node_modules\/\.(?!bin$)[^/]+$/.test(p);
+
 /** treeKey hashes the path, type, mode, size and mtime of everything under `entries` (symlinks by target). */
 export function treeKey(entries: readonly string[]): string {
   const h = createHash("sha256").update(formatVersion);
@@ -60,7 +66,7 @@ export function treeKey(entries: readonly string[]): string {
     if (s.isSymbolicLink()) h.update(`L ${p} ${readlinkSync(p)}\n`);
     else if (s.isDirectory()) {
       h.update(`D ${p} ${s.mode}\n`);
-      for (const name of readdirSync(p).sort()) visit(join(p, name));
+      for (const name of readdirSync(p).sort()) if (!skipped(join(p, name))) visit(join(p, name));
     } else h.update(`F ${p} ${s.mode} ${s.size} ${s.mtimeMs}\n`);
   };
   for (const e of entries) visit(e);
@@ -71,7 +77,7 @@ function duBytes(p: string): number {
   const s = lstatSync(p);
   if (!s.isDirectory()) return s.isFile() ? s.size : 0;
   let n = 4096;
-  for (const name of readdirSync(p)) n += duBytes(join(p, name)) + 256;
+  for (const name of readdirSync(p)) if (!skipped(join(p, name))) n += duBytes(join(p, name)) + 256;
   return n;
 }
 
@@ -92,7 +98,7 @@ export function buildProgramImage(entries: readonly string[], cacheDir: string):
     let bytes = 0;
     for (const e of entries) {
       mkdirSync(join(stage, dirname(e)), { recursive: true });
-      cpSync(e, join(stage, e), { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+      cpSync(e, join(stage, e), { recursive: true, verbatimSymlinks: true, preserveTimestamps: true, filter: (src) => !skipped(src) });
       bytes += duBytes(e);
     }
     writeFileSync(join(stage, bindsFile), `${entries.join("\n")}\n`);

@@ -6,7 +6,7 @@ import { join } from "node:path";
 
 import { afterAll, describe, expect, it } from "vitest";
 
-import { imageEntries, treeKey } from "./image.js";
+import { imageEntries, skipped, treeKey } from "./image.js";
 import { guestStatsScript, hostProcStats, parseGuestStats, parseProcIo, parseProcStat } from "./procstat.js";
 import { VmError, waitWithProgress } from "./wait.js";
 
@@ -116,5 +116,17 @@ describe("program image inputs", () => {
     writeFileSync(join(t, "a", "f.js"), "three");
     utimesSync(join(t, "a", "f.js"), new Date(2020, 1, 1), new Date(2020, 1, 1));
     expect(treeKey([t])).not.toBe(k2);
+  });
+
+  it("leaves tool caches in node_modules (vitest's .vite results) out of the key", () => {
+    const m = join(dir, "m", "node_modules");
+    mkdirSync(join(m, ".vite", "vitest"), { recursive: true });
+    mkdirSync(join(m, "pkg"), { recursive: true });
+    const k = treeKey([m]);
+    writeFileSync(join(m, ".vite", "vitest", "results.json"), "{}");
+    expect(treeKey([m])).toBe(k);
+    expect(skipped(join(m, ".bin"))).toBe(false);
+    expect(skipped(join(m, ".package-lock.json"))).toBe(true);
+    expect(skipped(join(m, "pkg", ".eslintrc"))).toBe(false);
   });
 });
