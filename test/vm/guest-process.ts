@@ -96,15 +96,18 @@ export class GuestProcess {
     const logBytes = () => (existsSync(this.logPath) ? statSync(this.logPath).size : 0);
     let known = ""; // the last stats read: a guest too busy to answer once is not progress
     let lastBytes = -1;
+    let lastAsked = 0;
     return waitWithProgress(check, {
       what: `${what} (${this.name} on ${this.vm.name})`,
       stallMs: options.stallMs ?? 60_000,
       maxMs: options.maxMs ?? 600_000,
       intervalMs: options.intervalMs ?? 500,
       progress: async () => {
-        // A growing log is progress enough; only a quiet one costs a guest command (~0.2 s of TCG CPU).
+        // A growing log is progress enough; a quiet one costs a guest command (fork and exec under
+        // TCG: ~0.3 s of the guest's CPU), so at most one every 15 s.
         const bytes = logBytes();
-        if (bytes === lastBytes) {
+        if (bytes === lastBytes && Date.now() - lastAsked >= 15_000) {
+          lastAsked = Date.now();
           const s = await this.stats();
           if (s) known = `, cpu ${s.cpuS.toFixed(2)} s, read ${s.rchar} B`;
         }
