@@ -21,8 +21,14 @@
  * Addresses: admin namespace 198.18.1.1 (cluster.network.adminIp, cluster.network.ns), VMs 198.18.1.2
  * and up in start order (vm.ip). Guest side: /run/vm is the VM's share (vm.shareDir on the host),
  * /tmp, /run, /var/lib, /var/tmp are tmpfs (empty after each boot), everything else is the host's,
- * read-only, as of boot time (cached: rebuild dist/ before starting VMs). Modules virtio_net and
- * virtio_blk are loaded at boot; others with `modprobe` (or VmOptions.modules).
+ * read-only, as of boot time (cached: rebuild dist/ before starting VMs). node, bin/, dist/, proto/,
+ * the native addon and node_modules come from the program image (image.ts, /dev/vdb, bound over the
+ * same paths; AM_VM_IMAGE=0 leaves them on 9p). Modules virtio_net and virtio_blk are loaded at
+ * boot; others with `modprobe` (or VmOptions.modules).
+ *
+ * Waiting on a guest daemon: `await meshd.waitFor("meshd to serve", check, { stallMs, maxMs })` polls
+ * `check` while the daemon makes progress (log, CPU time, reads) and fails fast when it stalls;
+ * `await vm.diagnose()` (log tails, ps from the guest, console tail) explains any failure.
  *
  * Every wait is bounded; a VM that does not boot, exits, or runs a command past its timeout makes
  * the call reject with a VmError carrying the serial console's tail.
