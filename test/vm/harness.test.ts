@@ -3,7 +3,7 @@ import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { canRunVM, VmCluster, VmError, type Vm } from "./vm.js";
+import { canRunVM, repoRoot, VmCluster, VmError, type Vm } from "./vm.js";
 
 const reason = canRunVM();
 const fileStart = Date.now();
@@ -51,6 +51,14 @@ describe.skipIf(reason !== undefined)(`vm harness${reason ? ` — skipped: ${rea
     const [p1, p2] = await Promise.all([vm1.run(primaryPublic), vm2.run(primaryPublic)]);
     expect(p1).not.toBe(p2);
   }, 120_000);
+
+  it("node and the checkout come from the read-only program image (/dev/vdb); /dev/vda is the state disk", async () => {
+    expect((await vm1.run("cat /sys/block/vda/serial; echo; cat /sys/block/vdb/serial")).split("\n").slice(0, 2)).toEqual(["amstate", "amimg"]);
+    for (const path of [`${repoRoot}/dist`, `${repoRoot}/node_modules/`, "$(command -v node)"]) {
+      expect(await vm1.run(`findmnt -n -o SOURCE,FSTYPE,OPTIONS --target ${path}`), path).toMatch(/vdb\S*\s+ext4\s+ro[,\s]/);
+    }
+    expect((await vm1.exec(`touch ${repoRoot}/dist/am-write-test`)).exitCode).not.toBe(0);
+  }, 60_000);
 
   it("creates a kernel WireGuard device (module autoloaded through the guest's modprobe)", async () => {
     const out = await vm1.run("ip link add wgtest type wireguard && ip -d link show wgtest && grep -w ^wireguard /proc/modules && ip link del wgtest");
