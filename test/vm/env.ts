@@ -7,6 +7,7 @@
  * - AM_VM_KERNEL=PATH     boot this vmlinuz; its modules must be in /lib/modules/<version from the name>.
  * - AM_VM_CACHE=DIR       initramfs and probe cache (default /var/cache/attested-mesh-vm when root).
  * - AM_VM_KEEP=1          keep each cluster's work dir (disks, TPM state, logs) and print its path.
+ * - AM_VM_IMAGE=0         no program image (image.ts): guests read node and the checkout over 9p (slow; for measuring).
  * - AM_REQUIRE_VM=1       fail instead of skipping when VM tests cannot run (for CI on capable hosts).
  */
 import { accessSync, constants, existsSync, mkdirSync } from "node:fs";
@@ -27,6 +28,8 @@ export interface VmEnv {
   keepWorkDir: boolean;
   /** require turns "cannot run" into an error instead of a skip. */
   require: boolean;
+  /** programImage attaches the program image (image.ts); false only with AM_VM_IMAGE=0. */
+  programImage: boolean;
 }
 
 /** vmEnv reads the environment once per call; callers keep the result. */
@@ -42,6 +45,7 @@ export function vmEnv(): VmEnv {
     cacheDir: e.AM_VM_CACHE || defaultCacheDir(),
     keepWorkDir: e.AM_VM_KEEP === "1",
     require: e.AM_REQUIRE_VM === "1",
+    programImage: e.AM_VM_IMAGE !== "0",
   };
 }
 
@@ -68,6 +72,7 @@ export const requiredTools: ReadonlyArray<readonly [tool: string, pkg: string]> 
   ["busybox", "busybox or busybox-static"],
   ["ip", "iproute2"],
   ["setpriv", "util-linux"],
+  ["mke2fs", "e2fsprogs"],
 ];
 
 /**

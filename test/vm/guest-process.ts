@@ -3,11 +3,12 @@
  * agent's per-command timeout does not reach it. Its stdout and stderr go to `<name>.log` in the
  * VM's share, readable from the host at any time, also after the VM stopped.
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 import type { ExecOptions, GuestResult } from "./agent.js";
-import { tailLines, waitUntil } from "./wait.js";
+import { guestStatsScript, parseGuestStats, type ProcStats } from "./procstat.js";
+import { tailLines, waitUntil, waitWithProgress } from "./wait.js";
 
 /** GuestHost is what a GuestProcess needs from its VM. */
 export interface GuestHost {
@@ -16,6 +17,18 @@ export interface GuestHost {
   exec(script: string, options?: ExecOptions): Promise<GuestResult>;
   run(script: string, options?: ExecOptions): Promise<string>;
   serialTail(lines?: number): string;
+  /** diagnose describes the VM for a failure message (see Vm.diagnose). */
+  diagnose(): Promise<string>;
+}
+
+/** ProgressOptions bound GuestProcess.waitFor. */
+export interface ProgressOptions {
+  /** stallMs: fail once neither the log nor the process's CPU time or reads advanced for this long; undefined: 60000. */
+  stallMs?: number;
+  /** maxMs: fail after this long in any case; undefined: 600000. */
+  maxMs?: number;
+  /** intervalMs between checks; undefined: 500. */
+  intervalMs?: number;
 }
 
 /** GuestProcess is one spawned guest process; its methods may be called concurrently. */
@@ -56,6 +69,52 @@ export class GuestProcess {
     await this.vm.exec(`kill -s ${signal} "$(cat ${this.guest("pid")})"`, { timeoutMs: 10_000 });
     await waitUntil(async () => ((await this.alive()) ? undefined : true), {
       timeoutMs: waitMs, intervalMs: 200, what: `${this.name} on ${this.vm.name} to exit after SIG${signal}`, detail: () => this.log(20),
+    });
+  }
+
+  /**
+   * stats reads the process's CPU time and reads inside the guest through the agent (bounded by
+   * timeoutMs), or undefined when it is gone or the agent did not answer.
+   */
+  async stats(timeoutMs = 5_000): Promise<ProcStats | undefined> {
+    const r = await this.vm.exec(guestStatsScript(this.guest("pid")), { timeoutMs }).catch(() => undefined);
+    if (!r || r.exitCode !== 0) return undefined;
+    try {
+      return parseGuestStats(r.stdout);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * waitFor polls `check` until it returns a value other than undefined. The process counts as
+   * progressing while its log grows or its CPU time or read bytes (read through the agent) advance:
+   * then the wait goes on up to maxMs; after stallMs without progress it fails at once. Every
+   * failure (stall, maxMs, the VM exiting) rejects with a VmError ending in the VM's diagnosis.
+   */
+  waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, options: ProgressOptions = {}): Promise<T> {
+    const logBytes = () => (existsSync(this.logPath) ? statSync(this.logPath).size : 0);
+    let known = ""; // the last stats read: a guest too busy to answer once is not progress
+    let lastBytes = -1;
+    let lastAsked = 0;
+    return waitWithProgress(check, {
+      what: `${what} (${this.name} on ${this.vm.name})`,
+      stallMs: options.stallMs ?? 60_000,
+      maxMs: options.maxMs ?? 600_000,
+      intervalMs: options.intervalMs ?? 500,
+      progress: async () => {
+        // A growing log is progress enough; a quiet one costs a guest command (fork and exec under
+        // TCG: ~0.3 s of the guest's CPU), so at most one every 15 s.
+        const bytes = logBytes();
+        if (bytes === lastBytes && Date.now() - lastAsked >= 15_000) {
+          lastAsked = Date.now();
+          const s = await this.stats();
+          if (s) known = `, cpu ${s.cpuS.toFixed(2)} s, read ${s.rchar} B`;
+        }
+        lastBytes = bytes;
+        return `log ${bytes} B${known}`;
+      },
+      diagnose: () => this.vm.diagnose(),
     });
   }
 

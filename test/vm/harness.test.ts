@@ -3,7 +3,7 @@ import { join } from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { canRunVM, VmCluster, VmError, type Vm } from "./vm.js";
+import { canRunVM, repoRoot, VmCluster, VmError, type Vm } from "./vm.js";
 
 const reason = canRunVM();
 const fileStart = Date.now();
@@ -34,12 +34,12 @@ describe.skipIf(reason !== undefined)(`vm harness${reason ? ` — skipped: ${rea
       .start({ name: "hang", agent: "#!/bin/bash\necho 'am-test: this agent never gets ready'\nexec sleep 1000\n", bootTimeoutMs: 25_000 })
       .then((vm) => ({ err: vm, ms: Date.now() - hangStart }), (err: unknown) => ({ err, ms: Date.now() - hangStart }));
     [vm1, vm2] = await both;
-    for (const vm of [vm1, vm2]) console.info(`vm harness: ${vm.name} booted in ${vm.boots[0]!.hostMs} ms (guest uptime ${vm.boots[0]!.guestUptimeS} s)`);
+    for (const vm of [vm1, vm2]) console.info(`vm step: harness ${vm.name} booted ${(vm.boots[0]!.hostMs / 1000).toFixed(1)} s (guest uptime ${vm.boots[0]!.guestUptimeS} s)`);
   }, 300_000);
 
   afterAll(async () => {
     await cluster?.destroy();
-    console.info(`vm harness: file took ${Date.now() - fileStart} ms`);
+    console.info(`vm file: harness ${((Date.now() - fileStart) / 1000).toFixed(1)} s`);
   }, 60_000);
 
   it("each guest has a fresh vTPM at /dev/tpmrm0", async () => {
@@ -51,6 +51,14 @@ describe.skipIf(reason !== undefined)(`vm harness${reason ? ` — skipped: ${rea
     const [p1, p2] = await Promise.all([vm1.run(primaryPublic), vm2.run(primaryPublic)]);
     expect(p1).not.toBe(p2);
   }, 120_000);
+
+  it("node and the checkout come from the read-only program image (/dev/vdb); /dev/vda is the state disk", async () => {
+    expect((await vm1.run("cat /sys/block/vda/serial; echo; cat /sys/block/vdb/serial")).split("\n").slice(0, 2)).toEqual(["amstate", "amimg"]);
+    for (const path of [`${repoRoot}/dist`, `${repoRoot}/node_modules/`, "$(command -v node)"]) {
+      expect(await vm1.run(`findmnt -n -o SOURCE,FSTYPE,OPTIONS --target ${path}`), path).toMatch(/vdb\S*\s+ext4\s+ro[,\s]/);
+    }
+    expect((await vm1.exec(`touch ${repoRoot}/dist/am-write-test`)).exitCode).not.toBe(0);
+  }, 60_000);
 
   it("creates a kernel WireGuard device (module autoloaded through the guest's modprobe)", async () => {
     const out = await vm1.run("ip link add wgtest type wireguard && ip -d link show wgtest && grep -w ^wireguard /proc/modules && ip link del wgtest");
@@ -77,7 +85,7 @@ describe.skipIf(reason !== undefined)(`vm harness${reason ? ` — skipped: ${rea
     const before = await vm1.run(primaryPublic);
     await vm1.run(`tpm2_nvdefine -Q ${nvIndex} -C o -s 8 -a "ownerread|ownerwrite" && printf kept-nv! | tpm2_nvwrite -Q ${nvIndex} -C o -i -`);
     const boot = await vm1.reboot();
-    console.info(`vm harness: vm1 rebooted in ${boot.hostMs} ms (guest uptime ${boot.guestUptimeS} s)`);
+    console.info(`vm step: harness vm1 rebooted ${(boot.hostMs / 1000).toFixed(1)} s (guest uptime ${boot.guestUptimeS} s)`);
     expect(vm1.boots).toHaveLength(2);
     expect(await vm1.run(primaryPublic)).toBe(before);
     expect(await vm1.run(`tpm2_nvread -C o -s 8 ${nvIndex}`)).toBe("kept-nv!");

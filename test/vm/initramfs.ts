@@ -1,7 +1,7 @@
 /**
  * The guest's initramfs: Debian's busybox (plus its shared libraries when it is not the static
  * build), the uncompressed 9p modules, and an /init that
- * 1. loads the 9p, virtio_net and virtio_blk modules and, for the accelerator probe (`am.probe=1`),
+ * 1. loads the virtio_pci (when not built in), 9p, virtio_net and virtio_blk modules and, for the accelerator probe (`am.probe=1`),
  *    prints AM-PROBE-OK and powers off; sets the hostname (am.name) and eth0's address (am.ip);
  * 2. mounts the host's root read-only over virtio-9p (tag `hostroot`), tmpfs on /tmp, /run, /var/lib
  *    and /var/tmp, fresh proc/sys/devtmpfs/devpts, and this VM's read-write share (tag `vmshare`) at
@@ -14,7 +14,9 @@
  * Any failure prints "am-init: FAILED: …" on the console and powers off, so QEMU exits at once.
  *
  * Kernel command line keys read by /init: am.name, am.ip (CIDR), am.probe=1, am.rootcache=loose|none
- * (9p cache mode of the host root; loose is much faster but does not see host files changed after boot).
+ * (9p cache mode of the host root; loose is much faster but does not see host files changed after boot),
+ * am.keep=DIR, am.img=1 (mount the program image, image.ts, over the 9p paths it lists; before the
+ * agent starts, so its bind mounts are everywhere).
  *
  * Images are cached in the cache dir as initramfs-<kernel version>-<hash of every input>.cpio and
  * rebuilt whenever an input (busybox, a library, a module, this script) changes.
@@ -26,6 +28,7 @@ import { dirname, join } from "node:path";
 
 import { cpioNewc, type CpioEntry } from "./cpio.js";
 import { findTool } from "./env.js";
+import { bindsFile, imageSerial } from "./image.js";
 import { moduleClosure, readModule, type Kernel } from "./kernel.js";
 
 /** shareTags are the 9p mount tags /init expects (QEMU's -device virtio-9p-pci,mount_tag=…). */
@@ -34,9 +37,10 @@ export const shareTags = { root: "hostroot", vm: "vmshare" } as const;
 /** guestShareDir is where the VM's read-write share is mounted in the guest. */
 export const guestShareDir = "/run/vm";
 
-const formatVersion = "am-initramfs-3";
+const formatVersion = "am-initramfs-4";
 // Loaded by busybox from the initramfs: much cheaper under TCG than modprobe reading the 9p root.
-const stage1Modules = ["9pnet_virtio", "9p", "virtio_net", "virtio_blk"];
+// ext4 reads the program image (image.ts); it needs a crc32c implementation even without metadata checksums.
+const stage1Modules = ["virtio_pci", "9pnet_virtio", "9p", "virtio_net", "virtio_blk", "crc32c_generic", "ext4"];
 
 function initScript(modules: readonly string[]): string {
   return `#!/bin/busybox sh
@@ -48,9 +52,10 @@ say() { echo "am-init: $* (uptime $($B cut -d' ' -f1 /proc/uptime)s)"; }
 die() { say "FAILED: $*"; $B sync; $B poweroff -f; $B sleep 10; }
 say "stage 1"
 for m in ${modules.join(" ")}; do $B insmod /lib/modules/$m.ko || die "insmod $m"; done
-cache=loose; addr=; name=vm; keep=
+cache=loose; addr=; name=vm; keep=; img=
 for a in $($B cat /proc/cmdline); do
   case "$a" in
+    am.img=1) img=1;;
     am.keep=*) keep="\${a#am.keep=}";;
     am.probe=1) say "AM-PROBE-OK"; $B poweroff -f; $B sleep 10;;
     am.rootcache=*) cache="\${a#am.rootcache=}";;
@@ -70,6 +75,17 @@ $B mount -t tmpfs -o mode=1777 tmpfs $R/tmp || die "tmpfs on /tmp"
 for d in run var/lib; do $B mount -t tmpfs -o mode=0755 tmpfs $R/$d || die "tmpfs on /$d"; done
 $B mount -t tmpfs -o mode=1777 tmpfs $R/var/tmp || die "tmpfs on /var/tmp"
 if [ -n "$keep" ]; then $B mkdir -p $R$keep && $B mount --move /keep $R$keep || die "keep $keep"; fi
+# am.img=1: the program image (virtio-blk serial ${imageSerial}) over the 9p paths it lists.
+if [ -n "$img" ]; then
+  dev=
+  for s in $R/sys/block/vd*/serial; do [ "$($B cat $s)" = ${imageSerial} ] && dev=\${s%/serial} && dev=\${dev##*/}; done
+  [ -n "$dev" ] || die "no disk with serial ${imageSerial}"
+  [ "$dev" != vda ] || die "the program image is vda (the state disk must be)"
+  I=$R/run/am-img
+  $B mkdir -p $I && $B mount -t ext4 -o ro $R/dev/$dev $I || die "mount the program image $dev"
+  while read -r p; do $B mount --bind $I$p $R$p || die "bind $p from the program image"; done < $I/${bindsFile}
+  say "program image $dev bound over $($B wc -l < $I/${bindsFile}) paths"
+fi
 $B mkdir -p $R/dev/pts $R/dev/shm $R${guestShareDir}
 $B mount -t devpts devpts $R/dev/pts && $B mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm || die "mount devpts, shm"
 $B mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 ${shareTags.vm} $R${guestShareDir} || die "mount the VM share over 9p"

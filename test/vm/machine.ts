@@ -13,8 +13,9 @@ import { GuestProcess } from "./guest-process.js";
 import { guestShareDir } from "./initramfs.js";
 import type { Kernel } from "./kernel.js";
 import type { Tap } from "./network.js";
+import { hostProcStats, type ProcStats } from "./procstat.js";
 import { QemuBoot } from "./qemu.js";
-import { VmError, tailLines, waitUntil } from "./wait.js";
+import { VmError, sleep, tailLines, waitUntil } from "./wait.js";
 
 /** repoRootPath is this checkout (see vm.ts repoRoot), kept visible in guests through am.keep. */
 const repoRootPath = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
@@ -28,6 +29,8 @@ export interface VmContext {
   readonly workDir: string;
   /** network.ns is the admin namespace QEMU runs in. */
   readonly network: { readonly ns: string };
+  /** image is the read-only program image every guest mounts (image.ts); undefined: none. */
+  readonly image?: string | undefined;
 }
 
 /** VmOptions configure one VM; only `name` is required. */
@@ -77,6 +80,8 @@ export class Vm {
   readonly boots: BootTiming[] = [];
   private boot: QemuBoot | undefined;
   private serialOffset = 0;
+  /** processes are this boot's spawned guest processes by name (the last spawn of a name wins). */
+  private readonly processes = new Map<string, GuestProcess>();
   private readonly agent: AgentClient;
 
   constructor(private readonly cluster: VmContext, readonly options: VmOptions, private readonly tap: Tap) {
@@ -124,10 +129,10 @@ export class Vm {
     this.boot = await QemuBoot.start({
       name: this.name, ns: c.network.ns, kernel, initrd: c.initrd, accel: c.accel,
       memoryMiB: this.options.memoryMiB ?? 1024, cpus: this.options.cpus ?? 1,
-      dir: this.dir, diskPath: this.diskPath, tpmStateDir: this.tpmStateDir, shareDir: this.shareDir,
+      dir: this.dir, diskPath: this.diskPath, ...(c.image ? { imagePath: c.image } : {}), tpmStateDir: this.tpmStateDir, shareDir: this.shareDir,
       serialLog: this.serialLog, tap: this.tap,
       // am.keep: the checkout stays visible in the guest even when it lives under /tmp (CI clones).
-      kernelArgs: [`am.name=${this.name}`, `am.ip=${this.tap.cidr}`, `am.keep=${repoRootPath}`, ...modules, ...(this.options.kernelArgs ?? [])],
+      kernelArgs: [`am.name=${this.name}`, `am.ip=${this.tap.cidr}`, `am.keep=${repoRootPath}`, ...(c.image ? ["am.img=1"] : []), ...modules, ...(this.options.kernelArgs ?? [])],
     });
     try {
       const guestUptimeS = await waitUntil(() => this.agent.readyUptimeS(), {
@@ -158,6 +163,7 @@ export class Vm {
     if (graceful && this.running) await this.agent.exec("sync", { timeoutMs: 10_000 }).catch(() => undefined);
     await m.stop(graceful);
     this.boot = undefined;
+    this.processes.clear();
   }
 
   /** reboot is stop() then start(); resolves with the new boot's timing. */
@@ -186,7 +192,42 @@ export class Vm {
   async spawn(name: string, command: string): Promise<GuestProcess> {
     const p = new GuestProcess(this, name, guestShareDir);
     await p.start(command);
+    this.processes.set(name, p);
     return p;
+  }
+
+  /** process returns this boot's last spawned process called `name` (services included), or undefined. */
+  process(name: string): GuestProcess | undefined {
+    return this.processes.get(name);
+  }
+
+  /** qemuStats is the current boot's QEMU process's CPU time and read traffic, or undefined when not running. */
+  qemuStats(): ProcStats | undefined {
+    return hostProcStats(this.boot?.qemuPid);
+  }
+
+  /**
+   * diagnose describes this VM for a failure message: QEMU's state and CPU time, each spawned
+   * process's log tail, a process listing from inside the guest (bounded by `psTimeoutMs`, so a dead
+   * or hung guest does not hang the diagnosis) and the serial console's tail. Never throws.
+   */
+  async diagnose(options: { logLines?: number; psTimeoutMs?: number } = {}): Promise<string> {
+    const out: string[] = [`=== diagnosis of ${this.name} (${this.ip})`];
+    const q = this.qemuStats();
+    out.push(`QEMU: ${this.notRunning() ?? "running"}${q ? `; CPU ${q.cpuS.toFixed(1)} s, read ${(q.rchar / 2 ** 20).toFixed(1)} MiB in ${q.syscr} calls` : ""}`);
+    for (const p of this.processes.values()) out.push(`--- ${p.name}.log (last ${options.logLines ?? 30} lines)`, p.log(options.logLines ?? 30) || "(empty)");
+    out.push("--- guest processes (ps)");
+    if (this.running) {
+      const ps = "ps -eo pid,stat,etime,time,wchan:24,args --sort=-time | cut -c1-200 | head -25; echo; cat /proc/loadavg";
+      const t = options.psTimeoutMs ?? 8_000;
+      const answer = this.agent.exec(ps, { timeoutMs: t }).then(
+        (r) => (r.stdout + r.stderr).trim(),
+        (err: unknown) => `(no answer from the agent: ${(err as Error).message.split("\n")[0]})`,
+      );
+      out.push(await Promise.race([answer, sleep(t + 2_000).then(() => `(no answer from the agent within ${t + 2_000} ms)`)]));
+    } else out.push("(not running)");
+    out.push("--- serial console (last lines)", this.serialTail(25));
+    return out.join("\n");
   }
 
   /** waitForSerial polls the current boot's console for `pattern`. */

@@ -11,6 +11,8 @@ import { until } from "../helpers/wait.js";
 import { canRunVM, repoRoot, VmCluster, type Vm } from "./vm.js";
 
 const reason = canRunVM();
+/** step prints one timing for scripts/vm-repeat.sh ("vm step: <what> <seconds> s"), measured from the VMs' start. */
+const step = (what: string, seconds: number, extra = ""): void => console.info(`vm step: mesh ${what} ${seconds.toFixed(1)} s${extra ? ` (${extra})` : ""}`);
 const names = ["coord", "node1", "node2"];
 const ipOf = (i: number): string => `198.18.1.${i + 2}`;
 const meshd = (ip: string): string =>
@@ -28,6 +30,20 @@ describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason
 
   const meshctl = (args: string[], timeoutMs = 300_000) => cluster.admin("node", [`${repoRoot}/bin/meshctl.js`, ...args], { timeoutMs, reject: false });
   const adminPing = async (ip: string) => (await cluster.network.exec("ping", ["-c", "1", "-W", "2", ip], { reject: false })).exitCode === 0;
+  /** diagnose describes every VM in `which` (meshd's log, ps, console) and the guests' network state. */
+  const diagnose = async (which: Vm[]): Promise<string> =>
+    (await Promise.all(which.map(async (vm) => {
+      const net = vm.running ? await vm.exec("wg show all; ip -4 addr; ip route", { timeoutMs: 8_000 }).then((r) => r.stdout, (e: Error) => e.message.split("\n")[0]) : "";
+      return `${await vm.diagnose()}\n--- network\n${net}`;
+    }))).join("\n");
+  /** explained runs `work`; a failure is rethrown with the diagnosis of `which`. */
+  const explained = async <T>(which: Vm[], work: () => Promise<T>): Promise<T> => {
+    try {
+      return await work();
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${await diagnose(which)}`, { cause: err });
+    }
+  };
   const meshdLog = (vm: Vm) => {
     try {
       return readFileSync(join(vm.shareDir, "meshd.log"), "utf8").split("\n").slice(-30).join("\n");
@@ -41,26 +57,39 @@ describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason
     if (statSync(join(repoRoot, "src/cmd/meshd.ts")).mtimeMs > built) throw new Error("dist/ is stale: run npm run build");
     dir = mkdtempSync(join(tmpdir(), "am-vm-mesh-"));
     cluster = await VmCluster.create();
+    const { accel, image, setupMs } = cluster.info;
+    console.info(`vm mesh: accel ${accel.name}; program image ${image ? `${image.built ? "built" : "cached"} (${image.entries.length} paths)` : "off (AM_VM_IMAGE=0)"}; setup ${setupMs} ms`);
+    const t0 = Date.now();
     vms = await cluster.startAll(
       names.map((name, i) => ({ name, modules: ["wireguard", "dm_crypt"], diskMiB: 64, services: { meshd: meshd(ipOf(i)) } })),
     );
     vms.forEach((vm, i) => expect(vm.ip).toBe(ipOf(i)));
-    // Wait for every meshd's pubapi; a meshd that exits (its last line "meshd: <reason>") fails at once.
+    // Wait for every meshd's pubapi. A meshd that exits (its last line "meshd: <reason>") fails at
+    // once; one that is slow (log, CPU time or reads advancing) gets up to 6 min; one that makes no
+    // progress for 90 s fails then, with the guest's diagnosis.
     await Promise.all(
-      vms.map((vm) =>
-        until(`meshd on ${vm.name} to serve`, async () => {
-          if (/^meshd: /m.test(meshdLog(vm))) throw new Error(`meshd on ${vm.name} exited:\n${meshdLog(vm)}`);
-          return cluster.network.canConnect(vm.ip, 9000);
-        }, 180_000),
-      ),
+      vms.map(async (vm) => {
+        const p = vm.process("meshd")!;
+        let firstLine: number | undefined;
+        await p.waitFor("meshd to serve", async () => {
+          const log = meshdLog(vm);
+          if (/^meshd: /m.test(log)) throw new Error(`meshd on ${vm.name} exited:\n${log}\n${await vm.diagnose()}`);
+          firstLine ??= /"msg"/.test(log) ? Date.now() : undefined;
+          return (await cluster.network.canConnect(vm.ip, 9000)) ? true : undefined;
+        }, { stallMs: 90_000, maxMs: 360_000 });
+        const s = (ms: number) => ((ms - t0) / 1000).toFixed(1);
+        step(`${vm.name} booted`, vm.boots[0]!.hostMs / 1000);
+        step(`${vm.name} meshd first log line`, Number(s(firstLine ?? Date.now())));
+        step(`${vm.name} meshd serving`, Number(s(Date.now())), `QEMU CPU ${vm.qemuStats()?.cpuS.toFixed(1)} s`);
+      }),
     );
-  }, 420_000);
+  }, 480_000);
 
   afterAll(async () => {
     if (adminIf) await cluster?.network.exec("wg-quick", ["down", join(dir, `${adminIf}.conf`)], { reject: false });
     await cluster?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
-    console.info(`vm mesh: file took ${Math.round((Date.now() - fileStart) / 1000)} s`);
+    console.info(`vm file: mesh ${((Date.now() - fileStart) / 1000).toFixed(1)} s`);
   }, 120_000);
 
   it("activates 1 Coordinator + 2 Nodes with a policy of the vTPMs' PCRs; everyone pings through kernel WireGuard", async () => {
@@ -72,23 +101,24 @@ describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason
     writeFileSync(join(dir, "measurements.json"), JSON.stringify({ tpm: { pcrs } }));
     writeFileSync(join(dir, "secret"), secret, { mode: 0o600 });
     const out = join(dir, "out");
+    const activateStart = Date.now();
     const act = await meshctl([
       "activate", "--coordinator", `${vms[0]!.ip}:9000`, "--nodes", `${vms[1]!.ip}:9000,${vms[2]!.ip}:9000`,
       "--master-secret", join(dir, "secret"), "--measurements", join(dir, "measurements.json"), "--out", out,
     ]);
-    if (act.exitCode !== 0) {
-      const diag = await Promise.all(vms.map(async (vm) => `--- ${vm.name}\n${meshdLog(vm)}\n${(await vm.exec("wg show all; ip -4 addr; ip route")).stdout}`));
-      throw new Error(`meshctl activate failed: ${act.stderr}\n${diag.join("\n")}`);
-    }
+    if (act.exitCode !== 0) throw new Error(`meshctl activate failed: ${act.stderr}\n${await diagnose(vms)}`);
     admin = JSON.parse(readFileSync(join(out, "admin.json"), "utf8"));
     // The admin's tunnel: userspace WireGuard in the admin namespace (the host has no kernel module).
     adminIf = `amvm${randomBytes(4).toString("hex")}`;
     writeFileSync(join(dir, `${adminIf}.conf`), readFileSync(join(out, "wg0.conf")), { mode: 0o600 });
     const up = await cluster.network.exec("env", ["WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go", "wg-quick", "up", join(dir, `${adminIf}.conf`)], { reject: false });
     expect(up.exitCode, up.stderr).toBe(0);
-    for (const ip of ["10.118.0.1", "10.118.0.12", "10.118.0.13"]) await until(`admin pings ${ip}`, () => adminPing(ip), 30_000);
-    // Node 1 reaches Node 2 through the VPN.
-    await until("node1 pings node2's VPN IP", async () => (await vms[1]!.exec("ping -c 1 -W 2 10.118.0.13")).exitCode === 0, 30_000);
+    await explained(vms, async () => {
+      for (const ip of ["10.118.0.1", "10.118.0.12", "10.118.0.13"]) await until(`admin pings ${ip}`, () => adminPing(ip), 30_000);
+      // Node 1 reaches Node 2 through the VPN.
+      await until("node1 pings node2's VPN IP", async () => (await vms[1]!.exec("ping -c 1 -W 2 10.118.0.13")).exitCode === 0, 30_000);
+    });
+    step("activated, everyone pings", (Date.now() - activateStart) / 1000);
     // Kernel WireGuard, not wireguard-go, in every guest.
     for (const vm of vms) {
       expect(await vm.run("ip -d link show wg0")).toMatch(/wireguard/);
@@ -113,30 +143,34 @@ describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason
     const keyBefore = (await node2.run("wg show wg0 public-key")).trim();
     const boot = await node2.reboot();
     const bootedAt = Date.now();
-    await until("node2 reachable through the VPN again", () => adminPing("10.118.0.13"), 120_000).catch((err: Error) => {
-      throw new Error(`${err.message}\n${meshdLog(node2)}`);
-    });
+    await node2.process("meshd")!.waitFor("node2 reachable through the VPN again", async () => ((await adminPing("10.118.0.13")) ? true : undefined), { stallMs: 90_000, maxMs: 240_000 });
     const rejoinS = (Date.now() - bootedAt) / 1000;
-    console.info(`vm mesh: node2 rebooted in ${boot.hostMs} ms, reachable ${rejoinS.toFixed(1)} s after boot`);
+    step("node2 rebooted", boot.hostMs / 1000);
+    step("node2 reachable after its reboot", rejoinS);
     expect(rejoinS).toBeLessThan(60);
     expect((await node2.run("wg show wg0 public-key")).trim()).toBe(keyBefore);
     expect(await node2.run("ip -4 -o addr show dev wg0")).toContain("10.118.0.13/16");
     expect(await node2.run("findmnt -n -o SOURCE /var/lib/meshd")).toMatch(/\/dev\/mapper\/state/);
     expect(meshdLog(node2)).toContain("state disk unlocked with the key from the Coordinator");
-  }, 300_000);
+  }, 420_000);
 
   it("a Node rebooted while the Coordinator is down retries with backoff and re-joins once it is back", async () => {
     const [coord, node1] = [vms[0]!, vms[1]!];
     await coord.run("pkill -TERM -f bin/meshd.js; for i in $(seq 50); do pgrep -f bin/meshd.js >/dev/null || exit 0; sleep 0.2; done; exit 1");
+    const t0 = Date.now();
     await node1.reboot();
-    await until("node1 to report that no Coordinator answers", () => /re-join: no disk key yet/.test(meshdLog(node1)), 90_000).catch((err: Error) => {
-      throw new Error(`${err.message}\n${meshdLog(node1)}`);
-    });
+    const progress = { stallMs: 90_000, maxMs: 240_000 };
+    await node1.process("meshd")!.waitFor("node1 to report that no Coordinator answers", () => (/re-join: no disk key yet/.test(meshdLog(node1)) ? true : undefined), progress);
+    step("node1 rebooted, retrying", (Date.now() - t0) / 1000);
     // The Coordinator comes back (same VM, its state disk still mapped): it restores its role.
-    await coord.spawn("meshd", meshd(coord.ip));
-    await until("node1 reachable through the VPN again", () => adminPing("10.118.0.12"), 150_000).catch((err: Error) => {
-      throw new Error(`${err.message}\n--- node1\n${meshdLog(node1)}\n--- coord\n${meshdLog(coord)}`);
-    });
+    const t1 = Date.now();
+    const coordMeshd = await coord.spawn("meshd", meshd(coord.ip));
+    await coordMeshd.waitFor("coord's meshd to serve again", async () => ((await cluster.network.canConnect(coord.ip, 9000)) ? true : undefined), progress);
+    step("coord meshd serving again", (Date.now() - t1) / 1000);
+    await explained([coord], () =>
+      node1.process("meshd")!.waitFor("node1 reachable through the VPN again", async () => ((await adminPing("10.118.0.12")) ? true : undefined), progress),
+    );
+    step("node1 reachable after the coordinator's return", (Date.now() - t1) / 1000);
     expect(meshdLog(node1)).toContain("state disk unlocked with the key from the Coordinator");
-  }, 360_000);
+  }, 600_000);
 });

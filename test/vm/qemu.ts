@@ -7,6 +7,7 @@
  * a unix control socket (`-tpmdev emulator`, `-device tpm-crb`: the guest gets /dev/tpm0 and
  * /dev/tpmrm0). The host root is shared read-only (`-fsdev local,path=/,readonly=on,
  * multidevs=remap`), the VM's share dir read-write, the disk image is /dev/vda (virtio-blk), the
+ * program image (image.ts) a read-only second virtio-blk disk, the
  * NIC (virtio-net) sits on the VM's tap, and the serial console is appended to a log file.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -14,6 +15,7 @@ import { closeSync, existsSync, openSync, rmSync } from "node:fs";
 import { join } from "node:path";
 
 import { qemuBinary, type Accel } from "./accel.js";
+import { imageSerial } from "./image.js";
 import { shareTags } from "./initramfs.js";
 import type { Kernel } from "./kernel.js";
 import type { Tap } from "./network.js";
@@ -32,6 +34,8 @@ export interface BootSpec {
   /** dir holds sockets and the qemu/swtpm logs. */
   dir: string;
   diskPath: string;
+  /** imagePath is the read-only program image (image.ts), shared by every VM; undefined: none. */
+  imagePath?: string;
   tpmStateDir: string;
   shareDir: string;
   serialLog: string;
@@ -57,7 +61,10 @@ export function qemuArgs(spec: BootSpec, swtpmSocket: string): string[] {
     "-device", `virtio-9p-pci,fsdev=fsroot,mount_tag=${shareTags.root}`,
     "-fsdev", `local,id=fsvm,path=${spec.shareDir},multidevs=remap,security_model=none`,
     "-device", `virtio-9p-pci,fsdev=fsvm,mount_tag=${shareTags.vm}`,
-    "-drive", `file=${spec.diskPath},format=raw,if=virtio,cache=writeback`,
+    // The state disk first, so it is /dev/vda; the program image (serial amimg) comes after it.
+    "-drive", `file=${spec.diskPath},format=raw,if=none,id=state,cache=writeback`,
+    "-device", "virtio-blk-pci,drive=state,serial=amstate",
+    ...(spec.imagePath ? ["-drive", `file=${spec.imagePath},format=raw,if=none,id=prog,readonly=on`, "-device", `virtio-blk-pci,drive=prog,serial=${imageSerial}`] : []),
     "-netdev", `tap,id=net0,ifname=${spec.tap.tap},script=no,downscript=no`,
     "-device", `virtio-net-pci,netdev=net0,mac=${spec.tap.mac}`,
     "-chardev", `socket,id=chrtpm,path=${swtpmSocket}`,
@@ -129,6 +136,11 @@ export class QemuBoot {
     }
     const qemu = startInNs(spec.ns, qemuBinary, qemuArgs(spec, sock), join(spec.dir, "qemu.log"));
     return new QemuBoot(spec, swtpm, qemu);
+  }
+
+  /** qemuPid is QEMU's host pid (for its CPU time and I/O, see procstat.ts). */
+  get qemuPid(): number | undefined {
+    return this.qemu.pid;
   }
 
   /** exitReason says why the boot is over ("QEMU exited with code 1: …"), or undefined while QEMU runs. */

@@ -21,8 +21,14 @@
  * Addresses: admin namespace 198.18.1.1 (cluster.network.adminIp, cluster.network.ns), VMs 198.18.1.2
  * and up in start order (vm.ip). Guest side: /run/vm is the VM's share (vm.shareDir on the host),
  * /tmp, /run, /var/lib, /var/tmp are tmpfs (empty after each boot), everything else is the host's,
- * read-only, as of boot time (cached: rebuild dist/ before starting VMs). Modules virtio_net and
- * virtio_blk are loaded at boot; others with `modprobe` (or VmOptions.modules).
+ * read-only, as of boot time (cached: rebuild dist/ before starting VMs). node, bin/, dist/, proto/,
+ * the native addon and node_modules come from the program image (image.ts, /dev/vdb, bound over the
+ * same paths; AM_VM_IMAGE=0 leaves them on 9p). Modules virtio_net and virtio_blk are loaded at
+ * boot; others with `modprobe` (or VmOptions.modules).
+ *
+ * Waiting on a guest daemon: `await meshd.waitFor("meshd to serve", check, { stallMs, maxMs })` polls
+ * `check` while the daemon makes progress (log, CPU time, reads) and fails fast when it stalls;
+ * `await vm.diagnose()` (log tails, ps from the guest, console tail) explains any failure.
  *
  * Every wait is bounded; a VM that does not boot, exits, or runs a command past its timeout makes
  * the call reject with a VmError carrying the serial console's tail.
@@ -35,6 +41,8 @@ import { fileURLToPath } from "node:url";
 import { chooseAccel, type Accel } from "./accel.js";
 import { registerCluster } from "./cleanup.js";
 import { hostProblem, vmEnv } from "./env.js";
+import { findExecutable } from "../../src/wireguard/exec.js";
+import { buildProgramImage, imageEntries, type ProgramImage } from "./image.js";
 import { buildInitramfs } from "./initramfs.js";
 import { findKernel, type Kernel } from "./kernel.js";
 import { Vm, type VmOptions } from "./machine.js";
@@ -65,18 +73,31 @@ export function canRunVM(): string | undefined {
   return reason;
 }
 
+/** guestPath is the agent's PATH (agent.ts): the node a guest runs is the first on it. */
+const guestPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+function guestNode(): string {
+  const node = findExecutable("node", guestPath);
+  if (!node) throw new Error(`no node on the guests' PATH (${guestPath})`);
+  return node;
+}
+
 /** ClusterInfo says what the cluster runs on, for logs and reports. */
 export interface ClusterInfo {
   kernel: Kernel;
   accel: Accel;
   initrd: string;
   initrdBuilt: boolean;
+  /** image is the program image (image.ts), undefined with AM_VM_IMAGE=0. */
+  image: ProgramImage | undefined;
   setupMs: number;
 }
 
 /** VmCluster owns VMs, their network namespace and work dir. destroy() is idempotent and never throws. */
 export class VmCluster {
   readonly vms: Vm[] = [];
+  /** image is the program image's path every VM attaches, or undefined. */
+  readonly image: string | undefined;
   private destroyed = false;
   private readonly unregister: () => void;
 
@@ -90,6 +111,7 @@ export class VmCluster {
     readonly workDir: string,
     readonly info: ClusterInfo,
   ) {
+    this.image = info.image?.path;
     this.unregister = registerCluster(this);
   }
 
@@ -100,6 +122,7 @@ export class VmCluster {
     const kernel = findKernel(env.kernel);
     const initramfs = buildInitramfs(kernel, env.cacheDir);
     const accel = await chooseAccel(kernel, initramfs.path, env.cacheDir, env.accel);
+    const image = env.programImage ? buildProgramImage(imageEntries(repoRoot, guestNode()), env.cacheDir) : undefined;
     const network = VmNetwork.create();
     let workDir: string;
     try {
@@ -109,7 +132,7 @@ export class VmCluster {
       network.destroy();
       throw err;
     }
-    const info = { kernel, accel, initrd: initramfs.path, initrdBuilt: initramfs.built, setupMs: Date.now() - t0 };
+    const info = { kernel, accel, initrd: initramfs.path, initrdBuilt: initramfs.built, image, setupMs: Date.now() - t0 };
     return new VmCluster(kernel, initramfs.path, accel, network, workDir, info);
   }
 

@@ -81,3 +81,68 @@ export function tailLines(path: string, lines = 40, fromOffset = 0): string {
     .join("\n")
     .trim();
 }
+
+/** ProgressWaitOptions bound a wait on something that reports progress. */
+export interface ProgressWaitOptions {
+  /** what is waited for ("meshd on coord to serve"). */
+  what: string;
+  /** stallMs: fail once `progress` has returned the same value for this long. */
+  stallMs: number;
+  /** maxMs: fail after this long however much progress there is. */
+  maxMs: number;
+  /** intervalMs between checks; undefined: 250. */
+  intervalMs?: number;
+  /** progressEveryMs: how often `progress` is sampled; undefined: 5000. */
+  progressEveryMs?: number;
+  /**
+   * progress returns a value that changes whenever the awaited party makes progress (log bytes,
+   * CPU time); undefined counts as no progress (e.g. the guest did not answer).
+   */
+  progress: () => Promise<string | undefined> | string | undefined;
+  /** abort is checked before each try; a string it returns aborts the wait with that reason. */
+  abort?: () => string | undefined;
+  /** diagnose is called once on failure; its text ends the error message. */
+  diagnose?: () => Promise<string> | string;
+}
+
+/**
+ * waitWithProgress calls `check` until it returns a value other than undefined, and resolves
+ * with it. It rejects with a VmError("timeout") when `progress` has not changed for stallMs
+ * ("stalled") or maxMs passed, and VmError("exited") when `abort` says so; the message says how
+ * long it waited and ends with `diagnose`'s text. Errors thrown by `check` propagate.
+ */
+export async function waitWithProgress<T>(check: () => Promise<T | undefined> | T | undefined, o: ProgressWaitOptions): Promise<T> {
+  const start = Date.now();
+  let last: string | undefined;
+  let lastChange = start;
+  let nextSample = start;
+  const fail = async (kind: VmErrorKind, why: string): Promise<never> => {
+    let diag = "";
+    try {
+      diag = (await o.diagnose?.()) ?? "";
+    } catch (err) {
+      diag = `(diagnosis failed: ${(err as Error).message})`;
+    }
+    throw new VmError(kind, `${why}${diag ? `\n${diag}` : ""}`, "");
+  };
+  for (;;) {
+    const aborted = o.abort?.();
+    if (aborted !== undefined) return fail("exited", `gave up waiting for ${o.what} after ${Date.now() - start} ms: ${aborted}`);
+    const v = await check();
+    if (v !== undefined) return v;
+    const now = Date.now();
+    if (now >= nextSample) {
+      nextSample = now + (o.progressEveryMs ?? 5_000);
+      const p = await o.progress();
+      if (p !== undefined && p !== last) {
+        last = p;
+        lastChange = Date.now();
+      }
+    }
+    if (Date.now() - lastChange >= o.stallMs) {
+      return fail("timeout", `stalled: no progress for ${o.stallMs} ms waiting for ${o.what} (waited ${Date.now() - start} ms; last progress: ${last ?? "none"})`);
+    }
+    if (Date.now() - start >= o.maxMs) return fail("timeout", `timed out after ${o.maxMs} ms waiting for ${o.what} (still progressing: ${last ?? "none"})`);
+    await sleep(o.intervalMs ?? 250);
+  }
+}
