@@ -3,10 +3,11 @@
  * outlive each boot, and the current boot (QemuBoot) with its guest agent. The cluster (vm.ts)
  * makes VMs; the API is documented there.
  */
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, statSync } from "node:fs";
+import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { startSwtpm } from "../helpers/swtpm.js";
 import type { Accel } from "./accel.js";
 import { AgentClient, type ExecOptions, type GuestResult } from "./agent.js";
 import { GuestProcess } from "./guest-process.js";
@@ -55,6 +56,12 @@ export interface VmOptions {
   kernel?: string;
   /** agent replaces the guest agent's script (failure tests: a guest that never becomes ready). */
   agent?: string;
+  /**
+   * provisionTpm provisions the vTPM before its first boot like a GCE vTPM (AK template and an AK
+   * certificate of the project's test CA in NV, provisionSimulatedTpm), so meshd's evidence is
+   * anchored (policies need "tpm": {"allowTestRoot": true}); undefined: false (a bare TPM).
+   */
+  provisionTpm?: boolean;
 }
 
 /** BootTiming is one boot's duration as seen from the host and from the guest. */
@@ -121,6 +128,12 @@ export class Vm {
   async start(): Promise<BootTiming> {
     if (this.boot) throw new Error(`${this.name}: already started`);
     const t0 = Date.now();
+    if (this.options.provisionTpm && readdirSync(this.tpmStateDir).length === 0) {
+      // Before the first boot only: the TPM's NV keeps what is written here across every boot.
+      const tpm = await startSwtpm({ stateDir: this.tpmStateDir });
+      await tpm.powerOff();
+      rmSync(join(this.tpmStateDir, "swtpm.log"), { force: true });
+    }
     this.serialOffset = existsSync(this.serialLog) ? statSync(this.serialLog).size : 0;
     this.agent.prepare(this.options.agent);
     const c = this.cluster;

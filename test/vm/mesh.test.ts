@@ -61,7 +61,7 @@ describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason
     console.info(`vm mesh: accel ${accel.name}; program image ${image ? `${image.built ? "built" : "cached"} (${image.entries.length} paths)` : "off (AM_VM_IMAGE=0)"}; setup ${setupMs} ms`);
     const t0 = Date.now();
     vms = await cluster.startAll(
-      names.map((name, i) => ({ name, modules: ["wireguard", "dm_crypt"], diskMiB: 64, services: { meshd: meshd(ipOf(i)) } })),
+      names.map((name, i) => ({ name, modules: ["wireguard", "dm_crypt"], diskMiB: 64, provisionTpm: true, services: { meshd: meshd(ipOf(i)) } })),
     );
     vms.forEach((vm, i) => expect(vm.ip).toBe(ipOf(i)));
     // Wait for every meshd's pubapi. A meshd that exits (its last line "meshd: <reason>") fails at
@@ -93,12 +93,17 @@ describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason
   }, 120_000);
 
   it("activates 1 Coordinator + 2 Nodes with a policy of the vTPMs' PCRs; everyone pings through kernel WireGuard", async () => {
-    // The policy: PCRs 0-10 as the Coordinator's vTPM reports them through aTLS.
-    const v = await meshctl(["verify", "--endpoint", `${vms[0]!.ip}:9000`, "--json"]);
+    // The policy, trust on first use: PCRs 0-9 as the Coordinator's vTPM shows them through aTLS,
+    // its AK anchored by the test CA the vTPMs were provisioned with (so allowTestRoot is set).
+    const policyFile = join(dir, "measurements.json");
+    const m = await meshctl(["measurements", "--from", `${vms[0]!.ip}:9000`, "--out", policyFile]);
+    expect(m.exitCode, m.stderr).toBe(0);
+    expect(m.stderr).toMatch(/vouched for by .*test/i);
+    const policy = JSON.parse(readFileSync(policyFile, "utf8")) as { tpm: { pcrs: Record<string, string>; allowTestRoot: boolean } };
+    expect(policy.tpm.allowTestRoot).toBe(true);
+    expect(Object.keys(policy.tpm.pcrs)).not.toContain("11");
+    const v = await meshctl(["verify", "--endpoint", `${vms[0]!.ip}:9000`, "--measurements", policyFile]);
     expect(v.exitCode, v.stderr).toBe(0);
-    const facts = JSON.parse(v.stdout).facts as Record<string, string>;
-    const pcrs = Object.fromEntries(Array.from({ length: 11 }, (_, i) => [String(i), facts[`pcr${i}`]!]));
-    writeFileSync(join(dir, "measurements.json"), JSON.stringify({ tpm: { pcrs } }));
     writeFileSync(join(dir, "secret"), secret, { mode: 0o600 });
     const out = join(dir, "out");
     const activateStart = Date.now();
