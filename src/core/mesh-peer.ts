@@ -293,6 +293,7 @@ export class MeshPeer {
       await this.#o.vpn.updatePeers(toVPNPeers(req.peers, req.nodeVPNIP));
       if (this.#o.members) await this.#o.members.join(req.nodeVPNIP, secrets, got.storeJoin);
       await exchange.memberStarted();
+      await this.#o.members?.ready();
       await this.#becomeCoordinator(req.nodeVPNIP);
       this.#log.info("activated as an additional Coordinator", { vpnIP: req.nodeVPNIP });
     } catch (err) {

@@ -21,8 +21,10 @@ export interface StoreMembers {
   promoteMember(vpnIP: string): Promise<void>;
   /** removeMember takes the member at vpnIP out (undoing addMember, or removing a Coordinator); absent is fine. */
   removeMember(vpnIP: string): Promise<void>;
-  /** join starts this new Coordinator's member with `joinInfo` from addMember. */
+  /** join starts this new Coordinator's member with `joinInfo` from addMember (a learner: call ready() once promoted). */
   join(vpnIP: string, secrets: ClusterSecrets, joinInfo: string): Promise<void>;
+  /** ready opens the store on this member once it serves (after join: once the member was promoted). */
+  ready(): Promise<void>;
   /** reopen starts this Coordinator's member again from its data (after a restart). */
   reopen(vpnIP: string): Promise<void>;
   /**
