@@ -27,14 +27,16 @@ streamed to stderr.
 
 Writes, into --out (default: the current directory):
   wg0.conf    wg-quick config for the admin (mode 0600; its private key is made here and never sent)
-  admin.json  ownerId, clusterId (hex), adminVPNIP, coordinatorVPNPubKey, adminPubKey (base64)
+  admin.json  ownerId, clusterId (hex), adminVPNIP, coordinatorVPNPubKey, adminPubKey (base64),
+              coordinatorEndpoints (every Coordinator: admin commands try each until one answers)
   admin.key   the admin signing key (mode 0600): add-nodes and remove-node must be signed with it
 Existing files there are never overwritten: the command refuses before it contacts anyone.
 
 Options:
   --coordinator ENDPOINT     the fresh peer to make Coordinator (HOST[:PORT], port 9000 by default)
   --nodes LIST               comma-separated Node endpoints (IP[:PORT])
-  --coordinators LIST        additional Coordinators (needs a shared etcd store; not supported yet)
+  --coordinators LIST        further Coordinators (IP[:PORT]), activated by the first one before the
+                             Nodes; each runs a member of the shared etcd store (meshd --store managed)
   --master-secret FILE       16 to 64 bytes of secret; its raw bytes are the secret
   --measurements FILE        measurement policy (measurements.json), required; get one with
                              meshctl measurements --from ENDPOINT (trust on first use)
@@ -97,9 +99,15 @@ export async function runActivate(o: ActivateOptions, io: IO): Promise<number> {
   io.out(`wrote ${join(o.outDir, "wg0.conf")}, ${join(o.outDir, "admin.json")} and ${join(o.outDir, adminKeyFile)}`);
   if (cfg.failed.length > 0) {
     for (const f of cfg.failed) io.err(`  failed: ${f.endpoint}: ${f.error}`);
+    const failedCoordinators = cfg.failed.filter((f) => o.coordinators.includes(f.endpoint)).map((f) => f.endpoint);
+    const failedNodes = cfg.failed.filter((f) => !o.coordinators.includes(f.endpoint)).map((f) => f.endpoint);
+    const retry = [
+      ...(failedCoordinators.length > 0 ? [`meshctl add-coordinators --coordinator ${o.coordinator} --admin-dir ${o.outDir} --coordinators ${failedCoordinators.join(",")}`] : []),
+      ...(failedNodes.length > 0 ? [`meshctl add-nodes --coordinator ${o.coordinator} --admin-dir ${o.outDir} --nodes ${failedNodes.join(",")}`] : []),
+    ];
     io.err(
-      `meshctl activate: ${cfg.failed.length} of ${o.nodes.length} Node(s) failed; the Coordinator and the others are active. ` +
-        `Retry: meshctl add-nodes --coordinator ${o.coordinator} --admin-dir ${o.outDir} --nodes ${cfg.failed.map((f) => f.endpoint).join(",")}`,
+      `meshctl activate: ${cfg.failed.length} of ${o.nodes.length + o.coordinators.length} peer(s) failed; the Coordinator and the others are active. ` +
+        `Retry: ${retry.join("; ")}`,
     );
     return 1;
   }
@@ -143,6 +151,7 @@ async function writeOutputs(dir: string, cfg: AdminConfig, adminPrivateKey: stri
     coordinatorVPNIP: cfg.coordinator.vpnIP,
     coordinatorVPNPubKey: cfg.coordinator.vpnPubKey,
     coordinatorPublicEndpoint: `${cfg.coordinator.publicIP}:${cfg.coordinator.pubapiPort}`,
+    coordinatorEndpoints: cfg.peers.filter((p) => p.role === "coordinator").map((p) => `${p.publicIP}:${p.pubapiPort}`),
     adminPubKey: adminPubKey.toString("base64"),
   };
   await writeFileAtomic(join(dir, "admin.json"), `${JSON.stringify(admin, null, 2)}\n`);

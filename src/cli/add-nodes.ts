@@ -2,6 +2,7 @@ import { createATLSChannelCredentials } from "../atls/client.js";
 import { activateAdditionalNodes } from "../pubapi/admin.js";
 import { readAdminKey } from "./admin-key.js";
 import { list, required, UsageError, type Command } from "./command.js";
+import { coordinatorEndpoints, tryCoordinators } from "./coordinators.js";
 import { endpointFlag } from "./endpoint.js";
 import { loadValidators, measurementsFlag } from "./validators.js";
 
@@ -9,7 +10,7 @@ import { loadValidators, measurementsFlag } from "./validators.js";
 export const addNodes: Command = {
   name: "add-nodes",
   summary: "ask the Coordinator to activate more Nodes",
-  usage: `Usage: meshctl add-nodes --coordinator ENDPOINT --nodes ENDPOINT,... --measurements FILE [--admin-dir DIR]
+  usage: `Usage: meshctl add-nodes [--coordinator ENDPOINT] --nodes ENDPOINT,... --measurements FILE [--admin-dir DIR]
 
 Verifies the Coordinator's attestation (aTLS) and asks it to activate each fresh peer in --nodes
 (the Coordinator verifies each Node's attestation). The request is signed with the admin key
@@ -18,7 +19,8 @@ named; the others stay activated, and the command can be run again for the faile
 The admin's wg0.conf is not changed: add the printed peers, or use 'meshctl peers --wg' inside the VPN.
 
 Options:
-  --coordinator ENDPOINT   the activated Coordinator (HOST[:PORT], port 9000 by default)
+  --coordinator ENDPOINT   the Coordinator to ask first (HOST[:PORT], port 9000 by default); then
+                           every Coordinator admin.json lists, until one answers
   --nodes LIST             comma-separated Node endpoints (IP[:PORT])
   --admin-dir DIR          the directory of admin.json and admin.key (default .)
   --measurements FILE      measurement policy for the Coordinator's attestation (required; get one
@@ -26,12 +28,14 @@ Options:
   options: { coordinator: { type: "string" }, nodes: { type: "string" }, "admin-dir": { type: "string" }, measurements: { type: "string" } },
   run: async (v, positionals, io) => {
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
-    const coordinator = endpointFlag(required(v, "coordinator"), "--coordinator");
+    const adminDir = typeof v["admin-dir"] === "string" ? v["admin-dir"] : ".";
+    const coordinators = await coordinatorEndpoints(v.coordinator, adminDir);
     const nodes = list(required(v, "nodes")).map((n, i) => endpointFlag(n, `--nodes[${i}]`));
     if (nodes.length === 0) throw new UsageError("--nodes is empty");
     const validators = await loadValidators(measurementsFlag(v));
-    const admin = await readAdminKey(typeof v["admin-dir"] === "string" ? v["admin-dir"] : ".");
-    const res = await activateAdditionalNodes(coordinator, createATLSChannelCredentials(validators), admin, nodes, (l) => io.err(`  ${l}`));
+    const admin = await readAdminKey(adminDir);
+    const creds = createATLSChannelCredentials(validators);
+    const res = await tryCoordinators(coordinators, io, (ep) => activateAdditionalNodes(ep, creds, admin, nodes, (l) => io.err(`  ${l}`)));
     for (const p of res.activated) io.out(`activated ${p.publicIP}:${p.pubapiPort} as ${p.vpnIP} (WireGuard key ${p.vpnPubKey}, port ${p.wgPort})`);
     if (res.failed.length > 0) {
       for (const f of res.failed) io.err(`  failed: ${f.endpoint}: ${f.error}`);

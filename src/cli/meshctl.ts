@@ -1,4 +1,5 @@
 import { activate } from "./activate.js";
+import { addCoordinators } from "./add-coordinators.js";
 import { addNodes } from "./add-nodes.js";
 import { runCommand, type Command, type IO } from "./command.js";
 import { evidence } from "./evidence.js";
@@ -8,7 +9,7 @@ import { removeNode } from "./remove-node.js";
 import { verify } from "./verify.js";
 
 /** commands are meshctl's subcommands, one file each. */
-export const commands: Command[] = [activate, addNodes, removeNode, verify, measurements, peers, evidence];
+export const commands: Command[] = [activate, addNodes, addCoordinators, removeNode, verify, measurements, peers, evidence];
 
 const usage = `Usage: meshctl COMMAND [flags]
 
@@ -16,7 +17,7 @@ meshctl is the admin's client for attested-mesh: a WireGuard mesh whose peers pr
 (TPM quote or AMD SEV-SNP report) before they get any secret.
 
 Commands:
-${commands.map((c) => `  ${c.name.padEnd(12)} ${c.summary}`).join("\n")}
+${commands.map((c) => `  ${c.name.padEnd(17)} ${c.summary}`).join("\n")}
 
 Run 'meshctl COMMAND --help' for a command's flags.`;
 

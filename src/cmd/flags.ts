@@ -21,7 +21,7 @@ export interface MeshdConfig {
   snp: "device" | "simulated";
   disk: string | undefined;
   diskInitialKey: string;
-  store: { kind: "memory" } | { kind: "etcd"; endpoints: string[]; tls?: EtcdTLSFiles };
+  store: { kind: "memory" } | { kind: "etcd"; endpoints: string[]; tls?: EtcdTLSFiles } | { kind: "managed"; etcdBin: string; clientPort: number; peerPort: number };
   /**
    * insecureStateDir allows a Coordinator to keep its master secret in a state dir that is not the
    * encrypted state volume (--disk on a block device): the local demo only; meshd warns.
@@ -58,7 +58,14 @@ Flags:
   --snp device|simulated       SEV-SNP report source (default device = /dev/sev-guest)
   --disk PATH                  LUKS2 state disk (device, mapped name or file); without it disk steps are skipped
   --disk-initial-key FILE      the disk's initial passphrase (default /run/cryptsetup-keys.d/state.key)
-  --store memory|etcd://HOST:PORT[,HOST:PORT...]   Coordinator store (default memory, persisted in the state dir)
+  --store memory|managed|etcd://HOST:PORT[,HOST:PORT...]   Coordinator store (default memory, persisted
+                               in the state dir). managed: every Coordinator runs a member of one etcd
+                               cluster (spawned by meshd, data in the state dir, mutual TLS under a
+                               CA derived from the master secret, peer traffic on the VPN IP): the
+                               store for several Coordinators (meshctl activate --coordinators)
+  --etcd-bin FILE              etcd binary for --store managed (default /usr/bin/etcd)
+  --etcd-client-port PORT      loopback client port of the managed etcd member (default 2379)
+  --etcd-peer-port PORT        peer port of the managed etcd member on the VPN IP (default 2380)
   --etcd-ca FILE               CA (PEM) of etcd's server certificate: TLS to etcd (required unless every endpoint is loopback)
   --etcd-cert FILE             client certificate (PEM) for etcd's --client-cert-auth (with --etcd-key)
   --etcd-key FILE              its private key (PEM)
@@ -89,6 +96,9 @@ export function parseMeshdFlags(argv: string[]): { help: true } | { help: false;
       "disk-initial-key": { type: "string", default: "/run/cryptsetup-keys.d/state.key" },
       store: { type: "string", default: "memory" },
       "etcd-ca": { type: "string" },
+      "etcd-bin": { type: "string", default: "/usr/bin/etcd" },
+      "etcd-client-port": { type: "string", default: "2379" },
+      "etcd-peer-port": { type: "string", default: "2380" },
       "etcd-cert": { type: "string" },
       "etcd-key": { type: "string" },
       "insecure-state-dir": { type: "boolean", default: false },
@@ -126,7 +136,10 @@ export function parseMeshdFlags(argv: string[]): { help: true } | { help: false;
       snp: oneOf(values.snp!, ["device", "simulated"], "--snp"),
       disk: values.disk,
       diskInitialKey: values["disk-initial-key"]!,
-      store: storeOf(values.store!, { ca: values["etcd-ca"], cert: values["etcd-cert"], key: values["etcd-key"] }),
+      store:
+        values.store === "managed"
+          ? { kind: "managed", etcdBin: values["etcd-bin"]!, clientPort: port(values["etcd-client-port"]!, "--etcd-client-port"), peerPort: port(values["etcd-peer-port"]!, "--etcd-peer-port") }
+          : storeOf(values.store!, { ca: values["etcd-ca"], cert: values["etcd-cert"], key: values["etcd-key"] }),
       insecureStateDir: values["insecure-state-dir"] === true,
       updateIntervalMs: Math.round(interval * 1000),
       measurements: values.measurements,

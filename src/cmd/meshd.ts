@@ -35,6 +35,8 @@ import { createVPNAPIServer } from "../vpnapi/server.js";
 import { checkNftAvailable, VPNAPIFilter } from "../wireguard/vpnapi-filter.js";
 import { meshdUsage, parseMeshdFlags, type MeshdConfig } from "./flags.js";
 import { openStore } from "./store.js";
+import { DeferredStore } from "../core/store-members.js";
+import { ManagedEtcd } from "../store/managed-etcd.js";
 import { openVPN } from "./vpn.js";
 
 /** Closer releases one resource at shutdown. */
@@ -93,7 +95,18 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
       }
       logger.info("state disk is locked: waiting for its key from a Coordinator before anything else");
     }
-    const store: Store = await openStore(config, encrypted, logger);
+    let store: Store;
+    let members: ManagedEtcd | undefined;
+    if (config.store.kind === "managed") {
+      if (!encrypted && !config.insecureStateDir) {
+        throw new FailedPreconditionError(`--store managed: the state dir ${config.stateDir} is not an encrypted volume and the etcd member would hold the master secret there; give --disk a block device or, for a demo, --insecure-state-dir`);
+      }
+      const deferred = new DeferredStore();
+      store = deferred;
+      members = new ManagedEtcd({ etcdBin: config.store.etcdBin, dir: join(config.stateDir, "etcd"), clientPort: config.store.clientPort, peerPort: config.store.peerPort, store: deferred, logger: logger.child("etcd") });
+      const m = members;
+      closers.push(() => m.close());
+    } else store = await openStore(config, encrypted, logger);
     closers.push(() => store.close());
     const peerClient = new PubAPIClient({ validators, issuer });
     closers.push(() => peerClient.close());
@@ -107,6 +120,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
       marker: new TPMMarker(tpm),
       nodeState,
       store,
+      ...(members ? { members } : {}),
       peerClient,
       dialCoordinator: (ip) => new VPNAPIClient(`${ip}:${vpnapiPort}`),
       callerVerifier: createCallerVerifier(validators),

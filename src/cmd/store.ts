@@ -26,6 +26,7 @@ export async function openStore(config: MeshdConfig, encryptedStateDir: boolean,
     logger.info("the state dir is not encrypted: this peer can be a Node but refuses to be a Coordinator (see --insecure-state-dir)");
     return MemoryStore.open({ file, refuseWritesReason });
   }
+  if (config.store.kind === "managed") throw new FailedPreconditionError("openStore: --store managed is opened by its ManagedEtcd");
   const files = config.store.tls;
   const tls = files && {
     ca: await readPEM(files.caFile, "--etcd-ca"),

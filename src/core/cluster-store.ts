@@ -1,5 +1,5 @@
 import { CoreError, FailedPreconditionError, InternalError, NotFoundError, PermissionDeniedError } from "./errors.js";
-import { allocateIP, coordinatorPool, inPool, nodePool, releaseIP } from "./ip-pool.js";
+import { allocateIP, coordinatorPool, inPool, nodePool, releaseIP, type IPPool } from "./ip-pool.js";
 import { checkPeerRecord, checkPeerSet, type PeerRecord } from "./peer.js";
 import { runTransaction, type Store, type Transaction } from "./store.js";
 
@@ -93,12 +93,17 @@ export class ClusterStore {
    * is given and claimed for `ip`, the same transaction retires that disk UUID: its key was handed
    * out during the failed activation, so no peer may ever claim it again.
    */
-  async releaseNodeIP(ip: string, retireDisk?: string): Promise<void> {
+  async releaseNodeIP(ip: string, retireDisk?: string, pool: IPPool = nodePool): Promise<void> {
     await this.#write(async (tx) => {
       if (await tx.get(keys.peer(ip))) throw new InternalError(`release ${ip}: still used by a peer`);
-      releaseIP(tx, nodePool, ip);
+      releaseIP(tx, pool, ip);
       if (retireDisk !== undefined && (await diskOwner(tx, retireDisk)) === ip) tx.put(keys.disk(retireDisk), retired);
     });
+  }
+
+  /** releaseCoordinatorIP is releaseNodeIP for an address of the Coordinator pool. */
+  releaseCoordinatorIP(ip: string, retireDisk?: string): Promise<void> {
+    return this.releaseNodeIP(ip, retireDisk, coordinatorPool);
   }
 
   /**
@@ -162,18 +167,21 @@ export class ClusterStore {
   /**
    * removePeer takes a Node or admin out of the peer set in one transaction: its record goes, its
    * VPN IP returns to the pool, every state-disk UUID registered for it is retired (its disk key is
-   * never released again, and no peer can claim that UUID), and the resource version moves. Coordinators cannot be removed here.
+   * never released again, and no peer can claim that UUID), and the resource version moves. A Coordinator is removed only with options.coordinator (and a Node never with it).
    * Returns the new resource version; NotFoundError when no peer has vpnIP.
    */
-  async removePeer(vpnIP: string): Promise<number> {
+  async removePeer(vpnIP: string, options: { coordinator?: boolean } = {}): Promise<number> {
     return this.#write(async (tx) => {
       const raw = await tx.get(keys.peer(vpnIP));
       if (!raw) throw new NotFoundError(`vpnIP: no peer has ${vpnIP}`);
       const peer = decodePeer(keys.peer(vpnIP), raw);
-      if (peer.role === "coordinator" || !inPool(nodePool, vpnIP)) throw new FailedPreconditionError(`vpnIP: ${vpnIP} is a Coordinator; removing Coordinators is not supported`);
+      const pool = options.coordinator ? coordinatorPool : nodePool;
+      if ((peer.role === "coordinator") !== (options.coordinator === true) || !inPool(pool, vpnIP)) {
+        throw new FailedPreconditionError(`vpnIP: ${vpnIP} is ${peer.role === "coordinator" ? "a Coordinator; removing Coordinators is not supported here" : "not a Coordinator"}`);
+      }
       tx.delete(keys.peer(vpnIP));
       for (const [k, v] of await tx.list(keys.disks)) if (Buffer.from(v).toString() === vpnIP) tx.put(k, retired);
-      releaseIP(tx, nodePool, vpnIP);
+      releaseIP(tx, pool, vpnIP);
       return bumpVersion(tx);
     });
   }

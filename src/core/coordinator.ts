@@ -7,6 +7,8 @@ import type { Logger } from "./logger.js";
 import type { PeerRecord } from "./peer.js";
 import type { PeerClient, PeerUpdate } from "./remote.js";
 import { UpdateLoop } from "./update-loop.js";
+import { activateCoordinator } from "./coordinator-join.js";
+import type { StoreMembers } from "./store-members.js";
 import { CoordinatorCredential } from "./coordinator-auth.js";
 import { checkDiskUUID } from "./keys.js";
 import { parseEndpoint } from "./validate.js";
@@ -41,6 +43,10 @@ export interface CoordinatorOptions {
   updateIntervalMs: number;
   /** activationConcurrency bounds how many Nodes are activated at once (default 8). */
   activationConcurrency?: number;
+  /** members is the shared store's membership (managed etcd); undefined: one store, no members. */
+  members?: StoreMembers;
+  /** onPeers runs after every peer set applied to the own device (the peer remembers its Coordinators). */
+  onPeers?: (peers: PeerRecord[]) => Promise<void>;
 }
 
 /**
@@ -52,12 +58,16 @@ export class Coordinator {
   readonly #o: CoordinatorOptions;
   readonly #loop: UpdateLoop;
   readonly #heartbeats = new Map<string, number>();
+  #unwatch: (() => void) | undefined;
 
   constructor(options: CoordinatorOptions) {
     this.#o = options;
     this.#loop = new UpdateLoop({
       fetch: (v) => this.getUpdate(v),
-      apply: (peers) => options.vpn.updatePeers(toVPNPeers(peers, options.self.vpnIP)),
+      apply: async (peers) => {
+        await options.vpn.updatePeers(toVPNPeers(peers, options.self.vpnIP));
+        await options.onPeers?.(peers);
+      },
       intervalMs: options.updateIntervalMs,
       clock: options.clock,
       logger: options.logger.child("vpn-sync"),
@@ -69,14 +79,53 @@ export class Coordinator {
     return this.#o.self;
   }
 
-  /** start begins following the store. */
+  /**
+   * start begins following the store: on every change another Coordinator makes (a store watch,
+   * with managed members) and on the update interval as a fallback.
+   */
   start(): void {
     this.#loop.start();
+    this.#unwatch = this.#o.members?.watch(() => {
+      this.#loop.pollNow().catch((err: unknown) => this.#o.logger.debug("store changed; sync failed", { error: errorMessage(err) }));
+    });
   }
 
   /** close stops following the store. */
   close(): void {
+    this.#unwatch?.();
     this.#loop.stop();
+  }
+
+  /** checkQuorum throws UnavailableError naming the lost store quorum when no change can be committed now. */
+  async checkQuorum(): Promise<void> {
+    await this.#o.members?.checkQuorum();
+  }
+
+  /**
+   * activateCoordinators activates every endpoint as a further Coordinator, one at a time (each
+   * changes the store's membership), each independently; afterwards every Node is told to update.
+   */
+  async activateCoordinators(endpoints: readonly string[], log: ProgressLog): Promise<ActivationResult> {
+    const result: ActivationResult = { activated: [], failed: [] };
+    const nodes = (await this.#o.store.snapshot()).peers.filter((p) => p.role === "node");
+    const deps = { store: this.#o.store, members: this.#o.members, peerClient: this.#o.peerClient, logger: this.#o.logger, syncVPN: () => this.syncVPN() };
+    for (const [i, ep] of endpoints.entries()) {
+      try {
+        const peer = await activateCoordinator(deps, ep);
+        result.activated.push(peer);
+        log(`[${i + 1}/${endpoints.length}] activated Coordinator ${ep} as ${peer.vpnIP}`);
+      } catch (err) {
+        const error = errorMessage(err);
+        result.failed.push({ endpoint: ep, error });
+        log(`[${i + 1}/${endpoints.length}] FAILED to activate Coordinator ${ep}: ${error}`);
+        this.#o.logger.warn("coordinator activation failed", { endpoint: ep, error });
+      }
+    }
+    if (result.activated.length > 0) {
+      await this.syncVPN().catch(() => {});
+      await this.#triggerUpdates(nodes);
+    }
+    return result;
   }
 
   /** syncVPN applies the store's current peer set to the own device now. */

@@ -15,7 +15,10 @@ import { commitNodeActivation, nodeStateOf, receiveDiskKey } from "./node-activa
 import type { NodeState, NodeStateStore } from "./node-state.js";
 import type { PeerRecord } from "./peer.js";
 import { checkNodeActivation, checkNodeEndpoints } from "./requests.js";
-import type { CoordinatorDialer, NodeActivationRequest, NodeExchange, PeerClient, PeerUpdate } from "./remote.js";
+import type { CoordinatorDialer, CoordinatorExchange, NodeActivationRequest, NodeExchange, PeerClient, PeerUpdate } from "./remote.js";
+import { CoordinatorCredential } from "./coordinator-auth.js";
+import { coordinatorPool, ipOf } from "./ip-pool.js";
+import type { StoreMembers } from "./store-members.js";
 import { PeerState, StateMachine } from "./state.js";
 import type { AdminConfig, CoordinatorActivation } from "./coordinator-activation.js";
 import type { Store } from "./store.js";
@@ -34,8 +37,13 @@ export interface MeshPeerOptions {
   disk: StateDisk | undefined;
   marker: InitMarker;
   nodeState: NodeStateStore;
-  /** store is used once the peer is a Coordinator. The MeshPeer does not close it. */
+  /**
+   * store is used once the peer is a Coordinator. The MeshPeer does not close it. With `members`
+   * it must be the DeferredStore those members attach their store to.
+   */
   store: Store;
+  /** members manages this Coordinator's member of a shared store (managed etcd); undefined: `store` as given. */
+  members?: StoreMembers;
   peerClient: PeerClient;
   dialCoordinator: CoordinatorDialer;
   /**
@@ -74,6 +82,8 @@ export class MeshPeer {
   #reserved: string | undefined;
   /** #clusterKey is the cluster credential's public key of an activated Node. */
   #clusterKey: Buffer | undefined;
+  /** #knownCoordinators is the Coordinator set last written to the node state (JSON). */
+  #knownCoordinators: string | undefined;
 
   private constructor(options: MeshPeerOptions, state: PeerState) {
     this.#o = options;
@@ -180,15 +190,22 @@ export class MeshPeer {
     checkWGKey(req.adminVPNPubKey, "adminVPNPubKey");
     const adminPubKey = checkAdminPubKey(req.adminPubKey);
     const nodes = checkNodeEndpoints(req.nodeEndpoints, "nodeEndpoints", `${this.#o.publicIP}:${this.#o.pubapiPort}`);
-    if (req.coordinatorEndpoints.length > 0) {
-      throw new FailedPreconditionError("coordinatorEndpoints: activating additional Coordinators is not supported yet");
-    }
+    const coordinators = checkNodeEndpoints(req.coordinatorEndpoints, "coordinatorEndpoints", `${this.#o.publicIP}:${this.#o.pubapiPort}`);
+    const twice = coordinators.find((c) => nodes.includes(c));
+    if (twice) throw new InvalidArgumentError(`coordinatorEndpoints: ${twice} is also in nodeEndpoints`);
     this.#sm.advance("ActivateAsCoordinator", PeerState.AcceptingInit, PeerState.ActivatingNodes);
     try {
       const masterSecret = Buffer.from(req.masterSecret);
       const ownerID = deriveOwnerID(masterSecret);
       const clusterID = newClusterID();
+      if (this.#o.members) {
+        // The store member runs on the VPN IP the first Coordinator always gets.
+        await this.#o.vpn.setInterfaceIP(ipOf(coordinatorPool.first));
+        await this.#o.members.create(ipOf(coordinatorPool.first), { masterSecret, clusterID });
+        log("started this Coordinator's store member (etcd)");
+      }
       const vpnIP = await this.#cluster.allocateCoordinatorIP();
+      if (this.#o.members && vpnIP !== ipOf(coordinatorPool.first)) throw new InternalError(`activate: the new store handed out ${vpnIP} first`);
       await this.#o.nodeState.save(nodeStateOf("coordinator", vpnIP, ownerID, clusterID, [vpnIP], [], []));
       await this.#o.marker.mark(ownerID, clusterID);
       log("marked this peer as the Coordinator (TPM PCRs 11 and 12)");
@@ -199,9 +216,11 @@ export class MeshPeer {
       const adminVPNIP = await this.#cluster.allocateNodeIP();
       await this.#cluster.putPeer({ role: "admin", publicIP: "", vpnIP: adminVPNIP, vpnPubKey: req.adminVPNPubKey, wgPort: 0, pubapiPort: 0 });
       await coordinator.syncVPN();
-      log(`Coordinator is ${vpnIP}, admin is ${adminVPNIP}; activating ${nodes.length} Node(s)`);
+      log(`Coordinator is ${vpnIP}, admin is ${adminVPNIP}; activating ${coordinators.length} more Coordinator(s) and ${nodes.length} Node(s)`);
+      // Coordinators first: the Nodes then learn every Coordinator at activation.
+      const more = coordinators.length > 0 ? await coordinator.activateCoordinators(coordinators, log) : { activated: [], failed: [] };
       const result = nodes.length > 0 ? await coordinator.activateNodes(nodes, log) : { activated: [], failed: [] };
-      return { adminVPNIP, coordinator: coordinator.self, ownerID, clusterID, peers: (await this.#cluster.snapshot()).peers, failed: result.failed };
+      return { adminVPNIP, coordinator: coordinator.self, ownerID, clusterID, peers: (await this.#cluster.snapshot()).peers, failed: [...more.failed, ...result.failed] };
     } catch (err) {
       if (!this.#coordinator) this.#sm.fail();
       throw wrap("activate as Coordinator", err);
@@ -214,7 +233,78 @@ export class MeshPeer {
     this.#sm.require("ActivateAdditionalNodes", PeerState.ActivatingNodes);
     const nodes = checkNodeEndpoints(endpoints, "nodeEndpoints", `${this.#o.publicIP}:${this.#o.pubapiPort}`);
     if (nodes.length === 0) throw new InvalidArgumentError("nodeEndpoints: empty");
-    return this.#requireCoordinator().activateNodes(nodes, log);
+    const c = this.#requireCoordinator();
+    await c.checkQuorum();
+    return c.activateNodes(nodes, log);
+  }
+
+  /**
+   * activateAdditionalCoordinators activates further Coordinators for the admin (one at a time);
+   * refused with UNAVAILABLE naming the quorum when the shared store cannot commit now.
+   */
+  async activateAdditionalCoordinators(grant: AdminGrant, endpoints: string[], log: ProgressLog): Promise<ActivationResult> {
+    grant.use("ActivateAdditionalCoordinator");
+    this.#sm.require("ActivateAdditionalCoordinator", PeerState.ActivatingNodes);
+    const coordinators = checkNodeEndpoints(endpoints, "coordinatorEndpoints", `${this.#o.publicIP}:${this.#o.pubapiPort}`);
+    if (coordinators.length === 0) throw new InvalidArgumentError("coordinatorEndpoints: empty");
+    const c = this.#requireCoordinator();
+    await c.checkQuorum();
+    return c.activateCoordinators(coordinators, log);
+  }
+
+  /**
+   * activateAsAdditionalCoordinator makes this fresh peer a further Coordinator, for a caller proven
+   * to be an attested Coordinator on this connection (as activateAsNode). Until the secrets arrive
+   * (the commit point) the peer is only reserved in memory. Then it persists its node state, marks
+   * the TPM, rotates its disk, brings up its VPN IP and the peer set, starts its store member,
+   * waits for the caller to promote it and serves as a Coordinator.
+   */
+  async activateAsAdditionalCoordinator(caller: CallerContext, req: NodeActivationRequest, exchange: CoordinatorExchange): Promise<void> {
+    const op = "ActivateAsAdditionalCoordinator";
+    this.#sm.require(op, PeerState.AcceptingInit);
+    this.#requireUnreserved(op);
+    checkNodeActivation(req, coordinatorPool);
+    await authorizeCoordinator(op, caller, this.#o.callerVerifier, "none");
+    this.#sm.require(op, PeerState.AcceptingInit);
+    this.#requireUnreserved(op);
+    this.#reserved = op;
+    let committed = false;
+    try {
+      const disk = this.#o.disk;
+      const uuid = disk ? await disk.uuid() : "";
+      const got = await exchange.sendInfo({ diskUUID: uuid, vpnPubKey: await this.#o.vpn.getPublicKey(), wgPort: this.#o.wgPort });
+      checkMasterSecret(got.masterSecret);
+      if (disk && got.diskKey.length !== 32) throw new InvalidArgumentError(`stateDiskKey: must be 32 bytes, got ${got.diskKey.length}`);
+      if (!disk && got.diskKey.length !== 0) throw new InvalidArgumentError("stateDiskKey: this peer has no state disk, expected an empty key");
+      const secrets = { masterSecret: Buffer.from(got.masterSecret), clusterID: Buffer.from(req.clusterID) };
+      // The secrets must be those of the cluster the proven caller named.
+      if (!deriveOwnerID(secrets.masterSecret).equals(req.ownerID)) throw new InvalidArgumentError("masterSecret: does not belong to the ownerID of initial_request");
+      if (!CoordinatorCredential.derive(secrets.masterSecret, secrets.clusterID).publicKey.equals(req.coordinatorAuthPubKey)) {
+        throw new InvalidArgumentError("masterSecret: its cluster credential is not coordinatorAuthPubKey of initial_request");
+      }
+      // Commit point.
+      this.#sm.advance(op, PeerState.AcceptingInit, PeerState.ActivatingNodes);
+      committed = true;
+      this.#reserved = undefined;
+      const coordinatorPeers = req.peers.filter((p) => p.role === "coordinator");
+      await this.#o.nodeState.save(nodeStateOf("coordinator", req.nodeVPNIP, req.ownerID, req.clusterID, req.coordinatorVPNIPs, req.coordinatorEndpoints, coordinatorPeers));
+      await this.#o.marker.mark(req.ownerID, req.clusterID);
+      if (disk) await disk.updatePassphrase(got.diskKey);
+      await this.#o.vpn.setInterfaceIP(req.nodeVPNIP);
+      await this.#o.vpn.updatePeers(toVPNPeers(req.peers, req.nodeVPNIP));
+      if (this.#o.members) await this.#o.members.join(req.nodeVPNIP, secrets, got.storeJoin);
+      await exchange.memberStarted();
+      await this.#o.members?.ready();
+      await this.#becomeCoordinator(req.nodeVPNIP);
+      this.#log.info("activated as an additional Coordinator", { vpnIP: req.nodeVPNIP });
+    } catch (err) {
+      if (committed) {
+        if (!this.#coordinator) this.#sm.fail();
+      } else this.#log.info("activation as Coordinator abandoned before its commit point: still fresh", { error: errorMessage(err) });
+      throw wrap("activate as additional Coordinator", err);
+    } finally {
+      if (!committed) this.#reserved = undefined;
+    }
   }
 
   /**
@@ -224,7 +314,9 @@ export class MeshPeer {
   async removeNode(grant: AdminGrant, vpnIP: string): Promise<number> {
     grant.use("RemoveNode");
     checkIP(vpnIP, "vpnIP");
-    return this.#requireCoordinator().removeNode(vpnIP);
+    const c = this.#requireCoordinator();
+    await c.checkQuorum();
+    return c.removeNode(vpnIP);
   }
 
   /**
@@ -322,7 +414,8 @@ export class MeshPeer {
   async #becomeCoordinator(vpnIP: string): Promise<Coordinator> {
     await this.#o.vpn.setInterfaceIP(vpnIP);
     await this.#o.onCoordinator?.(vpnIP);
-    const self: PeerRecord = {
+    const stored = await this.#cluster.peer(vpnIP);
+    const self: PeerRecord = stored ?? {
       role: "coordinator",
       publicIP: this.#o.publicIP,
       vpnIP,
@@ -330,7 +423,7 @@ export class MeshPeer {
       wgPort: this.#o.wgPort,
       pubapiPort: this.#o.pubapiPort,
     };
-    if (!(await this.#cluster.peer(vpnIP))) await this.#cluster.putPeer(self);
+    if (!stored) await this.#cluster.putPeer(self);
     const c = new Coordinator({
       self,
       store: this.#cluster,
@@ -341,6 +434,8 @@ export class MeshPeer {
       logger: this.#o.logger.child("coordinator"),
       updateIntervalMs: this.#o.updateIntervalMs,
       ...(this.#o.activationConcurrency ? { activationConcurrency: this.#o.activationConcurrency } : {}),
+      ...(this.#o.members ? { members: this.#o.members } : {}),
+      onPeers: (peers) => this.#rememberCoordinators(peers),
     });
     this.#coordinator = c;
     c.start();
@@ -351,6 +446,7 @@ export class MeshPeer {
     const n = new Node({
       vpnIP,
       coordinatorVPNIPs,
+      onPeers: (peers) => this.#rememberCoordinators(peers),
       dial: this.#o.dialCoordinator,
       vpn: this.#o.vpn,
       updateIntervalMs: this.#o.updateIntervalMs,
@@ -364,6 +460,13 @@ export class MeshPeer {
 
   async #restoreCoordinator(saved: NodeState): Promise<void> {
     this.#log.info("restoring the Coordinator role", { vpnIP: saved.vpnIP });
+    if (this.#o.members) {
+      // The store member speaks to the others through the VPN: bring up what the node state remembers.
+      await this.#o.vpn.setInterfaceIP(saved.vpnIP);
+      await this.#o.vpn.updatePeers(toVPNPeers(saved.coordinatorPeers, saved.vpnIP));
+      await this.#o.members.reopen(saved.vpnIP);
+      this.#log.info("store member (etcd) started again");
+    }
     const { masterSecret, clusterID } = await this.#cluster.secrets();
     const disk = this.#o.disk;
     if (disk) {
@@ -396,6 +499,30 @@ export class MeshPeer {
         this.#log.warn("re-join: Coordinator not reachable through the VPN yet", { error: errorMessage(err), attempt });
         await this.#o.clock.sleep(this.#backoff(attempt));
       }
+    }
+  }
+
+  /**
+   * #rememberCoordinators keeps the node state's Coordinators current (VPN IPs, endpoints, records),
+   * so that after a restart this peer can reach every Coordinator there is, not only those of its
+   * activation. Failures are logged: the running peer does not depend on them.
+   */
+  async #rememberCoordinators(peers: PeerRecord[]): Promise<void> {
+    const coordinators = peers.filter((p) => p.role === "coordinator").sort((a, b) => (a.vpnIP < b.vpnIP ? -1 : 1));
+    const key = JSON.stringify(coordinators);
+    if (coordinators.length === 0 || key === this.#knownCoordinators) return;
+    try {
+      const saved = await this.#o.nodeState.load();
+      if (!saved) return;
+      await this.#o.nodeState.save({
+        ...saved,
+        coordinatorVPNIPs: coordinators.map((p) => p.vpnIP),
+        coordinatorEndpoints: coordinators.map((p) => `${p.publicIP}:${p.pubapiPort}`),
+        coordinatorPeers: coordinators,
+      });
+      this.#knownCoordinators = key;
+    } catch (err) {
+      this.#log.warn("could not remember the current Coordinators in the node state", { error: errorMessage(err) });
     }
   }
 

@@ -1,4 +1,6 @@
 import type { Clock } from "./clock.js";
+import { errorMessage } from "./errors.js";
+import type { PeerRecord } from "./peer.js";
 import type { Logger } from "./logger.js";
 import type { CoordinatorClient, CoordinatorDialer, PeerUpdate } from "./remote.js";
 import { UpdateLoop } from "./update-loop.js";
@@ -14,11 +16,16 @@ export interface NodeOptions {
   updateIntervalMs: number;
   clock: Clock;
   logger: Logger;
+  /** onPeers runs after every peer set applied (the peer remembers its Coordinators). */
+  onPeers?: (peers: PeerRecord[]) => Promise<void>;
 }
 
 /**
- * Node is the Node role of a peer: it keeps one vpnapi channel to a Coordinator (moving to the next
- * Coordinator after a failure) and converges its WireGuard device to the served peer set.
+ * Node is the Node role of a peer: it keeps one vpnapi channel to a Coordinator and converges its
+ * WireGuard device to the served peer set. It knows every Coordinator from the peer set it applied;
+ * when its Coordinator stops answering it moves to the next one at once (after a short random
+ * pause, so the Nodes of a failed Coordinator do not arrive in lockstep), one channel at a time,
+ * and the update loop backs off only when no Coordinator answered.
  * close() is required to release the channel.
  */
 export class Node {
@@ -26,13 +33,19 @@ export class Node {
   readonly #loop: UpdateLoop;
   #client: CoordinatorClient | undefined;
   #current = 0;
+  #coordinators: string[];
 
   constructor(options: NodeOptions) {
     if (options.coordinatorVPNIPs.length === 0) throw new RangeError("Node: no Coordinator VPN IPs");
     this.#o = options;
+    this.#coordinators = [...options.coordinatorVPNIPs];
     this.#loop = new UpdateLoop({
       fetch: (v) => this.#fetch(v),
-      apply: (peers) => options.vpn.updatePeers(toVPNPeers(peers, options.vpnIP)),
+      apply: async (peers) => {
+        await options.vpn.updatePeers(toVPNPeers(peers, options.vpnIP));
+        this.#learnCoordinators(peers);
+        await options.onPeers?.(peers);
+      },
       intervalMs: options.updateIntervalMs,
       clock: options.clock,
       logger: options.logger.child("update-loop"),
@@ -61,18 +74,46 @@ export class Node {
     this.#client = undefined;
   }
 
+  /** coordinators are the Coordinator VPN IPs this Node currently knows. */
+  get coordinators(): readonly string[] {
+    return this.#coordinators;
+  }
+
+  /** #learnCoordinators takes the Coordinators from an applied peer set, keeping the current channel when its Coordinator is still one. */
+  #learnCoordinators(peers: PeerRecord[]): void {
+    const ips = peers.filter((p) => p.role === "coordinator").map((p) => p.vpnIP);
+    if (ips.length === 0 || ips.join() === this.#coordinators.join()) return;
+    const current = this.#coordinators[this.#current % this.#coordinators.length];
+    this.#coordinators = ips;
+    const keep = current === undefined ? -1 : ips.indexOf(current);
+    if (keep >= 0) {
+      this.#current = keep;
+      return;
+    }
+    this.#client?.close();
+    this.#client = undefined;
+    this.#current = 0;
+  }
+
+  /** #fetch asks the current Coordinator, and on failure each other one in turn (one channel at a time). */
   async #fetch(version: number): Promise<PeerUpdate> {
-    const ips = this.#o.coordinatorVPNIPs;
-    this.#client ??= this.#o.dial(ips[this.#current % ips.length]!);
-    try {
-      return await this.#client.getUpdate(version, this.#o.vpnIP);
-    } catch (err) {
-      if (ips.length > 1) {
+    const ips = this.#coordinators;
+    let lastErr: unknown;
+    for (let tried = 0; tried < ips.length; tried++) {
+      const ip = ips[this.#current % ips.length]!;
+      this.#client ??= this.#o.dial(ip);
+      try {
+        return await this.#client.getUpdate(version, this.#o.vpnIP);
+      } catch (err) {
+        lastErr = err;
+        if (ips.length === 1) break;
         this.#client.close();
         this.#client = undefined;
         this.#current++;
+        this.#o.logger.info("Coordinator did not answer: trying the next one", { coordinator: ip, next: ips[this.#current % ips.length], error: errorMessage(err) });
+        await this.#o.clock.sleep(Math.random() * Math.min(this.#o.updateIntervalMs / 4, 250));
       }
-      throw err;
     }
+    throw lastErr;
   }
 }

@@ -57,6 +57,46 @@ export interface PeerClient {
    * `diskUUID` back to the peer registered for that disk; it resolves once the push succeeded.
    */
   requestStateDiskKey(endpoint: string, diskUUID: string): Promise<void>;
+  /**
+   * activateAsAdditionalCoordinator runs the ActivateAsAdditionalCoordinator exchange with the fresh
+   * peer at endpoint (its attestation verified, demanding a fresh peer) and resolves once it serves.
+   */
+  activateAsAdditionalCoordinator(endpoint: string, request: NodeActivationRequest, handlers: CoordinatorJoinHandlers): Promise<void>;
+}
+
+/** CoordinatorInfo is what a peer being activated as a Coordinator reports before it gets secrets. */
+export interface CoordinatorInfo {
+  /** diskUUID is its state disk's LUKS UUID, "" without a disk. */
+  diskUUID: string;
+  vpnPubKey: string;
+  wgPort: number;
+}
+
+/** CoordinatorSecrets are what a new Coordinator gets once its evidence verified. Never log them. */
+export interface CoordinatorSecrets {
+  /** diskKey is its state-disk key (32 bytes; empty without a disk). */
+  diskKey: Uint8Array;
+  masterSecret: Uint8Array;
+  /** storeJoin is StoreMembers.addMember's answer ("" without managed store members). */
+  storeJoin: string;
+}
+
+/**
+ * CoordinatorExchange is the new Coordinator's side of ActivateAsAdditionalCoordinator after the
+ * first message: it reports its info and gets the secrets, then reports that its store member runs
+ * and waits until the activating Coordinator promoted it.
+ */
+export interface CoordinatorExchange {
+  sendInfo(info: CoordinatorInfo): Promise<CoordinatorSecrets>;
+  memberStarted(): Promise<void>;
+}
+
+/** CoordinatorJoinHandlers are the activating Coordinator's side of ActivateAsAdditionalCoordinator. */
+export interface CoordinatorJoinHandlers {
+  /** secrets registers the new Coordinator from its info and returns its secrets. */
+  secrets(info: CoordinatorInfo): Promise<CoordinatorSecrets>;
+  /** promote runs once the new Coordinator's store member started. */
+  promote(): Promise<void>;
 }
 
 /** PeerUpdate is a vpnapi GetUpdate answer; peers is undefined when nothing changed. */

@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from "./errors.js";
 import { clusterIDBytes } from "./keys.js";
 import { coordinatorAuthPubKeyBytes } from "./coordinator-auth.js";
-import { coordinatorPool, inPool, nodePool } from "./ip-pool.js";
+import { coordinatorPool, inPool, ipOf, nodePool, type IPPool } from "./ip-pool.js";
 import { checkPeerSet } from "./peer.js";
 import type { NodeActivationRequest } from "./remote.js";
 import { checkBytes, checkIP, formatEndpoint, parseEndpoint } from "./validate.js";
@@ -29,10 +29,13 @@ export function checkNodeEndpoints(endpoints: readonly unknown[], field: string,
   });
 }
 
-/** checkNodeActivation validates the Coordinator's first ActivateAsNode message. */
-export function checkNodeActivation(req: NodeActivationRequest): void {
+/**
+ * checkNodeActivation validates the Coordinator's first ActivateAsNode (or, with the Coordinator
+ * pool, ActivateAsAdditionalCoordinator) message.
+ */
+export function checkNodeActivation(req: NodeActivationRequest, pool: IPPool = nodePool): void {
   checkIP(req.nodeVPNIP, "nodeVPNIP");
-  if (!inPool(nodePool, req.nodeVPNIP)) throw new InvalidArgumentError(`nodeVPNIP: ${req.nodeVPNIP} is not in the Node pool 10.118.0.11-10.118.255.254`);
+  if (!inPool(pool, req.nodeVPNIP)) throw new InvalidArgumentError(`nodeVPNIP: ${req.nodeVPNIP} is not in the ${pool === nodePool ? "Node" : "Coordinator"} pool ${ipOf(pool.first)}-${ipOf(pool.last)}`);
   checkBytes(req.ownerID, 32, "ownerID");
   checkBytes(req.clusterID, clusterIDBytes, "clusterID");
   checkBytes(req.coordinatorAuthPubKey, coordinatorAuthPubKeyBytes, "coordinatorAuthPubKey");

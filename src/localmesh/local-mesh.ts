@@ -18,6 +18,8 @@ export interface LocalMeshOptions {
   readyTimeoutMs?: number;
   /** binDir holds meshd.js and meshctl.js; undefined means this repository's bin/ (which runs dist/). */
   binDir?: string;
+  /** managedStore runs every meshd with --store managed (an etcd member per Coordinator); default false. */
+  managedStore?: boolean;
 }
 
 /** PeerRow is one line of LocalMesh.status(): a peer and its RTT from the admin through the VPN. */
@@ -58,6 +60,7 @@ export class LocalMesh {
   #policy: Promise<string> | undefined;
   #coordinatorVPNIP: string | undefined;
   #wg0conf: string | undefined;
+  #adminDir: string | undefined;
   #closed = false;
 
   private constructor(net: NetnsHarness, workDir: string, o: LocalMeshOptions, binDir: string) {
@@ -65,7 +68,7 @@ export class LocalMesh {
     this.workDir = workDir;
     this.measurementsFile = join(workDir, "measurements.json");
     this.masterSecretFile = join(workDir, "admin", "master-secret");
-    this.#o = { updateIntervalSec: o.updateIntervalSec ?? 2, progress: o.progress ?? (() => {}), readyTimeoutMs: o.readyTimeoutMs ?? 30_000, binDir };
+    this.#o = { updateIntervalSec: o.updateIntervalSec ?? 2, progress: o.progress ?? (() => {}), readyTimeoutMs: o.readyTimeoutMs ?? 30_000, binDir, managedStore: o.managedStore ?? false };
     this.admin = new Admin({ net, node: net.addNode("admin"), dir: join(workDir, "admin"), meshctlScript: join(binDir, "meshctl.js") });
   }
 
@@ -123,6 +126,7 @@ export class LocalMesh {
       measurementsFile: (p) => (this.#policy ??= this.#writePolicy(p)),
       updateIntervalSec: this.#o.updateIntervalSec,
       readyTimeoutMs: this.#o.readyTimeoutMs,
+      managedStore: this.#o.managedStore,
     });
     this.#peers.push(peer);
     return peer;
@@ -140,13 +144,14 @@ export class LocalMesh {
    * meshctl's result whatever its exit status; on success it records the Coordinator and the
    * admin's wg0.conf (written to admin/<coordinator label>/) for connectAdmin().
    */
-  async activate(coordinator: LocalPeer, nodes: readonly LocalPeer[], options: { measurements?: string } = {}): Promise<ExecResult> {
+  async activate(coordinator: LocalPeer, nodes: readonly LocalPeer[], options: { measurements?: string; coordinators?: readonly LocalPeer[] } = {}): Promise<ExecResult> {
     const out = join(this.admin.dir, coordinator.label);
     this.#o.progress(`meshctl activate --coordinator ${coordinator.endpoint} --nodes ${nodes.map((n) => n.endpoint).join(",") || "(none)"}`);
     const r = await this.admin.meshctl([
       "activate",
       "--coordinator", coordinator.endpoint,
       ...(nodes.length > 0 ? ["--nodes", nodes.map((n) => n.endpoint).join(",")] : []),
+      ...(options.coordinators?.length ? ["--coordinators", options.coordinators.map((n) => n.endpoint).join(",")] : []),
       "--master-secret", this.masterSecretFile,
       "--measurements", options.measurements ?? this.measurementsFile,
       "--out", out,
@@ -156,7 +161,9 @@ export class LocalMesh {
     coordinator.role = "coordinator";
     coordinator.vpnIP = admin.coordinatorVPNIP;
     for (const n of nodes) n.role = "node";
+    for (const c of options.coordinators ?? []) c.role = "coordinator";
     this.#coordinatorVPNIP ??= admin.coordinatorVPNIP;
+    this.#adminDir ??= out;
     this.#wg0conf ??= join(out, "wg0.conf");
     this.#o.progress(`activated: Coordinator ${coordinator.label} is ${admin.coordinatorVPNIP}, admin is ${admin.adminVPNIP}`);
     return r;
@@ -191,12 +198,12 @@ export class LocalMesh {
 
   /** addNodes runs `meshctl add-nodes` for `nodes` and, when it succeeds and the tunnel is up, refresh(). */
   async addNodes(nodes: readonly LocalPeer[], options: { measurements?: string } = {}): Promise<ExecResult> {
-    const coordinator = this.#peers.find((p) => p.role === "coordinator");
-    if (!coordinator) throw new Error("addNodes: no activated Coordinator");
+    if (!this.#adminDir) throw new Error("addNodes: no activated Coordinator");
     this.#o.progress(`meshctl add-nodes --nodes ${nodes.map((n) => n.endpoint).join(",")}`);
+    // No --coordinator: meshctl tries every Coordinator admin.json lists until one answers.
     const r = await this.admin.meshctl([
-      "add-nodes", "--coordinator", coordinator.endpoint, "--nodes", nodes.map((n) => n.endpoint).join(","),
-      "--admin-dir", join(this.admin.dir, coordinator.label),
+      "add-nodes", "--nodes", nodes.map((n) => n.endpoint).join(","),
+      "--admin-dir", this.#adminDir,
       "--measurements", options.measurements ?? this.measurementsFile,
     ]);
     if (r.exitCode === 0 && this.admin.tunnelIsUp) await this.refresh();

@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { NetnsHarness, NetnsNode } from "./netns.js";
 import { NsProcess } from "./ns-process.js";
@@ -25,6 +25,8 @@ export interface LocalPeerOptions {
   updateIntervalSec: number;
   /** readyTimeoutMs bounds the wait for swtpm and meshd to listen. */
   readyTimeoutMs: number;
+  /** managedStore runs meshd with --store managed (an etcd member per Coordinator, /usr/bin/etcd). */
+  managedStore?: boolean;
 }
 
 /**
@@ -53,6 +55,8 @@ export class LocalPeer {
   readonly #net: NetnsHarness;
   #swtpm: NsProcess | undefined;
   #meshd: NsProcess | undefined;
+  #measurements: string | undefined;
+  #o!: LocalPeerOptions;
 
   private constructor(o: LocalPeerOptions, node: NetnsNode) {
     this.label = o.label;
@@ -80,6 +84,7 @@ export class LocalPeer {
    */
   static async start(o: LocalPeerOptions): Promise<LocalPeer> {
     const peer = new LocalPeer(o, o.net.addNode(o.label));
+    peer.#o = o;
     try {
       await peer.#start(o);
       return peer;
@@ -109,7 +114,31 @@ export class LocalPeer {
     });
     this.#swtpm = swtpm;
     await this.#waitListening(o, swtpm, "127.0.0.1", swtpmPort);
-    const measurements = typeof o.measurementsFile === "string" ? o.measurementsFile : await o.measurementsFile(this);
+    this.#measurements = typeof o.measurementsFile === "string" ? o.measurementsFile : await o.measurementsFile(this);
+    await this.#startMeshd(o);
+  }
+
+  /**
+   * crash kills meshd and its etcd member with SIGKILL (no shutdown: its WireGuard device and
+   * state stay as a crash leaves them).
+   */
+  async crash(): Promise<void> {
+    const pidFile = join(this.dir, "state", "etcd", "etcd.pid");
+    await this.#meshd?.kill();
+    try {
+      process.kill(Number((await readFile(pidFile, "utf8")).trim()), "SIGKILL");
+    } catch {
+      // no etcd member, or it is gone already
+    }
+  }
+
+  /** restartMeshd starts meshd again on the same state dir (after crash()) and waits until it listens. */
+  async restartMeshd(): Promise<void> {
+    await this.#startMeshd(this.#o);
+  }
+
+  async #startMeshd(o: LocalPeerOptions): Promise<void> {
+    const measurements = this.#measurements!;
     const meshd = NsProcess.start({
       name: `${this.label} meshd`,
       netns: this.netns,
@@ -126,6 +155,7 @@ export class LocalPeer {
         "--insecure-state-dir",
         "--update-interval", String(o.updateIntervalSec),
         "--measurements", measurements,
+        ...(o.managedStore ? ["--store", "managed"] : []),
       ],
       logFile: join(this.dir, "meshd.log"),
     });
@@ -149,6 +179,7 @@ export class LocalPeer {
   /** stop ends meshd (SIGTERM, which closes its wireguard-go), then swtpm; idempotent. */
   async stop(): Promise<void> {
     await this.#meshd?.stop();
+    await this.crash(); // an etcd member a crashed meshd left behind
     await this.#swtpm?.stop();
   }
 

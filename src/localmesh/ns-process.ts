@@ -99,6 +99,13 @@ export class NsProcess {
     await this.#exited;
   }
 
+  /** kill sends SIGKILL at once (a crash, not a shutdown) and resolves once the process has ended. */
+  async kill(): Promise<void> {
+    if (this.#status !== undefined) return;
+    this.#signal("SIGKILL");
+    await this.#exited;
+  }
+
   #signal(sig: NodeJS.Signals): void {
     try {
       this.#child.kill(sig);

@@ -3,7 +3,7 @@ import type { ActivationResult } from "../core/coordinator.js";
 import { InvalidArgumentError, InternalError } from "../core/errors.js";
 import type { AdminConfig } from "../core/mesh-peer.js";
 import { signAdminRequest } from "../core/admin-auth.js";
-import { adminPayloadCodec } from "../rpc/proto.js";
+import { adminPayloadCodec, type AdminMethod } from "../rpc/proto.js";
 import { peerFromWire } from "../rpc/peer-wire.js";
 import { unaryCall } from "../rpc/status.js";
 import { pubapiError } from "./errors.js";
@@ -74,7 +74,7 @@ export async function signedAdminRequest<T>(
   endpoint: string,
   credentials: grpc.ChannelCredentials,
   admin: AdminSigner,
-  method: "ActivateAdditionalNodes" | "RemoveNode",
+  method: AdminMethod,
   payload: T,
   timeoutMs = 30_000,
 ): Promise<WireAdminRequest> {
@@ -104,6 +104,22 @@ export async function activateAdditionalNodes(
   return sendActivateAdditionalNodes(endpoint, credentials, req, onLog, timeoutMs);
 }
 
+/**
+ * activateAdditionalCoordinators asks an activated Coordinator, as its admin, to activate further
+ * Coordinators (ActivateAdditionalCoordinator), streaming progress.
+ */
+export async function activateAdditionalCoordinators(
+  endpoint: string,
+  credentials: grpc.ChannelCredentials,
+  admin: AdminSigner,
+  coordinatorEndpoints: string[],
+  onLog: (line: string) => void,
+  timeoutMs = 30 * 60_000,
+): Promise<ActivationResult> {
+  const req = await signedAdminRequest(endpoint, credentials, admin, "ActivateAdditionalCoordinator", { coordinatorPublicEndpoints: coordinatorEndpoints });
+  return sendActivateAdditionalNodes(endpoint, credentials, req, onLog, timeoutMs, "ActivateAdditionalCoordinator");
+}
+
 /** sendActivateAdditionalNodes sends an already signed ActivateAdditionalNodes request (see signedAdminRequest). */
 export async function sendActivateAdditionalNodes(
   endpoint: string,
@@ -111,11 +127,12 @@ export async function sendActivateAdditionalNodes(
   req: WireAdminRequest,
   onLog: (line: string) => void,
   timeoutMs = 30 * 60_000,
+  method: "ActivateAdditionalNodes" | "ActivateAdditionalCoordinator" = "ActivateAdditionalNodes",
 ): Promise<ActivationResult> {
   const r = await serverStream<{ log?: { message: string }; result?: WireActivationResult | null }, WireActivationResult>(
     endpoint,
     credentials,
-    "ActivateAdditionalNodes",
+    method,
     req,
     (m) => (m.log ? (onLog(m.log.message), undefined) : m.result ?? undefined),
     timeoutMs,

@@ -2,7 +2,8 @@ import * as grpc from "@grpc/grpc-js";
 import type { Issuer, Validator } from "../attestation/attestation.js";
 import type { CoordinatorCredential } from "../core/coordinator-auth.js";
 import { CoreError, InvalidArgumentError } from "../core/errors.js";
-import type { NodeActivationRequest, PeerClient } from "../core/remote.js";
+import type { CoordinatorJoinHandlers, NodeActivationRequest, PeerClient } from "../core/remote.js";
+import { runActivateAsAdditionalCoordinator } from "./activate-coordinator.js";
 import { keyFromWire, peerToWire } from "../rpc/peer-wire.js";
 import { channelOptions, serviceOf } from "../rpc/proto.js";
 import { unaryCall } from "../rpc/status.js";
@@ -108,6 +109,15 @@ export class PubAPIClient implements PeerClient {
 
   async requestStateDiskKey(endpoint: string, diskUUID: string): Promise<void> {
     await this.#proven(endpoint, "RequestStateDiskKey", undefined, () => ({ diskUuid: diskUUID }));
+  }
+
+  async activateAsAdditionalCoordinator(endpoint: string, req: NodeActivationRequest, handlers: CoordinatorJoinHandlers): Promise<void> {
+    try {
+      // Promotion waits for the new etcd member to catch up: allow for it beyond one activation.
+      await runActivateAsAdditionalCoordinator(endpoint, this.#o.validators, this.#o.issuer, req, handlers, 2 * (this.#o.activationTimeoutMs ?? 120_000));
+    } catch (err) {
+      throw clientError(err, `ActivateAsAdditionalCoordinator ${endpoint}`);
+    }
   }
 
   /** close releases every cached channel. */

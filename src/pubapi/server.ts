@@ -7,7 +7,8 @@ import type { MeshPeer } from "../core/mesh-peer.js";
 import { checkDiskUUID } from "../core/keys.js";
 import type { AdminGrant } from "../core/admin-auth.js";
 import { peerToWire } from "../rpc/peer-wire.js";
-import { adminPayloadCodec, maxMessageBytes, serviceOf } from "../rpc/proto.js";
+import { adminPayloadCodec, maxMessageBytes, serviceOf, type AdminMethod } from "../rpc/proto.js";
+import { serveActivateAsAdditionalCoordinator } from "./activate-coordinator.js";
 import { callerRateLimit, type CallerRateLimitOptions } from "../rpc/rate-limit.js";
 import { toStatus } from "../rpc/status.js";
 import { serveActivateAsNode } from "./activate-node-server.js";
@@ -34,7 +35,6 @@ export interface PubAPIServerOptions {
   callerRateLimit?: CallerRateLimitOptions;
 }
 
-type AdminMethod = "ActivateAdditionalNodes" | "RemoveNode";
 
 /**
  * createPubAPIServer returns a grpc-js Server with the pubapi service bound to `peer`. The caller
@@ -118,6 +118,22 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
         call.end();
       })().catch(failStream("ActivateAdditionalNodes", call as grpc.ServerWritableStream<unknown, unknown>));
     },
+
+    ActivateAdditionalCoordinator: (call: grpc.ServerWritableStream<WireAdminRequest, unknown>) => {
+      (async () => {
+        const { grant, payload } = await admin<{ coordinatorPublicEndpoints: string[] }>("ActivateAdditionalCoordinator", call.request);
+        const res: ActivationResult = await o.peer.activateAdditionalCoordinators(grant, payload.coordinatorPublicEndpoints, (message) => {
+          if (!call.cancelled) call.write({ log: { message } });
+        });
+        call.write({ result: { activated: res.activated.map(peerToWire), failedNodes: res.failed } });
+        call.end();
+      })().catch(failStream("ActivateAdditionalCoordinator", call as grpc.ServerWritableStream<unknown, unknown>));
+    },
+
+    ActivateAsAdditionalCoordinator: (call: grpc.ServerDuplexStream<unknown, unknown>) =>
+      serveActivateAsAdditionalCoordinator(call, o.peer, o.streamMessageTimeoutMs ?? 60_000, (proof) => callerOf(call, proof)).catch((err: unknown) =>
+        call.emit("error", toStatus(err, "ActivateAsAdditionalCoordinator", log)),
+      ),
 
     RemoveNode: (call: grpc.ServerUnaryCall<WireAdminRequest, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       (async () => {

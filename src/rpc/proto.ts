@@ -44,6 +44,9 @@ export function serviceOf(pkg: "pubapi" | "vpnapi"): grpc.ServiceClientConstruct
   return root.attestedmesh[pkg]!.API;
 }
 
+/** AdminMethod names every admin-signed RPC. */
+export type AdminMethod = "ActivateAdditionalNodes" | "RemoveNode" | "ActivateAdditionalCoordinator";
+
 /** AdminPayloadCodec (de)serializes one admin RPC's payload exactly as the proto defines it. */
 export interface AdminPayloadCodec<T> {
   serialize(payload: T): Buffer;
@@ -54,7 +57,7 @@ export interface AdminPayloadCodec<T> {
  * adminPayloadCodec returns the codec of the payload an AdminRequest carries for `method`, from the
  * never-served AdminPayloads service of pubapi.proto (so both ends share the generated encoding).
  */
-export function adminPayloadCodec<T>(method: "ActivateAdditionalNodes" | "RemoveNode"): AdminPayloadCodec<T> {
+export function adminPayloadCodec<T>(method: AdminMethod): AdminPayloadCodec<T> {
   const root = loadProtos() as unknown as { attestedmesh: { pubapi: { AdminPayloads: grpc.ServiceClientConstructor } } };
   const def = root.attestedmesh.pubapi.AdminPayloads.service[method]!;
   return { serialize: (p: T) => def.requestSerialize(p), deserialize: (b: Buffer) => def.requestDeserialize(b) as T };

@@ -35,13 +35,13 @@ const probeIntervalMs = 100;
 type Policy = NonNullable<NonNullable<IOptions["faultHandling"]>["global"]>;
 
 /**
- * passThrough is a fault-handling policy that calls once: etcd3's default global policy retries a
+ * passThrough (exported for managed-etcd.ts) is a fault-handling policy that calls once: etcd3's default global policy retries a
  * failed call up to three times, and replaying a commit whose first attempt may have been applied
  * would turn its success into a spurious conflict (and runTransaction would apply it twice).
  * Reads are retried by EtcdStore itself. The cast is needed because cockatiel's IPolicy declares a
  * type-only `_altReturn` member (and cockatiel is etcd3's dependency, not ours).
  */
-const passThrough = {
+export const passThrough = {
   execute: async <T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> =>
     fn({ signal: signal ?? new AbortController().signal }),
   onSuccess: () => ({ dispose: () => {} }),

@@ -26,6 +26,7 @@ import { AuthenticatedNodeState } from "../../src/core/node-state-auth.js";
 import { TPMKeySealer } from "../../src/attestation/tpm-seal.js";
 import type { CoordinatorClient } from "../../src/core/remote.js";
 import { MemoryStore } from "../../src/core/store-memory.js";
+import type { Store } from "../../src/core/store.js";
 import { PubAPIClient } from "../../src/pubapi/client.js";
 import { createPubAPIServer } from "../../src/pubapi/server.js";
 import { VPNAPIClient } from "../../src/vpnapi/client.js";
@@ -89,6 +90,8 @@ export interface MeshOptions {
   vpnapiCaller?: (grpcPeer: string) => string | undefined;
   /** storeRefuseWritesReason makes every peer's memory store refuse writes (as meshd on an unencrypted state dir). */
   storeRefuseWritesReason?: string;
+  /** sharedStore gives every peer one shared memory store (several Coordinators in one process). */
+  sharedStore?: boolean;
   /** handshakeLimiter gives a peer's aTLS server its limiter (default: the server's own). */
   handshakeLimiter?: (peerName: string) => HandshakeLimiter;
 }
@@ -118,6 +121,7 @@ export class TestMesh {
   })();
   readonly #o: MeshOptions;
   #root = "";
+  #shared: MemoryStore | undefined;
 
   constructor(options: MeshOptions = {}) {
     this.#o = options;
@@ -214,10 +218,14 @@ export class TestMesh {
       marker = new CountingMarker(new TPMMarker(tpmIssuer.tpm));
       closeAttestation = () => tpmIssuer.close();
     }
-    const store = await MemoryStore.open({
-      file: join(hw.stateDir, "store.json"),
-      ...(this.#o.storeRefuseWritesReason ? { refuseWritesReason: this.#o.storeRefuseWritesReason } : {}),
-    });
+    if (this.#o.sharedStore) this.#shared ??= await MemoryStore.open({ file: join(this.#root, "shared-store.json") });
+    const shared = this.#shared;
+    const store: Store = shared
+      ? { get: (k) => shared.get(k), list: (p) => shared.list(p), begin: () => shared.begin(), close: async () => {} }
+      : await MemoryStore.open({
+          file: join(hw.stateDir, "store.json"),
+          ...(this.#o.storeRefuseWritesReason ? { refuseWritesReason: this.#o.storeRefuseWritesReason } : {}),
+        });
     const peerClient = new PubAPIClient({ validators: this.validators(), issuer });
     const vpnServers: grpc.Server[] = [];
     let peerRef: MeshPeer | undefined;
@@ -314,6 +322,7 @@ export class TestMesh {
 
   async close(): Promise<void> {
     await Promise.all(this.peers.map((p) => p.stop().catch(() => {})));
+    await this.#shared?.close();
     if (this.#root) await rm(this.#root, { recursive: true, force: true });
   }
 }

@@ -1,0 +1,91 @@
+import type { ClusterStore } from "./cluster-store.js";
+import { CoordinatorCredential } from "./coordinator-auth.js";
+import { errorMessage, InvalidArgumentError } from "./errors.js";
+import { checkDiskUUID, deriveOwnerID, stateDiskKey } from "./keys.js";
+import type { Logger } from "./logger.js";
+import type { PeerRecord } from "./peer.js";
+import type { PeerClient } from "./remote.js";
+import type { StoreMembers } from "./store-members.js";
+import { parseEndpoint } from "./validate.js";
+
+/** CoordinatorJoinDeps are what the activating Coordinator uses to add another one. */
+export interface CoordinatorJoinDeps {
+  store: ClusterStore;
+  members: StoreMembers | undefined;
+  peerClient: PeerClient;
+  logger: Logger;
+  /** syncVPN applies the store's peer set to the own device (so the new member is reachable). */
+  syncVPN(): Promise<void>;
+}
+
+/**
+ * activateCoordinator makes the fresh peer at `endpoint` a further Coordinator (DESIGN.md
+ * "More Coordinators"): it allocates a VPN IP from the Coordinator pool, runs
+ * ActivateAsAdditionalCoordinator over aTLS (the peer's evidence is verified before any secret is
+ * sent), registers the peer and its disk in one transaction, admits its store member as a learner,
+ * hands over the secrets and promotes the member once it runs. Any failure before the peer
+ * committed undoes all of it (member, record, IP; a disk whose key went out is retired), so no
+ * ghost Coordinator is left. Returns the new Coordinator's record.
+ */
+export async function activateCoordinator(d: CoordinatorJoinDeps, endpoint: string): Promise<PeerRecord> {
+  const ep = parseEndpoint(endpoint, "coordinatorEndpoint");
+  const secrets = await d.store.secrets();
+  const credential = CoordinatorCredential.derive(secrets.masterSecret, secrets.clusterID);
+  const vpnIP = await d.store.allocateCoordinatorIP();
+  let record: PeerRecord | undefined;
+  let diskUUID: string | undefined;
+  let memberAdded = false;
+  let started = false;
+  try {
+    const snap = await d.store.snapshot();
+    const coordinators = snap.peers.filter((p) => p.role === "coordinator");
+    await d.peerClient.activateAsAdditionalCoordinator(
+      endpoint,
+      {
+        nodeVPNIP: vpnIP,
+        ownerID: deriveOwnerID(secrets.masterSecret),
+        clusterID: secrets.clusterID,
+        peers: snap.peers,
+        coordinatorVPNIPs: coordinators.map((p) => p.vpnIP),
+        coordinatorEndpoints: coordinators.map((p) => `${p.publicIP}:${p.pubapiPort}`),
+        coordinatorAuthPubKey: credential.publicKey,
+      },
+      {
+        secrets: async (info) => {
+          if (info.diskUUID !== "") checkDiskUUID(info.diskUUID);
+          const peer: PeerRecord = { role: "coordinator", publicIP: ep.host, vpnIP, vpnPubKey: info.vpnPubKey, wgPort: info.wgPort, pubapiPort: ep.port };
+          // Record and disk claim in one transaction: a duplicate key, IP or disk fails here, alone.
+          await d.store.putPeer(peer, info.diskUUID || undefined);
+          record = peer;
+          if (info.diskUUID !== "") diskUUID = info.diskUUID;
+          await d.syncVPN();
+          const storeJoin = d.members ? await d.members.addMember(vpnIP) : "";
+          memberAdded = d.members !== undefined;
+          return {
+            diskKey: diskUUID ? stateDiskKey(secrets.masterSecret, secrets.clusterID, diskUUID) : new Uint8Array(0),
+            masterSecret: secrets.masterSecret,
+            storeJoin,
+          };
+        },
+        promote: async () => {
+          started = true;
+          await d.members?.promoteMember(vpnIP);
+        },
+      },
+    );
+  } catch (err) {
+    if (!started) await undo(d, vpnIP, record, diskUUID, memberAdded);
+    throw err;
+  }
+  if (!record) throw new InvalidArgumentError(`ActivateAsAdditionalCoordinator ${endpoint}: ended without reporting its info`);
+  return record;
+}
+
+/** undo takes a Coordinator that never committed out again: store member, peer record, VPN IP. */
+async function undo(d: CoordinatorJoinDeps, vpnIP: string, record: PeerRecord | undefined, diskUUID: string | undefined, memberAdded: boolean): Promise<void> {
+  const log = (what: string) => (e: unknown) => d.logger.error(`undo half-activated Coordinator: ${what}`, { vpnIP, error: errorMessage(e) });
+  if (memberAdded) await d.members!.removeMember(vpnIP).catch(log("remove store member"));
+  if (record) await d.store.removePeer(vpnIP, { coordinator: true }).catch(log("remove peer"));
+  else await d.store.releaseCoordinatorIP(vpnIP, diskUUID).catch(log("release IP"));
+  await d.syncVPN().catch(() => {});
+}

@@ -1,0 +1,136 @@
+/**
+ * ActivateAsAdditionalCoordinator over the pubapi, both ends:
+ * initial_request → info → secrets → member_started → promoted → done.
+ */
+import type * as grpc from "@grpc/grpc-js";
+import type { Issuer, Validator } from "../attestation/attestation.js";
+import type { CallerContext } from "../core/caller.js";
+import { InvalidArgumentError } from "../core/errors.js";
+import type { MeshPeer } from "../core/mesh-peer.js";
+import type { CoordinatorJoinHandlers, NodeActivationRequest } from "../core/remote.js";
+import { keyFromWire, peerFromWire, peerToWire } from "../rpc/peer-wire.js";
+import { StreamReader } from "../rpc/stream-reader.js";
+import { ProvenChannel } from "./connect.js";
+import type { WireCallerProof, WireInitialRequest } from "./messages.js";
+
+/** WireCoordinatorRequest is one client message of ActivateAsAdditionalCoordinator. */
+interface WireCoordinatorRequest {
+  request?: "initialRequest" | "secrets" | "promoted";
+  initialRequest?: WireInitialRequest | null;
+  secrets?: { stateDiskKey: Buffer; masterSecret: Buffer; storeJoin: string } | null;
+  promoted?: boolean;
+}
+
+/** WireCoordinatorResponse is one server message of ActivateAsAdditionalCoordinator. */
+interface WireCoordinatorResponse {
+  response?: "info" | "done" | "memberStarted";
+  info?: { stateDiskUuid: string; vpnPubKey: Buffer; wgPort: number } | null;
+  done?: { nodeVpnPubKey: Buffer; wgPort: number } | null;
+  memberStarted?: boolean;
+}
+
+/** maxStoreJoinBytes bounds CoordinatorSecrets.store_join (an etcd initial-cluster string). */
+const maxStoreJoinBytes = 4096;
+
+/**
+ * runActivateAsAdditionalCoordinator is the activating Coordinator's side: over a fresh aTLS channel
+ * (the peer's evidence must verify and show a fresh peer) with a caller proof, it drives the
+ * exchange through `handlers`. `timeoutMs` bounds the whole exchange.
+ */
+export async function runActivateAsAdditionalCoordinator(
+  endpoint: string,
+  validators: readonly Validator[],
+  issuer: Issuer,
+  req: NodeActivationRequest,
+  handlers: CoordinatorJoinHandlers,
+  timeoutMs: number,
+): Promise<void> {
+  const channel = new ProvenChannel(endpoint, validators, issuer, true);
+  let call: grpc.ClientDuplexStream<WireCoordinatorRequest, WireCoordinatorResponse> | undefined;
+  try {
+    const deadline = Date.now() + timeoutMs;
+    const proof = await channel.proof(deadline, undefined);
+    call = (channel.client as unknown as { ActivateAsAdditionalCoordinator(o: grpc.CallOptions): typeof call }).ActivateAsAdditionalCoordinator({ deadline })!;
+    const reader = new StreamReader<WireCoordinatorResponse>(call);
+    call.write({
+      initialRequest: {
+        nodeVpnIp: req.nodeVPNIP,
+        peers: req.peers.map(peerToWire),
+        ownerId: req.ownerID,
+        clusterId: req.clusterID,
+        coordinatorVpnIps: req.coordinatorVPNIPs,
+        coordinatorPublicEndpoints: req.coordinatorEndpoints,
+        coordinatorAuthPubKey: req.coordinatorAuthPubKey,
+        callerProof: proof,
+      },
+    });
+    const m1 = await reader.next("info", timeoutMs);
+    if (m1.response !== "info" || !m1.info) throw new InvalidArgumentError(`ActivateAsAdditionalCoordinator: expected info, got ${m1.response ?? "an empty message"}`);
+    const wgPort = m1.info.wgPort;
+    if (!Number.isInteger(wgPort) || wgPort < 1 || wgPort > 65535) throw new InvalidArgumentError(`info.wgPort: must be 1-65535, got ${wgPort}`);
+    const secrets = await handlers.secrets({ diskUUID: m1.info.stateDiskUuid ?? "", vpnPubKey: keyFromWire(m1.info.vpnPubKey, "info.vpnPubKey"), wgPort });
+    call.write({ secrets: { stateDiskKey: Buffer.from(secrets.diskKey), masterSecret: Buffer.from(secrets.masterSecret), storeJoin: secrets.storeJoin } });
+    const m2 = await reader.next("member_started", timeoutMs);
+    if (m2.response !== "memberStarted") throw new InvalidArgumentError(`ActivateAsAdditionalCoordinator: expected member_started, got ${m2.response ?? "an empty message"}`);
+    await handlers.promote();
+    call.write({ promoted: true });
+    const m3 = await reader.next("done", timeoutMs);
+    if (m3.response !== "done") throw new InvalidArgumentError(`ActivateAsAdditionalCoordinator: expected done, got ${m3.response ?? "an empty message"}`);
+    call.end();
+  } catch (err) {
+    call?.cancel();
+    throw err;
+  } finally {
+    channel.close();
+  }
+}
+
+/**
+ * serveActivateAsAdditionalCoordinator is the fresh peer's side; out-of-order or missing messages
+ * fail with INVALID_ARGUMENT naming the expected one. `callerOf` binds initial_request's caller
+ * proof to the call's connection.
+ */
+export async function serveActivateAsAdditionalCoordinator(
+  call: grpc.ServerDuplexStream<unknown, unknown>,
+  peer: MeshPeer,
+  timeoutMs: number,
+  callerOf: (proof: WireCallerProof | null | undefined) => CallerContext,
+): Promise<void> {
+  const reader = new StreamReader<WireCoordinatorRequest>(call);
+  const write = (m: WireCoordinatorResponse): void => {
+    call.write(m);
+  };
+  const first = await reader.next("initial_request", timeoutMs);
+  if (first.request !== "initialRequest" || !first.initialRequest) {
+    throw new InvalidArgumentError(`ActivateAsAdditionalCoordinator: first message must be initial_request, got ${first.request ?? "an empty message"}`);
+  }
+  const r = first.initialRequest;
+  await peer.activateAsAdditionalCoordinator(
+    callerOf(r.callerProof),
+    {
+      nodeVPNIP: r.nodeVpnIp,
+      ownerID: r.ownerId,
+      clusterID: r.clusterId,
+      peers: r.peers.map((p, i) => peerFromWire(p, `peers[${i}]`)),
+      coordinatorVPNIPs: r.coordinatorVpnIps,
+      coordinatorEndpoints: r.coordinatorPublicEndpoints,
+      coordinatorAuthPubKey: r.coordinatorAuthPubKey,
+    },
+    {
+      sendInfo: async (info) => {
+        write({ info: { stateDiskUuid: info.diskUUID, vpnPubKey: Buffer.from(info.vpnPubKey, "base64"), wgPort: info.wgPort } });
+        const m = await reader.next("secrets", timeoutMs);
+        if (m.request !== "secrets" || !m.secrets) throw new InvalidArgumentError(`ActivateAsAdditionalCoordinator: expected secrets, got ${m.request ?? "an empty message"}`);
+        if (Buffer.byteLength(m.secrets.storeJoin) > maxStoreJoinBytes) throw new InvalidArgumentError(`secrets.storeJoin: at most ${maxStoreJoinBytes} bytes`);
+        return { diskKey: m.secrets.stateDiskKey, masterSecret: m.secrets.masterSecret, storeJoin: m.secrets.storeJoin };
+      },
+      memberStarted: async () => {
+        write({ memberStarted: true });
+        const m = await reader.next("promoted", timeoutMs);
+        if (m.request !== "promoted") throw new InvalidArgumentError(`ActivateAsAdditionalCoordinator: expected promoted, got ${m.request ?? "an empty message"}`);
+      },
+    },
+  );
+  write({ done: { nodeVpnPubKey: Buffer.from(await peer.getVPNPublicKey(), "base64"), wgPort: 0 } });
+  call.end();
+}

@@ -1,0 +1,62 @@
+/**
+ * Three Coordinators on a real etcd cluster that meshd manages (--store managed), across network
+ * namespaces, through the real processes (meshd, meshctl, etcd, swtpm, wireguard-go). Runs against
+ * dist/: build first.
+ */
+import { existsSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
+import { LocalMesh } from "../../src/localmesh/local-mesh.js";
+import type { LocalPeer } from "../../src/localmesh/local-peer.js";
+import { localMeshTools } from "../../src/localmesh/requirements.js";
+import { waitFor } from "../../src/localmesh/poll.js";
+import { canRunE2E } from "../helpers/netns.js";
+
+const reason = canRunE2E(localMeshTools) ?? (existsSync("/usr/bin/etcd") ? undefined : "no /usr/bin/etcd (Debian etcd-server)");
+const updateIntervalSec = 1;
+/** twoIntervalsMs bounds "within two update intervals", plus a poll in flight and process latency. */
+const twoIntervalsMs = 4 * updateIntervalSec * 1000 + 3000;
+
+describe.skipIf(reason !== undefined)(`3 Coordinators on managed etcd${reason ? ` — skipped: ${reason}` : ""}`, () => {
+  let mesh: LocalMesh;
+  let c1: LocalPeer, c2: LocalPeer, c3: LocalPeer, n1: LocalPeer, n2: LocalPeer;
+  const progress: string[] = [];
+  const diagnose = (): void =>
+    onTestFailed(() => {
+      process.stderr.write(`\n--- localmesh progress\n${progress.join("\n")}\n${mesh?.diagnostics(25) ?? ""}\n`);
+    });
+  const key = async (p: LocalPeer): Promise<string> => (await mesh.net.exec(p.netns, "wg", ["show", p.wgInterface, "public-key"])).stdout.trim();
+  const allList = (peers: LocalPeer[], k: string, what: string) =>
+    waitFor(async () => ((await Promise.all(peers.map((p) => mesh.wgPeers(p)))).every((keys) => keys.includes(k)) ? true : undefined), { what, timeoutMs: twoIntervalsMs });
+
+  beforeAll(async () => {
+    mesh = await LocalMesh.create({ updateIntervalSec, progress: (l) => progress.push(l), readyTimeoutMs: 20_000, managedStore: true });
+    [c1, c2, c3, n1, n2] = (await mesh.startPeers(["c1", "c2", "c3", "n1", "n2"])) as [LocalPeer, LocalPeer, LocalPeer, LocalPeer, LocalPeer];
+  }, 60_000);
+
+  afterAll(async () => {
+    await mesh?.close();
+  });
+
+  it("meshctl activate --coordinators makes 3 Coordinators, each with an etcd member, and 2 Nodes", async () => {
+    diagnose();
+    const r = await mesh.activate(c1, [n1, n2], { coordinators: [c2, c3] });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toContain("[2/2] activated Coordinator");
+    for (const c of [c2, c3]) await allList([c1, n1, n2], await key(c), `every peer to list ${c.label}`);
+    for (const c of [c1, c2, c3]) expect(existsSync(`${mesh.workDir}/${c.label}/state/etcd/data/member`)).toBe(true);
+  }, 90_000);
+
+  it("one Coordinator killed (meshd and etcd, SIGKILL): add-nodes goes through another; every live peer lists the new Node", async () => {
+    diagnose();
+    await c1.crash();
+    const [n3] = (await mesh.startPeers(["n3"])) as [LocalPeer];
+    const r = await mesh.addNodes([n3]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/did not answer.*trying the next one/);
+    const k = await key(n3);
+    await allList([c2, c3, n1, n2], k, "every live peer to list n3");
+    // TODO(issue 11, step 4): restarting the killed Coordinator (c1.restartMeshd()) does not come up yet.
+  }, 90_000);
+
+  // Not built yet (issue 11): with two of three Coordinators killed, add-nodes refused at once naming the quorum.
+});
