@@ -58,6 +58,7 @@ export class Coordinator {
     this.#loop = new UpdateLoop({
       fetch: (v) => this.getUpdate(v),
       apply: (peers) => options.vpn.updatePeers(toVPNPeers(peers, options.self.vpnIP)),
+      repair: (peers) => options.vpn.repairPeers(toVPNPeers(peers, options.self.vpnIP)),
       intervalMs: options.updateIntervalMs,
       clock: options.clock,
       logger: options.logger.child("vpn-sync"),

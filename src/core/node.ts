@@ -33,6 +33,7 @@ export class Node {
     this.#loop = new UpdateLoop({
       fetch: (v) => this.#fetch(v),
       apply: (peers) => options.vpn.updatePeers(toVPNPeers(peers, options.vpnIP)),
+      repair: (peers) => options.vpn.repairPeers(toVPNPeers(peers, options.vpnIP)),
       intervalMs: options.updateIntervalMs,
       clock: options.clock,
       logger: options.logger.child("update-loop"),
