@@ -1,6 +1,6 @@
 import type { Clock } from "./clock.js";
 import type { Logger } from "./logger.js";
-import type { CoordinatorClient, CoordinatorDialer, PeerUpdate } from "./remote.js";
+import type { CoordinatorClient, CoordinatorDialer, PeerUpdate, UpdateStream } from "./remote.js";
 import { UpdateLoop } from "./update-loop.js";
 import { toVPNPeers } from "./vpn-peers.js";
 import type { VPN } from "./vpn.js";
@@ -34,6 +34,7 @@ export class Node {
       fetch: (v) => this.#fetch(v),
       apply: (peers) => options.vpn.updatePeers(toVPNPeers(peers, options.vpnIP)),
       repair: (peers) => options.vpn.repairPeers(toVPNPeers(peers, options.vpnIP)),
+      watch: (v) => this.#watch(v),
       intervalMs: options.updateIntervalMs,
       clock: options.clock,
       logger: options.logger.child("update-loop"),
@@ -62,6 +63,13 @@ export class Node {
     this.#client = undefined;
   }
 
+  /** watch opens a stream on the current channel (the poll's failover moves both to the next Coordinator). */
+  #watch(version: number): UpdateStream | undefined {
+    const ips = this.#o.coordinatorVPNIPs;
+    this.#client ??= this.#o.dial(ips[this.#current % ips.length]!);
+    return this.#client.watchUpdates?.(version, this.#o.vpnIP);
+  }
+
   async #fetch(version: number): Promise<PeerUpdate> {
     const ips = this.#o.coordinatorVPNIPs;
     this.#client ??= this.#o.dial(ips[this.#current % ips.length]!);
@@ -77,3 +85,4 @@ export class Node {
     }
   }
 }
+

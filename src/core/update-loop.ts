@@ -12,10 +12,11 @@ export interface UpdateLoopOptions {
    */
   fetch(resourceVersion: number): Promise<PeerUpdate>;
   /**
-   * watch opens a stream of deltas from `appliedVersion` (undefined: poll only). While a stream is
-   * held the loop does not poll; when it fails the loop polls once and opens a new one.
+   * watch opens a stream of deltas from `appliedVersion`; undefined (the option or the result)
+   * means poll only. While a stream is held the loop does not poll; when it fails the loop polls
+   * once and opens a new one.
    */
-  watch?(appliedVersion: number): UpdateStream;
+  watch?(appliedVersion: number): UpdateStream | undefined;
   /**
    * apply converges the local device to `peers` (the full set, self included: apply filters),
    * cheaply: the device diffs against what it last wrote, without reading itself back.
@@ -184,15 +185,16 @@ export class UpdateLoop {
   }
 
   /** watch holds one stream until it ends; resolves true when at least one message arrived. */
-  async #watch(watch: (v: number) => UpdateStream, signal: AbortSignal): Promise<boolean> {
-    let stream: UpdateStream;
+  async #watch(watch: (v: number) => UpdateStream | undefined, signal: AbortSignal): Promise<boolean> {
+    let stream: UpdateStream | undefined;
     try {
       stream = watch(this.#version);
     } catch (err) {
       this.#o.logger.warn("opening the update stream failed", { error: errorMessage(err) });
       return false;
     }
-    const onAbort = (): void => stream.close();
+    if (!stream) return false;
+    const onAbort = (): void => stream!.close();
     signal.addEventListener("abort", onAbort, { once: true });
     let got = false;
     try {
