@@ -1,8 +1,8 @@
 /**
  * WireGuard apply benchmark: how much more does a one-peer change cost on a userspace device that
  * already has 1,000 peers than applying one peer to an empty device? Both are measured side by
- * side in one run (interleaved repetitions, median), through the real UserspaceVPN (validate, read
- * the device over UAPI, diff, one `set=1`). Needs root: the wireguard-go devices live in a network
+ * side in one run (interleaved repetitions, median), through the real UserspaceVPN (validate, diff
+ * against the set last written, one `set=1`; no read of the device: that is the rare repair). Needs root: the wireguard-go devices live in a network
  * namespace this benchmark creates and always deletes (also on exit and SIGINT/SIGTERM).
  */
 import { spawnSync } from "node:child_process";

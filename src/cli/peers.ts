@@ -27,11 +27,14 @@ Options:
         return 0;
       }
       io.out(`resource version ${res.resourceVersion}, ${res.peers.length} peer(s)`);
-      io.out(`${"ROLE".padEnd(12)}${"VPN IP".padEnd(16)}${"PUBLIC".padEnd(24)}${"WIREGUARD KEY".padEnd(46)}LAST POLL`);
-      for (const { peer: p, lastSeenMs } of res.peers) {
+      io.out(`${"ROLE".padEnd(12)}${"VPN IP".padEnd(16)}${"PUBLIC".padEnd(24)}${"WIREGUARD KEY".padEnd(46)}${"APPLIED".padEnd(9)}${"LAG".padEnd(5)}${"ACKED".padEnd(10)}LAST POLL`);
+      for (const { peer: p, lastSeenMs, appliedVersion, appliedMs } of res.peers) {
         const pub = p.publicIP ? `${p.publicIP}:${p.pubapiPort}` : "-";
-        const seen = lastSeenMs > 0 ? `${Math.round((Date.now() - lastSeenMs) / 1000)}s ago` : "-";
-        io.out(`${p.role.padEnd(12)}${p.vpnIP.padEnd(16)}${pub.padEnd(24)}${p.vpnPubKey.padEnd(46)}${seen}`);
+        const ago = (ms: number) => (ms > 0 ? `${Math.round((Date.now() - ms) / 1000)}s ago` : "-");
+        // LAG: versions the peer is behind the served one ("-": it never acknowledged one).
+        const applied = appliedVersion > 0 ? String(appliedVersion) : "-";
+        const lag = appliedVersion > 0 ? String(Math.max(0, res.resourceVersion - appliedVersion)) : "-";
+        io.out(`${p.role.padEnd(12)}${p.vpnIP.padEnd(16)}${pub.padEnd(24)}${p.vpnPubKey.padEnd(46)}${applied.padEnd(9)}${lag.padEnd(5)}${ago(appliedMs).padEnd(10)}${ago(lastSeenMs)}`);
       }
       return 0;
     } finally {

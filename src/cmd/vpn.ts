@@ -33,6 +33,7 @@ export function openVPN(config: MeshdConfig, logger: Logger): ManagedVPN {
     getPublicKey: async () => (await get()).getPublicKey(),
     setInterfaceIP: async (ip: string) => (await get()).setInterfaceIP(ip),
     updatePeers: async (peers: readonly VPNPeer[]) => (await get()).updatePeers(peers),
+    repairPeers: async (peers: readonly VPNPeer[]) => (await get()).repairPeers(peers),
     close: async () => {
       if (device) await (await device.catch(() => undefined))?.close();
     },

@@ -6,6 +6,7 @@ import { deriveDataKey, deriveOwnerID, stateDiskKey } from "./keys.js";
 import type { Logger } from "./logger.js";
 import type { PeerRecord } from "./peer.js";
 import type { PeerClient, PeerUpdate } from "./remote.js";
+import { UpdateFeed } from "./update-feed.js";
 import { UpdateLoop } from "./update-loop.js";
 import { activateCoordinator } from "./coordinator-join.js";
 import type { StoreMembers } from "./store-members.js";
@@ -59,15 +60,18 @@ export class Coordinator {
   readonly #loop: UpdateLoop;
   readonly #heartbeats = new Map<string, number>();
   #unwatch: (() => void) | undefined;
+  readonly #feed: UpdateFeed;
 
   constructor(options: CoordinatorOptions) {
     this.#o = options;
+    this.#feed = new UpdateFeed(options.clock);
     this.#loop = new UpdateLoop({
       fetch: (v) => this.getUpdate(v),
       apply: async (peers) => {
         await options.vpn.updatePeers(toVPNPeers(peers, options.self.vpnIP));
         await options.onPeers?.(peers);
       },
+      repair: (peers) => options.vpn.repairPeers(toVPNPeers(peers, options.self.vpnIP)),
       intervalMs: options.updateIntervalMs,
       clock: options.clock,
       logger: options.logger.child("vpn-sync"),
@@ -258,10 +262,23 @@ export class Coordinator {
     );
   }
 
-  /** getUpdate serves vpnapi GetUpdate: the peer set when it moved past `resourceVersion`. */
+  /**
+   * updates is the feed WatchUpdates streams are served from (change log, acknowledgements). Every
+   * snapshot this Coordinator reads from the store goes into it (UpdateFeed.observe, the seam).
+   */
+  get updates(): UpdateFeed {
+    return this.#feed;
+  }
+
+  /**
+   * getUpdate serves vpnapi GetUpdate: the peer set when it moved past `resourceVersion`. A
+   * caller's `resourceVersion` is the version it has applied: recorded as its acknowledgement.
+   */
   async getUpdate(resourceVersion: number, callerVPNIP?: string): Promise<PeerUpdate> {
     if (callerVPNIP !== undefined) this.#heartbeats.set(callerVPNIP, this.#o.clock.now());
     const snap = await this.#o.store.snapshot();
+    this.#feed.observe(snap);
+    if (callerVPNIP !== undefined && resourceVersion > 0) this.#feed.ack(callerVPNIP, resourceVersion);
     return { resourceVersion: snap.resourceVersion, peers: snap.resourceVersion === resourceVersion ? undefined : snap.peers };
   }
 

@@ -1,3 +1,4 @@
+import type { UpdateFeed } from "./update-feed.js";
 import { AdminChallenges, checkAdminPubKey, type AdminGrant, type SignedAdminRequest } from "./admin-auth.js";
 import type { CallerContext, CallerVerifier } from "./caller.js";
 import { authorizeCoordinator } from "./caller-auth.js";
@@ -383,6 +384,11 @@ export class MeshPeer {
   /** getUpdate serves vpnapi GetUpdate (Coordinators only). */
   getUpdate(resourceVersion: number, callerVPNIP?: string): Promise<PeerUpdate> {
     return this.#requireCoordinator().getUpdate(resourceVersion, callerVPNIP);
+  }
+
+  /** updates returns the feed vpnapi WatchUpdates streams are served from (Coordinators only). */
+  updates(): UpdateFeed {
+    return this.#requireCoordinator().updates;
   }
 
   /** getDataKey serves vpnapi GetDataKey (Coordinators only) to the registered peer at callerVPNIP (the connection's source). */

@@ -2,7 +2,7 @@ import type { Clock } from "./clock.js";
 import { errorMessage } from "./errors.js";
 import type { PeerRecord } from "./peer.js";
 import type { Logger } from "./logger.js";
-import type { CoordinatorClient, CoordinatorDialer, PeerUpdate } from "./remote.js";
+import type { CoordinatorClient, CoordinatorDialer, PeerUpdate, UpdateStream } from "./remote.js";
 import { UpdateLoop } from "./update-loop.js";
 import { toVPNPeers } from "./vpn-peers.js";
 import type { VPN } from "./vpn.js";
@@ -46,6 +46,8 @@ export class Node {
         this.#learnCoordinators(peers);
         await options.onPeers?.(peers);
       },
+      repair: (peers) => options.vpn.repairPeers(toVPNPeers(peers, options.vpnIP)),
+      watch: (v) => this.#watch(v),
       intervalMs: options.updateIntervalMs,
       clock: options.clock,
       logger: options.logger.child("update-loop"),
@@ -95,6 +97,13 @@ export class Node {
     this.#current = 0;
   }
 
+  /** watch opens a stream on the current channel (the poll's failover moves both to the next Coordinator). */
+  #watch(version: number): UpdateStream | undefined {
+    const ips = this.#coordinators;
+    this.#client ??= this.#o.dial(ips[this.#current % ips.length]!);
+    return this.#client.watchUpdates?.(version, this.#o.vpnIP);
+  }
+
   /** #fetch asks the current Coordinator, and on failure each other one in turn (one channel at a time). */
   async #fetch(version: number): Promise<PeerUpdate> {
     const ips = this.#coordinators;
@@ -117,3 +126,4 @@ export class Node {
     throw lastErr;
   }
 }
+

@@ -106,11 +106,38 @@ export interface PeerUpdate {
 }
 
 /**
+ * PeerDelta is one WatchUpdates message: the peer set's changes from fromVersion to
+ * resourceVersion (peers added or changed in upserted, peers gone in removed, by VPN IP), or with
+ * snapshot set the whole set at resourceVersion in upserted (fromVersion is then 0).
+ */
+export interface PeerDelta {
+  resourceVersion: number;
+  fromVersion: number;
+  snapshot: boolean;
+  upserted: PeerRecord[];
+  removed: string[];
+}
+
+/**
+ * UpdateStream is a Node's end of one WatchUpdates stream. next() resolves with the next delta in
+ * order, or undefined when the Coordinator ended the stream; it rejects when the stream failed.
+ * ack reports the version now applied to the device; close ends the stream (idempotent).
+ */
+export interface UpdateStream {
+  next(): Promise<PeerDelta | undefined>;
+  ack(appliedVersion: number): void;
+  close(): void;
+}
+
+/**
  * CoordinatorClient is how a Node calls the Coordinator's vpnapi through the VPN (src/vpnapi).
  * It keeps one channel open until close(). Safe for concurrent use.
  */
 export interface CoordinatorClient {
+  /** getUpdate polls; resourceVersion is the version the caller has applied (its acknowledgement). */
   getUpdate(resourceVersion: number, nodeVPNIP: string): Promise<PeerUpdate>;
+  /** watchUpdates opens a WatchUpdates stream from appliedVersion (0: start with a snapshot). */
+  watchUpdates?(appliedVersion: number, nodeVPNIP: string): UpdateStream;
   getDataKey(dataKeyID: string, length: number): Promise<Buffer>;
   close(): void;
 }

@@ -21,6 +21,12 @@ export interface VPN {
   getPublicKey(): Promise<string>;
   /** setInterfaceIP assigns the peer's VPN IP (/16 of the VPN network) and brings the interface up. */
   setInterfaceIP(vpnIP: string): Promise<void>;
-  /** updatePeers converges the device's peers to exactly `peers` (the caller excludes itself). */
+  /**
+   * updatePeers converges the device's peers to exactly `peers` (the caller excludes itself),
+   * writing only what changed since the last call; an endpoint is written only for a new peer or
+   * when its publicIP/port changed, so endpoints WireGuard learned by roaming are kept.
+   */
   updatePeers(peers: readonly VPNPeer[]): Promise<void>;
+  /** repairPeers is updatePeers after re-reading the device (restores what a reset removed); rare. */
+  repairPeers(peers: readonly VPNPeer[]): Promise<void>;
 }

@@ -2,10 +2,11 @@ import * as grpc from "@grpc/grpc-js";
 import { InvalidArgumentError } from "../core/errors.js";
 import type { PeerRecord } from "../core/peer.js";
 import { checkPeerSet } from "../core/peer.js";
-import type { CoordinatorClient, PeerUpdate } from "../core/remote.js";
+import type { CoordinatorClient, PeerUpdate, UpdateStream } from "../core/remote.js";
 import { peerFromWire, type WirePeer } from "../rpc/peer-wire.js";
 import { channelOptions, serviceOf } from "../rpc/proto.js";
 import { fromServiceError, unaryCall } from "../rpc/status.js";
+import { WatchClientStream, type WirePeerChanges, type WireWatchRequest } from "./watch.js";
 
 /** vpnapiPort is where Coordinators serve the vpnapi on their VPN IP (DESIGN.md). */
 export const vpnapiPort = 9027;
@@ -15,6 +16,10 @@ export interface PeerStatus {
   peer: PeerRecord;
   /** lastSeenMs is the last poll time (ms since epoch), or 0 when the peer never polled. */
   lastSeenMs: number;
+  /** appliedVersion is the version the peer last acknowledged applying (0: never). */
+  appliedVersion: number;
+  /** appliedMs is when it acknowledged it (ms since epoch), or 0. */
+  appliedMs: number;
 }
 
 /**
@@ -26,10 +31,13 @@ export class VPNAPIClient implements CoordinatorClient {
   readonly #target: string;
   readonly #timeoutMs: number;
 
-  /** constructor opens a channel to target (HOST:PORT) inside the VPN; timeoutMs bounds each call. */
-  constructor(target: string, timeoutMs = 10_000) {
+  /**
+   * constructor opens a channel to target (HOST:PORT) inside the VPN; timeoutMs bounds each unary
+   * call; extraOptions add grpc-js channel options (benches: a connection per client).
+   */
+  constructor(target: string, timeoutMs = 10_000, extraOptions: grpc.ChannelOptions = {}) {
     const Ctor = serviceOf("vpnapi");
-    this.#client = new Ctor(target, grpc.credentials.createInsecure(), channelOptions);
+    this.#client = new Ctor(target, grpc.credentials.createInsecure(), { ...channelOptions, ...extraOptions });
     this.#target = target;
     this.#timeoutMs = timeoutMs;
   }
@@ -41,6 +49,12 @@ export class VPNAPIClient implements CoordinatorClient {
     return { resourceVersion: res.resourceVersion, peers: checkPeerSet(res.peers.map((p, i) => peerFromWire(p, `peers[${i}]`)), "peers") };
   }
 
+  /** watchUpdates opens a WatchUpdates stream (no deadline: it lives until close() or a failure). */
+  watchUpdates(appliedVersion: number, nodeVPNIP: string): UpdateStream {
+    const call = (this.#client as unknown as { WatchUpdates(): grpc.ClientDuplexStream<WireWatchRequest, WirePeerChanges> }).WatchUpdates();
+    return new WatchClientStream(call, appliedVersion, nodeVPNIP, this.#target);
+  }
+
   async getDataKey(dataKeyID: string, length: number): Promise<Buffer> {
     const res = await this.#call<{ dataKey: Buffer }>("GetDataKey", { dataKeyId: dataKeyID, length });
     if (res.dataKey.length !== length) throw new InvalidArgumentError(`GetDataKey: got ${res.dataKey.length} bytes, asked for ${length}`);
@@ -49,10 +63,15 @@ export class VPNAPIClient implements CoordinatorClient {
 
   /** getPeers returns the peer set with last-seen times. */
   async getPeers(): Promise<{ resourceVersion: number; peers: PeerStatus[] }> {
-    const res = await this.#call<{ resourceVersion: number; peers: Array<{ peer: WirePeer; lastSeenUnixMs: number }> }>("GetPeers", {});
+    const res = await this.#call<{ resourceVersion: number; peers: Array<{ peer: WirePeer; lastSeenUnixMs: number; appliedVersion: number; appliedUnixMs: number }> }>("GetPeers", {});
     return {
       resourceVersion: res.resourceVersion,
-      peers: res.peers.map((p, i) => ({ peer: peerFromWire(p.peer, `peers[${i}]`), lastSeenMs: Number(p.lastSeenUnixMs) })),
+      peers: res.peers.map((p, i) => ({
+        peer: peerFromWire(p.peer, `peers[${i}]`),
+        lastSeenMs: Number(p.lastSeenUnixMs),
+        appliedVersion: Number(p.appliedVersion),
+        appliedMs: Number(p.appliedUnixMs),
+      })),
     };
   }
 

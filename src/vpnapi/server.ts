@@ -3,10 +3,12 @@ import { InvalidArgumentError } from "../core/errors.js";
 import { offsetOf } from "../core/ip-pool.js";
 import type { Logger } from "../core/logger.js";
 import type { MeshPeer } from "../core/mesh-peer.js";
+import type { UpdateFeed } from "../core/update-feed.js";
 import { checkIP } from "../core/validate.js";
 import { peerToWire } from "../rpc/peer-wire.js";
 import { maxMessageBytes, serviceOf } from "../rpc/proto.js";
 import { toStatus } from "../rpc/status.js";
+import { serveWatch, type WirePeerChanges, type WireWatchRequest } from "./watch.js";
 
 /** maxDataKeyBytes bounds GetDataKey's length. */
 export const maxDataKeyBytes = 64;
@@ -23,13 +25,16 @@ export interface VPNAPIServerOptions {
   callerVPNIP?: (grpcPeer: string) => string | undefined;
 }
 
+/** VPNAPIBackend is what the vpnapi serves from: a MeshPeer in meshd (Coordinators only answer). */
+export type VPNAPIBackend = Pick<MeshPeer, "getUpdate" | "getDataKey" | "lastSeen"> & { updates(): UpdateFeed };
+
 /**
  * createVPNAPIServer returns a grpc-js Server with the vpnapi bound to a Coordinator peer. The
  * caller binds it to the Coordinator's VPN IP only (insecure credentials: WireGuard authenticates
  * and encrypts), installs the vpnapi filter, and owns its shutdown. GetDataKey answers only
  * registered peers, identified by callerVPNIP.
  */
-export function createVPNAPIServer(peer: MeshPeer, logger: Logger, options: VPNAPIServerOptions = {}): grpc.Server {
+export function createVPNAPIServer(peer: VPNAPIBackend, logger: Logger, options: VPNAPIServerOptions = {}): grpc.Server {
   const callerOf = options.callerVPNIP ?? sourceVPNIP;
   const server = new grpc.Server({ "grpc.max_receive_message_length": 64 * 1024, "grpc.max_send_message_length": maxMessageBytes });
   const fail = (op: string, cb: grpc.sendUnaryData<unknown>) => (err: unknown) => cb(toStatus(err, op, logger) as grpc.ServiceError, null);
@@ -42,6 +47,9 @@ export function createVPNAPIServer(peer: MeshPeer, logger: Logger, options: VPNA
         const update = await peer.getUpdate(v, callerOf(call.getPeer()) ?? claimed);
         return { resourceVersion: update.resourceVersion, changed: update.peers !== undefined, peers: (update.peers ?? []).map(peerToWire) };
       })().then((r) => cb(null, r), fail("GetUpdate", cb));
+    },
+    WatchUpdates: (call: grpc.ServerDuplexStream<WireWatchRequest, WirePeerChanges>) => {
+      serveWatch(call, () => peer.updates(), callerOf(call.getPeer()), logger);
     },
     GetDataKey: (call: grpc.ServerUnaryCall<{ dataKeyId: string; length: number }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       (async () => {
@@ -56,9 +64,13 @@ export function createVPNAPIServer(peer: MeshPeer, logger: Logger, options: VPNA
       (async () => {
         const update = await peer.getUpdate(-1);
         const seen = peer.lastSeen();
+        const applied = peer.updates().acks.applied();
         return {
           resourceVersion: update.resourceVersion,
-          peers: (update.peers ?? []).map((p) => ({ peer: peerToWire(p), lastSeenUnixMs: seen.get(p.vpnIP) ?? 0 })),
+          peers: (update.peers ?? []).map((p) => {
+            const a = applied.get(p.vpnIP);
+            return { peer: peerToWire(p), lastSeenUnixMs: seen.get(p.vpnIP) ?? 0, appliedVersion: a?.appliedVersion ?? 0, appliedUnixMs: a?.atMs ?? 0 };
+          }),
         };
       })().then((r) => cb(null, r), fail("GetPeers", cb));
     },

@@ -61,15 +61,20 @@ export function toPeerConfig(p: DevicePeer): PeerConfig {
  * interface. It owns the private key (loaded from, or generated into, options.privateKeyFile) and
  * the device it creates in start(). Every device write (start, setInterfaceIP, updatePeers, close)
  * is serialized, so all methods are safe to call concurrently. updatePeers validates the wanted set,
- * diffs it against the peers read from the device, writes nothing when they agree and otherwise
- * applies the difference in one batched operation; when that fails it restores and verifies the
- * previous peers before throwing. close() is required to remove the device and is idempotent.
+ * diffs it against the set it last wrote (reading the device only the first time and after a failed
+ * write; repairPeers always reads), writes nothing when they agree and otherwise applies the
+ * difference in one batched operation; when that fails it restores and verifies the previous peers
+ * before throwing. close() is required to remove the device and is idempotent.
  */
 export abstract class WireGuardVPN {
   /** options are the checked options with defaults filled in. */
   protected readonly options: ResolvedWireGuardOptions;
   protected readonly log: WireGuardLogger;
   private state: "new" | "running" | "closed" = "new";
+  /** written is the peer set last written (or verified); undefined: unknown, read the device first. */
+  private written: PeerConfig[] | undefined;
+  /** specCache maps a spec's fields to its validated configuration (the last set's peers). */
+  private specCache = new Map<string, PeerConfig>();
   private publicKey: string | undefined;
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -134,13 +139,22 @@ export abstract class WireGuardVPN {
     });
   }
 
-  /** updatePeers converges the device's peers to exactly `peers` (see the class contract). */
+  /**
+   * updatePeers converges the device's peers to exactly `peers` (see the class contract) without
+   * reading the device: it diffs against the set it last wrote. An endpoint is written only for a
+   * new peer or when `peers` changes it, so endpoints WireGuard learned by roaming are kept.
+   */
   async updatePeers(peers: readonly WireGuardPeerSpec[]): Promise<void> {
-    if (!Array.isArray(peers)) throw invalidArgument("peers", "must be a list");
-    const k = this.options.persistentKeepaliveSec;
-    const want = peers.map((p, i) => peerConfigFromSpec(p, k, `peers[${i}]`)); // canonical already
-    checkUnique(want);
-    await this.applyCanonical(want);
+    await this.applyCanonical(this.wantedConfigs(peers), false);
+  }
+
+  /**
+   * repairPeers is updatePeers after re-reading the device: it restores peers a reset removed or
+   * altered. A peer the device still has keeps its (possibly roamed) endpoint; a missing one gets
+   * the wanted endpoint. Call it rarely (periodically, and after failures): it costs a full read.
+   */
+  async repairPeers(peers: readonly WireGuardPeerSpec[]): Promise<void> {
+    await this.applyCanonical(this.wantedConfigs(peers), true);
   }
 
   /**
@@ -148,23 +162,45 @@ export abstract class WireGuardVPN {
    * applied (empty when the device already agreed and nothing was written).
    */
   applyPeers(wanted: readonly PeerConfig[]): Promise<PeerDiff> {
-    return this.applyCanonical(normalizePeerSet(wanted));
+    return this.applyCanonical(normalizePeerSet(wanted), false);
   }
 
-  private applyCanonical(want: readonly PeerConfig[]): Promise<PeerDiff> {
+  /** wantedConfigs validates specs into device configurations, reusing those of unchanged specs. */
+  private wantedConfigs(peers: readonly WireGuardPeerSpec[]): PeerConfig[] {
+    if (!Array.isArray(peers)) throw invalidArgument("peers", "must be a list");
+    const k = this.options.persistentKeepaliveSec;
+    const cache = new Map<string, PeerConfig>();
+    const want = peers.map((p, i) => {
+      const id = typeof p === "object" && p !== null ? `${p.pubKey}|${p.vpnIP}|${p.publicIP}|${p.port ?? ""}` : "";
+      const hit = this.specCache.get(id);
+      const c = hit ?? peerConfigFromSpec(p, k, `peers[${i}]`); // canonical already
+      cache.set(id, c);
+      return c;
+    });
+    checkUnique(want);
+    this.specCache = cache;
+    return want;
+  }
+
+  private applyCanonical(want: readonly PeerConfig[], read: boolean): Promise<PeerDiff> {
     return this.exclusive(async () => {
       this.requireRunning("update peers");
       const own = want.findIndex((p) => p.pubKey === this.publicKey);
       if (own >= 0) throw invalidArgument(`peers[${own}].pubKey`, "is this device's own public key (the caller must exclude itself)");
-      const before = (await this.readDevice()).peers.map(toPeerConfig);
-      const diff = diffNormalized(before, want);
-      if (isEmptyDiff(diff)) return diff;
+      const known = read ? undefined : this.written;
+      const before = known ?? (await this.readDevice()).peers.map(toPeerConfig);
+      const diff = known ? changedOnly(known, want) : diffNormalized(before, keepLearnedEndpoints(before, want));
+      if (isEmptyDiff(diff)) {
+        this.written = [...want];
+        return diff;
+      }
       try {
         await this.writePeers(diff, want);
       } catch (err) {
         return this.restore(before, err);
       }
-      this.log.info("updated WireGuard peers", { interface: this.interfaceName, peers: want.length, ...diffSummary(diff) });
+      this.written = [...want];
+      this.log.info("updated WireGuard peers", { interface: this.interfaceName, peers: want.length, ...diffSummary(diff), read });
       return diff;
     });
   }
@@ -208,11 +244,13 @@ export abstract class WireGuardVPN {
     const why = cause instanceof Error ? cause.message : String(cause);
     let problem: unknown;
     try {
+      this.written = undefined;
       const now = (await this.readDevice()).peers.map(toPeerConfig);
-      const back = diffPeers(now, before);
+      const back = diffNormalized(now, keepLearnedEndpoints(now, before));
       if (!isEmptyDiff(back)) await this.writePeers(back, before);
-      const left = diffPeers((await this.readDevice()).peers.map(toPeerConfig), before);
+      const left = diffPeers((await this.readDevice()).peers.map(toPeerConfig), keepLearnedEndpoints(now, before));
       if (isEmptyDiff(left)) {
+        this.written = before;
         const retryable = cause instanceof WireGuardError && cause.retryable;
         throw new WireGuardError("apply-failed", `update peers on ${this.interfaceName}: ${why}; restored and verified the previous ${before.length} peers`, { cause, retryable });
       }
@@ -237,6 +275,37 @@ export abstract class WireGuardVPN {
     this.tail = run.catch(() => undefined);
     return run;
   }
+}
+
+/**
+ * changedOnly is diffNormalized(written, want) in time linear in the set with small constants:
+ * peers whose configuration object is the very one last written (wantedConfigs reuses them for
+ * unchanged specs) are skipped, and only the rest goes through the full diff (key rotations
+ * included: a rotated key's old and new peer are both among the rest).
+ */
+function changedOnly(written: readonly PeerConfig[], want: readonly PeerConfig[]): PeerDiff {
+  const same = new Set<PeerConfig>(written);
+  const kept = new Set<PeerConfig>();
+  const wantRest: PeerConfig[] = [];
+  for (const w of want) {
+    if (same.has(w)) kept.add(w);
+    else wantRest.push(w);
+  }
+  const curRest = kept.size === written.length ? [] : written.filter((c) => !kept.has(c));
+  return diffNormalized(curRest, wantRest);
+}
+
+/**
+ * keepLearnedEndpoints returns `want` with the endpoint left unmanaged (undefined) for every peer
+ * `device` already has with an endpoint: a re-read must not undo what WireGuard learned by roaming.
+ */
+export function keepLearnedEndpoints(device: readonly PeerConfig[], want: readonly PeerConfig[]): PeerConfig[] {
+  const withEndpoint = new Set(device.filter((p) => p.endpoint !== undefined).map((p) => p.pubKey));
+  return want.map((w) => {
+    if (w.endpoint === undefined || !withEndpoint.has(w.pubKey)) return w;
+    const { endpoint: _learned, ...rest } = w;
+    return rest;
+  });
 }
 
 const silentLogger: WireGuardLogger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };

@@ -1,26 +1,21 @@
 import { canonicalCIDR, canonicalEndpoint } from "./addr.js";
-import { renderWgConfig } from "./config.js";
 import type { PeerConfig, PeerDiff } from "./diff.js";
 import { WireGuardError } from "./errors.js";
 import { CommandError } from "./exec.js";
 import { checkKey, encodeKey } from "./keys.js";
-import type { DevicePeer, DeviceState } from "./uapi.js";
+import { diffToPeerChanges, type DevicePeer, type DeviceState } from "./uapi.js";
 import { WireGuardVPN } from "./vpn-device.js";
 
 /**
  * KernelVPN drives a kernel WireGuard link (`ip link add <if> type wireguard`) with wg(8). Secrets
- * only travel on stdin: the private key through `wg set <if> private-key /proc/self/fd/0`, peers through
- * `wg syncconf <if> /proc/self/fd/0` (one batched netlink change that removes what is not wanted and
- * sets the rest). An existing kernel WireGuard link of that name is adopted (a restarted meshd);
+ * only travel on stdin: the private key through `wg set <if> private-key /proc/self/fd/0`. A peer
+ * change is one `wg set <if> peer … remove peer … allowed-ips …` naming only the changed peers (one
+ * batched netlink change; public keys only on the command line), with an endpoint only where the
+ * change sets one, so endpoints learned by roaming survive. An existing kernel WireGuard link of that name is adopted (a restarted meshd);
  * close() deletes the link only if this object created it. See WireGuardVPN for the contract.
  */
 export class KernelVPN extends WireGuardVPN {
   private created = false;
-  /**
-   * privateKey is kept for writePeers: `wg syncconf` treats its input as the whole configuration,
-   * so a config without PrivateKey and ListenPort would clear the key and pick a random port.
-   */
-  private privateKey: Uint8Array | undefined;
 
   protected override async createDevice(privateKey: Uint8Array): Promise<void> {
     const iface = this.interfaceName;
@@ -37,7 +32,6 @@ export class KernelVPN extends WireGuardVPN {
       if (!/\bwireguard\b/.test(shown.stdout)) throw new WireGuardError("not-wireguard", `create interface ${iface}: a link named ${iface} exists and is not a kernel WireGuard device`);
       this.log.info("adopting existing kernel WireGuard link", { interface: iface });
     }
-    this.privateKey = Uint8Array.from(privateKey); // a copy: the caller wipes its buffer after start
     const args = ["set", iface, "private-key", "/proc/self/fd/0", "listen-port", String(this.options.listenPort)];
     await this.run("set private key", "wg", args, { input: `${encodeKey(privateKey)}\n` });
   }
@@ -46,10 +40,8 @@ export class KernelVPN extends WireGuardVPN {
     return parseWgShowDump((await this.run("read device", "wg", ["show", this.interfaceName, "dump"])).stdout);
   }
 
-  protected override async writePeers(_diff: PeerDiff, wanted: readonly PeerConfig[]): Promise<void> {
-    if (!this.privateKey) throw new WireGuardError("inconsistent", `update peers ${this.interfaceName}: the device was not started`);
-    const config = renderWgConfig({ privKey: encodeKey(this.privateKey), listenPort: this.options.listenPort, peers: wanted });
-    await this.run("update peers", "wg", ["syncconf", this.interfaceName, "/proc/self/fd/0"], { input: config });
+  protected override async writePeers(diff: PeerDiff, _wanted: readonly PeerConfig[]): Promise<void> {
+    await this.run("update peers", "wg", ["set", this.interfaceName, ...wgSetPeerArgs(diff)]);
   }
 
   protected override async destroyDevice(): Promise<void> {
@@ -57,6 +49,27 @@ export class KernelVPN extends WireGuardVPN {
     this.created = false;
     await this.run("delete interface", "ip", ["link", "del", this.interfaceName]);
   }
+}
+
+/**
+ * wgSetPeerArgs renders a PeerDiff as `wg set` peer arguments: removals (and rotated-out keys)
+ * first, then each new or changed peer in full (allowed-ips replaces the peer's list), with its
+ * endpoint only when the diff sets one. Values are canonical already (diff.ts validated them).
+ */
+export function wgSetPeerArgs(diff: PeerDiff): string[] {
+  return diffToPeerChanges(diff).flatMap((c) => {
+    if (c.remove) return ["peer", c.pubKey, "remove"];
+    const ka = c.persistentKeepaliveSec ?? 0;
+    return [
+      "peer",
+      c.pubKey,
+      ...(c.endpoint !== undefined ? ["endpoint", c.endpoint] : []),
+      "persistent-keepalive",
+      ka === 0 ? "off" : String(ka),
+      "allowed-ips",
+      (c.allowedIPs ?? []).join(","),
+    ];
+  });
 }
 
 /**

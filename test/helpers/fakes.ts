@@ -129,6 +129,7 @@ export class FakeVPN implements VPN {
   peers: VPNPeer[] = [];
   readonly inbox: Packet[] = [];
   writes = 0;
+  repairs = 0;
 
   constructor(publicIP: string, port: number) {
     this.publicIP = publicIP;
@@ -148,5 +149,10 @@ export class FakeVPN implements VPN {
     if (same) return;
     this.writes++;
     this.peers = peers.map((p) => ({ ...p }));
+  }
+
+  async repairPeers(peers: readonly VPNPeer[]): Promise<void> {
+    this.repairs++;
+    await this.updatePeers(peers);
   }
 }

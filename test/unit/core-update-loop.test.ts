@@ -14,32 +14,47 @@ const keyB = Buffer.alloc(32, 2).toString("base64");
 const coordinator: PeerRecord = { role: "coordinator", publicIP: "192.0.2.1", vpnIP: "10.118.0.1", vpnPubKey: Buffer.alloc(32, 9).toString("base64"), wgPort: 51820, pubapiPort: 9000 };
 
 describe("update loop", () => {
-  it("fetches with its last version and re-applies the last peer set before each poll (repairs a reset device)", async () => {
-    const versions: PeerUpdate[] = [
+  it("fetches with its last version, applies only newer versions, and repairs every repairIntervalMs and after a failure", async () => {
+    const versions: Array<PeerUpdate | Error> = [
       { resourceVersion: 1, peers: [peer(11, keyA)] },
       { resourceVersion: 1, peers: undefined },
       { resourceVersion: 2, peers: [peer(11, keyA), peer(12, keyB)] },
+      { resourceVersion: 1, peers: [peer(11, keyA)] }, // an older view (a lagging Coordinator): skipped
+      new Error("unreachable"),
     ];
     const asked: number[] = [];
     const applied: number[] = [];
+    const repaired: number[] = [];
     const loop = new UpdateLoop({
       fetch: async (v) => {
         asked.push(v);
-        return versions.shift()!;
+        const next = versions.shift()!;
+        if (next instanceof Error) throw next;
+        return next;
       },
       apply: async (_p, v) => {
         applied.push(v);
       },
-      intervalMs: 1000,
+      repair: async (_p, v) => {
+        repaired.push(v);
+      },
+      intervalMs: 20,
+      repairIntervalMs: 3_600_000,
       clock: systemClock,
       logger: nullLogger,
     });
     expect(await loop.pollNow()).toBe(1);
     expect(await loop.pollNow()).toBe(1);
     expect(await loop.pollNow()).toBe(2);
-    expect(asked).toEqual([0, 1, 1]);
-    // Poll 1 applies v1; polls 2 and 3 first re-apply v1 (a no-op on an unchanged device), poll 3 then v2.
-    expect(applied).toEqual([1, 1, 1, 2]);
+    expect(await loop.pollNow()).toBe(2);
+    expect(asked).toEqual([0, 1, 1, 2]);
+    expect(applied).toEqual([1, 2]);
+    expect(repaired).toEqual([]);
+    await expect(loop.pollNow()).rejects.toThrow("unreachable");
+    loop.start(); // the next tick repairs: the failure may be a reset device that lost the route
+    await until("a repair after the failure", () => repaired.length === 1);
+    loop.stop();
+    expect(repaired).toEqual([2]);
   });
 
   it("concurrent pollNow calls never overlap", async () => {

@@ -21,7 +21,7 @@ class FakeKernel {
   listenPort = 0;
   peers = new Map<string, { allowed: string; endpoint: string; keepalive: string }>();
   module = true;
-  failSyncconf = 0;
+  failSet = 0;
   deny = false;
 
   runner: CommandRunner = async (file, args, options) => {
@@ -41,22 +41,28 @@ class FakeKernel {
     } else if (cmd.startsWith("ip -d -o link show dev")) {
       const n = args[5]!;
       return { stdout: `7: ${n}: <POINTOPOINT,NOARP> mtu 1420 link/none  \\    ${this.links.get(n)} addrgenmode none\n`, stderr: "" };
-    } else if (cmd.startsWith("wg set")) {
+    } else if (cmd.startsWith("wg set") && args[2] === "private-key") {
       this.privKey = options?.input?.trim();
       this.listenPort = Number(args[5]);
+    } else if (cmd.startsWith("wg set")) {
+      if (this.failSet-- > 0) fail("Unable to modify interface: Invalid argument");
+      let cur: string | undefined;
+      for (let i = 2; i < args.length; i++) {
+        const a = args[i]!;
+        if (a === "peer") {
+          cur = args[++i]!;
+          if (!this.peers.has(cur)) this.peers.set(cur, { allowed: "(none)", endpoint: "(none)", keepalive: "off" });
+        } else if (a === "remove") this.peers.delete(cur!);
+        else if (a === "endpoint") this.peers.get(cur!)!.endpoint = args[++i]!;
+        else if (a === "persistent-keepalive") this.peers.get(cur!)!.keepalive = args[++i]!;
+        else if (a === "allowed-ips") this.peers.get(cur!)!.allowed = args[++i] || "(none)";
+        else fail(`Invalid argument: ${a}`);
+      }
     } else if (cmd.startsWith("wg show")) {
       if (!this.links.has(name)) fail("Unable to access interface: No such device");
       const head = [this.privKey ?? "(none)", this.privKey ? publicKeyOf(this.privKey) : "(none)", String(this.listenPort), "off"].join("\t");
       const rows = [...this.peers].map(([k, p]) => [k, "(none)", p.endpoint, p.allowed, "0", "0", "0", p.keepalive].join("\t"));
       return { stdout: `${[head, ...rows].join("\n")}\n`, stderr: "" };
-    } else if (cmd.startsWith("wg syncconf")) {
-      if (this.failSyncconf-- > 0) fail("Unable to modify interface: Invalid argument");
-      this.peers.clear();
-      for (const section of (options?.input ?? "").split("[Peer]").slice(1)) {
-        const get = (k: string) => new RegExp(`^${k} = (.*)$`, "m").exec(section)?.[1];
-        const keepalive = get("PersistentKeepalive");
-        this.peers.set(get("PublicKey")!, { allowed: get("AllowedIPs") ?? "(none)", endpoint: get("Endpoint") ?? "(none)", keepalive: keepalive === undefined || keepalive === "off" ? "off" : keepalive });
-      }
     } else if (cmd.startsWith("ip -j address show")) {
       return { stdout: "[]", stderr: "" };
     }
@@ -96,31 +102,45 @@ describe("KernelVPN (fake ip/wg)", () => {
     expect(fake.calls[0]!.cmd).toBe("ip netns exec am-x ip link add wg0 type wireguard");
   });
 
-  it("syncs peers through `wg syncconf … /proc/self/fd/0`, and writes nothing for a no-op", async () => {
+  it("applies only the change with one `wg set` (public keys only, no private key), and writes nothing for a no-op", async () => {
     const fake = new FakeKernel();
     const vpn = await kernelVPN(fake);
     await vpn.start();
     await vpn.updatePeers([spec(1), spec(2)]);
-    const syncs = () => fake.calls.filter((c) => c.cmd === "wg syncconf wg0 /proc/self/fd/0");
-    expect(syncs()).toHaveLength(1);
-    // Regression (seen in the VM tier): syncconf input is the whole configuration; without these two
-    // lines the kernel device lost its private key and moved to a random port.
-    expect(syncs()[0]!.input).toContain(`PrivateKey = ${fake.privKey}`);
-    expect(syncs()[0]!.input).toContain("ListenPort = 51820");
+    const sets = () => fake.calls.filter((c) => c.cmd.startsWith("wg set wg0 peer"));
+    expect(sets()).toHaveLength(1);
+    expect(sets()[0]!.input).toBeUndefined();
+    expect(sets()[0]!.cmd).toBe(`wg set wg0 peer ${spec(1).pubKey} endpoint 198.18.0.1:51820 persistent-keepalive 25 allowed-ips 10.118.0.11/32 peer ${spec(2).pubKey} endpoint 198.18.0.2:51820 persistent-keepalive 25 allowed-ips 10.118.0.12/32`);
     expect((await vpn.listPeers()).map((p) => p.allowedIPs[0]).sort()).toEqual(["10.118.0.11/32", "10.118.0.12/32"]);
     await vpn.updatePeers([spec(2), spec(1)]);
-    expect(syncs()).toHaveLength(1);
+    expect(sets()).toHaveLength(1);
     await vpn.updatePeers([spec(2)]);
-    expect(syncs()).toHaveLength(2);
+    expect(sets()).toHaveLength(2);
+    expect(sets()[1]!.cmd).toBe(`wg set wg0 peer ${spec(1).pubKey} remove`);
     expect([...fake.peers.keys()]).toEqual([spec(2).pubKey]);
+    expect(fake.privKey).toBeDefined();
+    expect(fake.listenPort).toBe(51820);
   });
 
-  it("a rejected syncconf leaves (and verifies) the previous peers", async () => {
+  it("keeps an endpoint learned by roaming until the wanted endpoint itself changes", async () => {
+    const fake = new FakeKernel();
+    const vpn = await kernelVPN(fake);
+    await vpn.start();
+    await vpn.updatePeers([spec(1), spec(2)]);
+    fake.peers.get(spec(1).pubKey)!.endpoint = "203.0.113.7:40000"; // WireGuard learned a new address
+    await vpn.updatePeers([spec(1), spec(2), spec(3)]);
+    await vpn.repairPeers([spec(1), spec(2), spec(3)]);
+    expect(fake.peers.get(spec(1).pubKey)!.endpoint).toBe("203.0.113.7:40000");
+    await vpn.updatePeers([{ ...spec(1), publicIP: "198.18.9.9" }, spec(2), spec(3)]);
+    expect(fake.peers.get(spec(1).pubKey)!.endpoint).toBe("198.18.9.9:51820");
+  });
+
+  it("a rejected `wg set` leaves (and verifies) the previous peers", async () => {
     const fake = new FakeKernel();
     const vpn = await kernelVPN(fake);
     await vpn.start();
     await vpn.updatePeers([spec(1)]);
-    fake.failSyncconf = 1;
+    fake.failSet = 1;
     await expect(vpn.updatePeers([spec(2)])).rejects.toMatchObject({ code: "apply-failed" });
     expect([...fake.peers.keys()]).toEqual([spec(1).pubKey]);
   });

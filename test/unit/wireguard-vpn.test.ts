@@ -20,6 +20,7 @@ class FakeDeviceVPN extends WireGuardVPN {
   device = new Map<string, PeerConfig>();
   devicePublicKey: string | undefined;
   writes = 0;
+  reads = 0;
   active = 0;
   maxActive = 0;
   /** faults[i] makes write i (from now) fail after applying that many changes; undefined: no fault. */
@@ -29,6 +30,7 @@ class FakeDeviceVPN extends WireGuardVPN {
     this.devicePublicKey = publicKeyOf(Buffer.from(privateKey).toString("base64"));
   }
   protected override async readDevice(): Promise<DeviceState> {
+    this.reads++;
     return {
       listenPort: this.options.listenPort,
       fwmark: 0,
@@ -163,6 +165,24 @@ describe("WireGuardVPN (shared base, on a fake device)", () => {
     expect((err as WireGuardError).code).toBe("inconsistent");
     expect((err as WireGuardError).retryable).toBe(true);
     expect((err as Error).message).toMatch(/restoring the previous peers failed/);
+  });
+
+  it("updates without reading the device; repairPeers re-reads, restores lost peers and keeps roamed endpoints", async () => {
+    await vpn.updatePeers([spec(1), spec(2)]);
+    const reads = vpn.reads;
+    await vpn.updatePeers([spec(1), spec(2), spec(3)]);
+    await vpn.updatePeers([spec(2), spec(3)]);
+    expect(vpn.reads).toBe(reads);
+    vpn.device.get(spec(2).pubKey)!.endpoint = "203.0.113.7:40000"; // learned by roaming
+    vpn.device.delete(spec(3).pubKey); // the device was reset behind our back
+    await vpn.updatePeers([spec(2), spec(3)]);
+    expect(vpn.device.has(spec(3).pubKey)).toBe(false); // no read: not noticed
+    await vpn.repairPeers([spec(2), spec(3)]);
+    expect(vpn.reads).toBe(reads + 1);
+    expect(vpn.device.get(spec(3).pubKey)?.endpoint).toBe(`${spec(3).publicIP}:51820`);
+    expect(vpn.device.get(spec(2).pubKey)?.endpoint).toBe("203.0.113.7:40000");
+    await vpn.updatePeers([{ ...spec(2), publicIP: "198.18.7.7" }, spec(3)]); // the Coordinator's record moved
+    expect(vpn.device.get(spec(2).pubKey)?.endpoint).toBe("198.18.7.7:51820");
   });
 
   it("serializes concurrent writes and ends with the last call's peers", async () => {
