@@ -112,10 +112,11 @@ describe.skipIf(reason !== undefined)(`vm harness${reason ? ` — skipped: ${rea
     const { err, ms } = await hang;
     expect(err).toBeInstanceOf(VmError);
     expect((err as VmError).kind).toBe("timeout");
-    expect((err as VmError).message).toMatch(/timed out after 25000 ms waiting for hang to boot[^]*serial console[^]*am-init: stage 1/);
-    expect(ms).toBeLessThan(40_000);
+    // It boots (console output, CPU time), then sits idle: 25 s without progress fail it.
+    expect((err as VmError).message).toMatch(/no progress for 25000 ms waiting for hang to boot[^]*serial console[^]*am-init: stage 1[^]*this agent never gets ready/);
+    expect(ms).toBeLessThan(100_000);
     expect(cluster.vms.find((v) => v.name === "hang")?.running).toBe(false);
-  }, 60_000);
+  }, 120_000);
 
   it("a bogus kernel fails at once with QEMU's error", async () => {
     const bogus = join(cluster.workDir, "bogus-vmlinuz");

@@ -16,7 +16,7 @@ import type { Kernel } from "./kernel.js";
 import type { Tap } from "./network.js";
 import { hostProcStats, type ProcStats } from "./procstat.js";
 import { QemuBoot } from "./qemu.js";
-import { VmError, sleep, tailLines, waitUntil } from "./wait.js";
+import { VmError, sleep, tailLines, waitUntil, waitWithProgress } from "./wait.js";
 
 /** repoRootPath is this checkout (see vm.ts repoRoot), kept visible in guests through am.keep. */
 const repoRootPath = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
@@ -46,7 +46,11 @@ export interface VmOptions {
   diskMiB?: number;
   /** modules are modprobed before the agent is ready (e.g. "wireguard", "dm_crypt"); virtio_net and virtio_blk always are. */
   modules?: readonly string[];
-  /** bootTimeoutMs bounds each boot until the agent is ready; undefined: 30 s with KVM, 120 s with TCG. */
+  /**
+   * bootTimeoutMs: a boot fails once it made no progress (console output, 2 s steps of QEMU CPU
+   * time) for this long before the agent is ready, and after 4 times this in any case; undefined:
+   * 30 s with KVM, 120 s with TCG. A booting guest on a loaded host is slow, an idle one is stuck.
+   */
   bootTimeoutMs?: number;
   /** services are started (spawn) after every boot, name → bash command. */
   services?: Readonly<Record<string, string>>;
@@ -119,6 +123,13 @@ export class Vm {
     return this.boot ? this.boot.exitReason() : `${this.name} is stopped`;
   }
 
+  /** bootProgress changes while a boot advances: console bytes, QEMU's CPU time in 2 s steps (an idle guest needs minutes for one). */
+  private bootProgress(): string | undefined {
+    const q = this.qemuStats();
+    const size = existsSync(this.serialLog) ? statSync(this.serialLog).size : 0;
+    return q ? `console ${size - this.serialOffset} B, QEMU CPU ${2 * Math.floor(q.cpuS / 2)} s` : undefined;
+  }
+
   /** serialTail returns the last lines of the current (or last) boot's console. */
   serialTail(lines = 40): string {
     return tailLines(this.serialLog, lines, this.serialOffset);
@@ -148,12 +159,16 @@ export class Vm {
       kernelArgs: [`am.name=${this.name}`, `am.ip=${this.tap.cidr}`, `am.keep=${repoRootPath}`, ...(c.image ? ["am.img=1"] : []), ...modules, ...(this.options.kernelArgs ?? [])],
     });
     try {
-      const guestUptimeS = await waitUntil(() => this.agent.readyUptimeS(), {
-        timeoutMs: this.options.bootTimeoutMs ?? (c.accel.name === "kvm" ? 30_000 : 120_000),
-        intervalMs: 100,
+      const stallMs = this.options.bootTimeoutMs ?? (c.accel.name === "kvm" ? 30_000 : 120_000);
+      const guestUptimeS = await waitWithProgress(() => this.agent.readyUptimeS(), {
         what: `${this.name} to boot (agent ready)`,
+        stallMs,
+        maxMs: 4 * stallMs,
+        intervalMs: 100,
+        progressEveryMs: 1_000,
+        progress: () => this.bootProgress(),
         abort: () => this.notRunning(),
-        detail: () => this.serialTail(),
+        diagnose: () => `--- serial console (last lines) ---\n${this.serialTail()}`,
       });
       const timing = { hostMs: Date.now() - t0, guestUptimeS };
       this.boots.push(timing);
