@@ -8,10 +8,11 @@ import type { CallerContext } from "../core/caller.js";
 import { InvalidArgumentError } from "../core/errors.js";
 import type { MeshPeer } from "../core/mesh-peer.js";
 import type { CoordinatorJoinHandlers, NodeActivationRequest } from "../core/remote.js";
-import { keyFromWire, peerFromWire, peerToWire } from "../rpc/peer-wire.js";
+import { keyFromWire } from "../rpc/peer-wire.js";
 import { StreamReader } from "../rpc/stream-reader.js";
 import { ProvenChannel } from "./connect.js";
 import type { WireCallerProof, WireInitialRequest } from "./messages.js";
+import { initialRequestFromWire, initialRequestToWire } from "./initial-request.js";
 
 /** WireCoordinatorRequest is one client message of ActivateAsAdditionalCoordinator. */
 interface WireCoordinatorRequest {
@@ -52,18 +53,7 @@ export async function runActivateAsAdditionalCoordinator(
     const proof = await channel.proof(deadline, undefined);
     call = (channel.client as unknown as { ActivateAsAdditionalCoordinator(o: grpc.CallOptions): typeof call }).ActivateAsAdditionalCoordinator({ deadline })!;
     const reader = new StreamReader<WireCoordinatorResponse>(call);
-    call.write({
-      initialRequest: {
-        nodeVpnIp: req.nodeVPNIP,
-        peers: req.peers.map(peerToWire),
-        ownerId: req.ownerID,
-        clusterId: req.clusterID,
-        coordinatorVpnIps: req.coordinatorVPNIPs,
-        coordinatorPublicEndpoints: req.coordinatorEndpoints,
-        coordinatorAuthPubKey: req.coordinatorAuthPubKey,
-        callerProof: proof,
-      },
-    });
+    call.write({ initialRequest: initialRequestToWire(req, proof) });
     const m1 = await reader.next("info", timeoutMs);
     if (m1.response !== "info" || !m1.info) throw new InvalidArgumentError(`ActivateAsAdditionalCoordinator: expected info, got ${m1.response ?? "an empty message"}`);
     const wgPort = m1.info.wgPort;
@@ -107,15 +97,7 @@ export async function serveActivateAsAdditionalCoordinator(
   const r = first.initialRequest;
   await peer.activateAsAdditionalCoordinator(
     callerOf(r.callerProof),
-    {
-      nodeVPNIP: r.nodeVpnIp,
-      ownerID: r.ownerId,
-      clusterID: r.clusterId,
-      peers: r.peers.map((p, i) => peerFromWire(p, `peers[${i}]`)),
-      coordinatorVPNIPs: r.coordinatorVpnIps,
-      coordinatorEndpoints: r.coordinatorPublicEndpoints,
-      coordinatorAuthPubKey: r.coordinatorAuthPubKey,
-    },
+    initialRequestFromWire(r),
     {
       sendInfo: async (info) => {
         write({ info: { stateDiskUuid: info.diskUUID, vpnPubKey: Buffer.from(info.vpnPubKey, "base64"), wgPort: info.wgPort } });

@@ -2,9 +2,9 @@ import type * as grpc from "@grpc/grpc-js";
 import type { CallerContext } from "../core/caller.js";
 import { InvalidArgumentError } from "../core/errors.js";
 import type { MeshPeer } from "../core/mesh-peer.js";
-import { peerFromWire } from "../rpc/peer-wire.js";
 import { StreamReader } from "../rpc/stream-reader.js";
 import type { WireActivateAsNodeRequest, WireActivateAsNodeResponse, WireCallerProof } from "./messages.js";
+import { initialRequestFromWire } from "./initial-request.js";
 
 /**
  * serveActivateAsNode runs the Node side of the ActivateAsNode stream:
@@ -29,15 +29,7 @@ export async function serveActivateAsNode(
   const r = first.initialRequest;
   const reply = await peer.activateAsNode(
     callerOf(r.callerProof),
-    {
-      nodeVPNIP: r.nodeVpnIp,
-      ownerID: r.ownerId,
-      clusterID: r.clusterId,
-      peers: r.peers.map((p, i) => peerFromWire(p, `peers[${i}]`)),
-      coordinatorVPNIPs: r.coordinatorVpnIps,
-      coordinatorEndpoints: r.coordinatorPublicEndpoints,
-      coordinatorAuthPubKey: r.coordinatorAuthPubKey,
-    },
+    initialRequestFromWire(r),
     {
       sendDiskUUID: async (uuid) => {
         write({ stateDiskUuid: uuid });

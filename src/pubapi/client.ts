@@ -4,13 +4,14 @@ import type { CoordinatorCredential } from "../core/coordinator-auth.js";
 import { CoreError, InvalidArgumentError } from "../core/errors.js";
 import type { CoordinatorJoinHandlers, NodeActivationRequest, PeerClient } from "../core/remote.js";
 import { runActivateAsAdditionalCoordinator } from "./activate-coordinator.js";
-import { keyFromWire, peerToWire } from "../rpc/peer-wire.js";
+import { keyFromWire } from "../rpc/peer-wire.js";
 import { channelOptions, serviceOf } from "../rpc/proto.js";
 import { unaryCall } from "../rpc/status.js";
 import { StreamReader } from "../rpc/stream-reader.js";
 import { ProvenChannel } from "./connect.js";
 import { pubapiError } from "./errors.js";
 import type { WireActivateAsNodeRequest, WireActivateAsNodeResponse, WireCallerProof } from "./messages.js";
+import { initialRequestToWire } from "./initial-request.js";
 
 /** PubAPIClientOptions configure a PubAPIClient. */
 export interface PubAPIClientOptions {
@@ -58,18 +59,7 @@ export class PubAPIClient implements PeerClient {
       const proof = await channel.proof(deadline, undefined);
       call = (channel.client as unknown as { ActivateAsNode(o: grpc.CallOptions): grpc.ClientDuplexStream<WireActivateAsNodeRequest, WireActivateAsNodeResponse> }).ActivateAsNode({ deadline });
       const reader = new StreamReader<WireActivateAsNodeResponse>(call);
-      call.write({
-        initialRequest: {
-          nodeVpnIp: req.nodeVPNIP,
-          peers: req.peers.map(peerToWire),
-          ownerId: req.ownerID,
-          clusterId: req.clusterID,
-          coordinatorVpnIps: req.coordinatorVPNIPs,
-          coordinatorPublicEndpoints: req.coordinatorEndpoints,
-          coordinatorAuthPubKey: req.coordinatorAuthPubKey,
-          callerProof: proof,
-        },
-      });
+      call.write({ initialRequest: initialRequestToWire(req, proof) });
       const m1 = await reader.next("state_disk_uuid", timeoutMs);
       if (m1.response !== "stateDiskUuid") throw new InvalidArgumentError(`ActivateAsNode: expected state_disk_uuid, got ${m1.response ?? "an empty message"}`);
       const key = await diskKey(m1.stateDiskUuid ?? "");
