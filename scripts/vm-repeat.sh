@@ -20,13 +20,20 @@ mkdir -p "$dir"
 echo "vm-repeat: $runs runs of the VM tier; logs in $dir"
 printf '%-4s %-5s %8s  %-16s %s\n' run result time load "slowest step"
 
+# INT/TERM stop the current run too (its vitest cleans up its VMs), not only this loop.
+child=
+trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null && wait "$child"; exit 130' INT TERM
+
 passed=0
 durations=()
 for ((i = 1; i <= runs; i++)); do
   log="$dir/run-$i.log"
   start=$(date +%s)
-  npx vitest run --config test/vm/vitest.config.ts "$@" >"$log" 2>&1
+  node_modules/.bin/vitest run --config test/vm/vitest.config.ts "$@" >"$log" 2>&1 &
+  child=$!
+  wait "$child"
   rc=$?
+  child=
   secs=$(($(date +%s) - start))
   durations+=("$secs")
   load=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -48,8 +48,8 @@ const qboot = "/usr/share/qemu/qboot.rom";
 
 /** qemuArgs returns QEMU's argument list for `spec` (exported for tests and debugging). */
 export function qemuArgs(spec: BootSpec, swtpmSocket: string): string[] {
-  // no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer check can miss its ticks
-  // and panic ("IO-APIC + timer doesn't work!", seen in a repeat run); the check proves nothing here.
+  // no_timer_check: the kernel's IO-APIC timer test counts ticks over a short busy wait; a vCPU
+  // descheduled on a loaded host misses them and the boot panics ("IO-APIC + timer doesn't work!").
   const append = ["console=ttyS0", "quiet", "panic=-1", "no_timer_check", ...spec.kernelArgs].join(" ");
   return [
     "-name", spec.name, "-accel", spec.accel.name, "-cpu", spec.accel.cpu, "-M", "q35",
