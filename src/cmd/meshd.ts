@@ -36,7 +36,7 @@ import { checkNftAvailable, VPNAPIFilter } from "../wireguard/vpnapi-filter.js";
 import { meshdUsage, parseMeshdFlags, type MeshdConfig } from "./flags.js";
 import { openStore } from "./store.js";
 import { DeferredStore } from "../core/store-members.js";
-import { ManagedEtcd } from "../store/managed-etcd.js";
+import type { ManagedEtcd } from "../store/managed-etcd.js";
 import { openVPN } from "./vpn.js";
 
 /** Closer releases one resource at shutdown. */
@@ -103,6 +103,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
       }
       const deferred = new DeferredStore();
       store = deferred;
+      const { ManagedEtcd } = await import("../store/managed-etcd.js"); // etcd3 loads only when used
       members = new ManagedEtcd({ etcdBin: config.store.etcdBin, dir: join(config.stateDir, "etcd"), clientPort: config.store.clientPort, peerPort: config.store.peerPort, store: deferred, logger: logger.child("etcd") });
       const m = members;
       closers.push(() => m.close());
