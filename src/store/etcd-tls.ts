@@ -38,15 +38,20 @@ function endpointHost(endpoint: string): string {
 }
 
 /**
- * checkEtcdTransport throws unless the endpoints may be used as configured: with TLS anything goes
- * (a client certificate needs its key and vice versa); without, every endpoint must be loopback.
+ * checkEtcdTransport throws unless the endpoints may be used as configured: a client certificate
+ * needs its key and vice versa; a remote endpoint needs TLS with a client certificate (an etcd that
+ * does not demand one would hand the master secret to anyone who reaches it); plaintext and
+ * server-only TLS are for loopback endpoints.
  */
 export function checkEtcdTransport(endpoints: readonly string[], tls: EtcdTLS | undefined): void {
-  if (tls) {
-    if ((tls.cert === undefined) !== (tls.key === undefined)) throw new InvalidArgumentError("etcd store: tls: a client certificate needs its key, and a key its certificate");
-    return;
-  }
+  if (tls && (tls.cert === undefined) !== (tls.key === undefined)) throw new InvalidArgumentError("etcd store: tls: a client certificate needs its key, and a key its certificate");
   const remote = endpoints.filter((e) => !isLoopbackHost(endpointHost(e)));
+  if (tls && tls.cert === undefined && remote.length > 0) {
+    throw new FailedPreconditionError(
+      `etcd store: refusing TLS without a client certificate to ${remote.join(", ")}: the store holds the master secret, so etcd must run with --client-cert-auth; give --etcd-cert and --etcd-key`,
+    );
+  }
+  if (tls) return;
   if (remote.length > 0) {
     throw new FailedPreconditionError(
       `etcd store: refusing plaintext to ${remote.join(", ")}: the store holds the master secret; use TLS with client certificates (--etcd-ca, --etcd-cert, --etcd-key) or a loopback endpoint`,

@@ -55,7 +55,9 @@ describe("etcd store over TLS with client certificates (real etcd)", () => {
     { name: "plaintext to a loopback endpoint is allowed", endpoints: ["127.0.0.1:2379", "localhost:2379", "[::1]:2379"], tls: undefined, ok: true },
     { name: "plaintext to a remote endpoint is refused", endpoints: ["127.0.0.1:2379", "198.18.0.5:2379"], tls: undefined, ok: false },
     { name: "plaintext to a remote http:// endpoint is refused", endpoints: ["http://10.0.0.1:2379"], tls: undefined, ok: false },
-    { name: "TLS to a remote endpoint is allowed", endpoints: ["198.18.0.5:2379"], tls: { ca: Buffer.from("x") }, ok: true },
+    { name: "TLS with a client certificate to a remote endpoint is allowed", endpoints: ["198.18.0.5:2379"], tls: { ca: Buffer.from("x"), cert: Buffer.from("y"), key: Buffer.from("z") }, ok: true },
+    { name: "TLS without a client certificate to a remote endpoint is refused (review: etcd without client-cert-auth)", endpoints: ["198.18.0.5:2379"], tls: { ca: Buffer.from("x") }, ok: false },
+    { name: "TLS without a client certificate to a loopback endpoint is allowed", endpoints: ["127.0.0.1:2379"], tls: { ca: Buffer.from("x") }, ok: true },
     { name: "a client certificate without its key is refused", endpoints: ["198.18.0.5:2379"], tls: { ca: Buffer.from("x"), cert: Buffer.from("y") }, ok: false },
   ];
   for (const tc of transport) {
