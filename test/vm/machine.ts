@@ -3,7 +3,7 @@
  * outlive each boot, and the current boot (QemuBoot) with its guest agent. The cluster (vm.ts)
  * makes VMs; the API is documented there.
  */
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, rmSync, statSync } from "node:fs";
+import { closeSync, cpSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -139,12 +139,7 @@ export class Vm {
   async start(): Promise<BootTiming> {
     if (this.boot) throw new Error(`${this.name}: already started`);
     const t0 = Date.now();
-    if (this.options.provisionTpm && readdirSync(this.tpmStateDir).length === 0) {
-      // Before the first boot only: the TPM's NV keeps what is written here across every boot.
-      const tpm = await startSwtpm({ stateDir: this.tpmStateDir });
-      await tpm.powerOff();
-      rmSync(join(this.tpmStateDir, "swtpm.log"), { force: true });
-    }
+    if (this.options.provisionTpm && readdirSync(this.tpmStateDir).length === 0) await this.#provisionTpm();
     this.serialOffset = existsSync(this.serialLog) ? statSync(this.serialLog).size : 0;
     this.agent.prepare(this.options.agent);
     const c = this.cluster;
@@ -178,6 +173,40 @@ export class Vm {
       await this.stop({ graceful: false });
       throw err;
     }
+  }
+
+  /**
+   * #provisionTpm provisions the vTPM's state before its first boot (the TPM's NV keeps it across
+   * every boot). Each attempt works in a fresh directory with its own swtpm and is bounded, so a
+   * swtpm that fails to come up (seen once: its control port refused the TCTI) is retried, and
+   * only a completed state is copied into the VM's TPM dir.
+   */
+  async #provisionTpm(): Promise<void> {
+    let last: unknown;
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const dir = mkdtempSync(join(this.dir, "tpm-provision-"));
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          (async () => {
+            const tpm = await startSwtpm({ stateDir: dir });
+            await tpm.powerOff();
+          })(),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error("provisioning took over 60 s")), 60_000);
+          }),
+        ]);
+        rmSync(join(dir, "swtpm.log"), { force: true });
+        cpSync(dir, this.tpmStateDir, { recursive: true });
+        return;
+      } catch (err) {
+        last = err;
+      } finally {
+        clearTimeout(timer);
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    throw new VmError("failed", `${this.name}: provisioning its vTPM failed 3 times: ${(last as Error)?.message ?? String(last)}`, "");
   }
 
   /**
