@@ -6,3 +6,13 @@ export async function until(what: string, cond: () => boolean | Promise<boolean>
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/** caught awaits a promise that must reject and returns its error; it throws if the promise resolves. */
+export async function caught(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error("expected a rejection");
+}

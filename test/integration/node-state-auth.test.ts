@@ -18,7 +18,7 @@ import { activateAsCoordinator } from "../../src/pubapi/admin.js";
 import { createLUKSFile, haveCryptsetup, makeTempDir, trackTempDirs } from "../helpers/luks.js";
 import { TestMesh, type TestPeer } from "../helpers/mesh.js";
 import { startSwtpm, type Swtpm } from "../helpers/swtpm.js";
-import { until } from "../helpers/wait.js";
+import { caught, until } from "../helpers/wait.js";
 
 process.env.TSS2_LOG ??= "all+none";
 
@@ -33,15 +33,6 @@ const state: NodeState = {
   coordinatorEndpoints: ["192.0.2.1:9000"],
   coordinatorPeers: [{ role: "coordinator", publicIP: "192.0.2.1", vpnIP: "10.118.0.1", vpnPubKey: `${"A".repeat(43)}=`, wgPort: 51820, pubapiPort: 9000 }],
 };
-
-async function caught(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error("expected a rejection");
-}
 
 describe("node state sealed to the TPM (swtpm)", () => {
   const open: { swtpm: Swtpm; tpm: Tpm }[] = [];

@@ -10,6 +10,7 @@ import { loadNative, NativeError, Tpm } from "../../src/attestation/native.js";
 import { bootPCRs, pcrPolicyDigest, sealToPCRs, TPMKeySealer, unsealFromPCRs } from "../../src/attestation/tpm-seal.js";
 import { PermissionDeniedError } from "../../src/core/errors.js";
 import { startSwtpm, type Swtpm } from "../helpers/swtpm.js";
+import { caught } from "../helpers/wait.js";
 
 process.env.TSS2_LOG ??= "all+none";
 
@@ -20,15 +21,6 @@ function sealedPublic(b: Buffer): { type: number; attributes: number; authPolicy
 }
 
 const ATTR = { fixedTPM: 1 << 1, fixedParent: 1 << 4, sensitiveDataOrigin: 1 << 5, userWithAuth: 1 << 6, noDA: 1 << 10 };
-
-async function caught(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error("expected a rejection");
-}
 
 describe("sealing to PCRs (swtpm)", () => {
   let swtpm: Swtpm;

@@ -7,6 +7,7 @@ import { MirroredNodeState, NodeStateFile, type NodeState, type NodeStateRecord 
 import { AuthenticatedNodeState, nodeStateTag } from "../../src/core/node-state-auth.js";
 import type { KeySealer } from "../../src/core/sealer.js";
 import { FakeKeySealer } from "../helpers/fakes.js";
+import { caught } from "../helpers/wait.js";
 
 const state: NodeState = {
   role: "node",
@@ -17,15 +18,6 @@ const state: NodeState = {
   coordinatorEndpoints: ["192.0.2.1:9000"],
   coordinatorPeers: [{ role: "coordinator", publicIP: "192.0.2.1", vpnIP: "10.118.0.1", vpnPubKey: Buffer.alloc(32, 1).toString("base64"), wgPort: 51820, pubapiPort: 9000 }],
 };
-
-async function caught(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error("expected a rejection");
-}
 
 const readRecord = async (path: string): Promise<NodeStateRecord> => JSON.parse(await readFile(path, "utf8")) as NodeStateRecord;
 const writeRecord = (path: string, r: unknown): Promise<void> => writeFile(path, JSON.stringify(r));
