@@ -121,7 +121,8 @@ export class TestMesh {
   })();
   readonly #o: MeshOptions;
   #root = "";
-  #shared: MemoryStore | undefined;
+  /** #shared is the one store of a sharedStore mesh: a promise, so peers booting at once share it. */
+  #shared: Promise<MemoryStore> | undefined;
 
   constructor(options: MeshOptions = {}) {
     this.#o = options;
@@ -218,8 +219,10 @@ export class TestMesh {
       marker = new CountingMarker(new TPMMarker(tpmIssuer.tpm));
       closeAttestation = () => tpmIssuer.close();
     }
-    if (this.#o.sharedStore) this.#shared ??= await MemoryStore.open({ file: join(this.#root, "shared-store.json") });
-    const shared = this.#shared;
+    // Kept as a promise: `x ??= await open()` let peers booting concurrently each open their own
+    // store on the file (the flake of "c3 lists 3 Coordinators": c3 followed a store nobody wrote).
+    if (this.#o.sharedStore) this.#shared ??= MemoryStore.open({ file: join(this.#root, "shared-store.json") });
+    const shared = await this.#shared;
     const store: Store = shared
       ? { get: (k) => shared.get(k), list: (p) => shared.list(p), begin: () => shared.begin(), close: async () => {} }
       : await MemoryStore.open({
@@ -322,7 +325,7 @@ export class TestMesh {
 
   async close(): Promise<void> {
     await Promise.all(this.peers.map((p) => p.stop().catch(() => {})));
-    await this.#shared?.close();
+    await (await this.#shared?.catch(() => undefined))?.close();
     if (this.#root) await rm(this.#root, { recursive: true, force: true });
   }
 }
