@@ -81,11 +81,6 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     if (!locked) await vpn.getPublicKey();
     else {
       const role = (await nodeState.load())?.role;
-      if (role === "coordinator") {
-        throw new FailedPreconditionError(
-          `--disk ${config.disk}: the Coordinator's state disk is locked after a reboot; a Coordinator cannot unlock itself (its master secret is on that disk) and recovering one is not supported yet`,
-        );
-      }
       if (role === undefined) {
         // Nothing is mounted at the state dir: a fresh peer would keep its secrets (store, wg.key) in
         // the plain directory beneath it, where the host reads them.
@@ -93,8 +88,14 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
           `--disk ${config.disk}: the state disk is LUKS2 but locked, and this peer has no node state: it is not a disk this peer formatted (give a blank disk)`,
         );
       }
-      logger.info("state disk is locked: waiting for its key from a Coordinator before anything else");
+      logger.info(
+        role === "coordinator"
+          ? "state disk is locked: this Coordinator waits for its key from another Coordinator, or from the admin (meshctl recover), before anything else"
+          : "state disk is locked: waiting for its key from a Coordinator before anything else",
+      );
     }
+    /** onStateUnlocked opens what lives on the state volume once a locked one was unlocked. */
+    let onStateUnlocked: (() => Promise<void>) | undefined;
     let store: Store;
     let members: ManagedEtcd | undefined;
     if (config.store.kind === "managed") {
@@ -107,6 +108,11 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
       members = new ManagedEtcd({ etcdBin: config.store.etcdBin, dir: join(config.stateDir, "etcd"), clientPort: config.store.clientPort, peerPort: config.store.peerPort, store: deferred, logger: logger.child("etcd") });
       const m = members;
       closers.push(() => m.close());
+    } else if (locked && config.store.kind === "memory") {
+      // The embedded store lives on the locked volume: open it once the disk key arrived.
+      const deferred = new DeferredStore();
+      store = deferred;
+      onStateUnlocked = async () => deferred.attach(await openStore(config, encrypted, logger));
     } else store = await openStore(config, encrypted, logger);
     closers.push(() => store.close());
     const peerClient = new PubAPIClient({ validators, issuer });
@@ -122,6 +128,8 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
       nodeState,
       store,
       ...(members ? { members } : {}),
+      stateLocked: locked,
+      ...(onStateUnlocked ? { onStateUnlocked } : {}),
       peerClient,
       dialCoordinator: (ip) => new VPNAPIClient(`${ip}:${vpnapiPort}`),
       callerVerifier: createCallerVerifier(validators),

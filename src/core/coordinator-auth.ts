@@ -15,10 +15,16 @@ export const connectionSignatureBytes = 64;
 /** connectionDomain separates cluster signatures from every other use of the key. */
 const connectionDomain = Buffer.from("attested-mesh coordinator v1\0");
 
-/** connectionMessage is what a Coordinator signs to prove its cluster on one TLS connection. */
-function connectionMessage(ekm: Uint8Array): Buffer {
+/**
+ * recoveryDomain separates the admin's recovery signature (meshctl recover) from a Coordinator's:
+ * a recovery signature never passes as a Coordinator's proof, nor the other way round.
+ */
+const recoveryDomain = Buffer.from("attested-mesh recover v1\0");
+
+/** connectionMessage is what a Coordinator (or, with recoveryDomain, the admin) signs to prove its cluster on one TLS connection. */
+function connectionMessage(ekm: Uint8Array, domain = connectionDomain): Buffer {
   if (ekm.length !== 32) throw new InvalidArgumentError(`connection keying material: must be 32 bytes, got ${ekm.length}`);
-  return Buffer.concat([connectionDomain, ekm]);
+  return Buffer.concat([domain, ekm]);
 }
 
 /**
@@ -50,6 +56,20 @@ export class CoordinatorCredential {
   signConnection(ekm: Uint8Array): Buffer {
     return Buffer.from(nacl.sign.detached(connectionMessage(ekm), this.#secretKey));
   }
+
+  /**
+   * signRecovery signs a TLS connection for `meshctl recover`: the admin, who holds the master
+   * secret but no attested machine, proves it to a rebooted Coordinator waiting for its disk key.
+   */
+  signRecovery(ekm: Uint8Array): Buffer {
+    return Buffer.from(nacl.sign.detached(connectionMessage(ekm, recoveryDomain), this.#secretKey));
+  }
+}
+
+/** verifyRecoverySignature says whether `signature` is `publicKey`'s recovery signature over `ekm` (see signRecovery). */
+export function verifyRecoverySignature(publicKey: Uint8Array, ekm: Uint8Array, signature: Uint8Array): boolean {
+  if (publicKey.length !== coordinatorAuthPubKeyBytes || signature.length !== connectionSignatureBytes || ekm.length !== 32) return false;
+  return nacl.sign.detached.verify(connectionMessage(ekm, recoveryDomain), signature, publicKey);
 }
 
 /**

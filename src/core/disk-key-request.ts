@@ -21,32 +21,48 @@ export interface DiskKeyRequestOptions {
  */
 export class DiskKeyRequest {
   readonly #o: DiskKeyRequestOptions;
-  #waiting: { uuid: string; delivered: boolean } | undefined;
+  #waiting: { uuid: string; delivered: boolean; wake: () => void } | undefined;
 
   constructor(options: DiskKeyRequestOptions) {
     this.#o = options;
   }
 
+  /** waitingFor is the UUID of the disk whose key this peer waits for now (GetState shows it), or undefined. */
+  get waitingFor(): string | undefined {
+    return this.#waiting?.uuid;
+  }
+
   /**
-   * request returns once a Coordinator delivered a key that opened the disk. A refusal (unknown
-   * disk, permission denied) is final; anything else is retried with backoff.
+   * request returns once a key that opened the disk was delivered: pushed by a Coordinator it asked
+   * (RequestStateDiskKey, the endpoints in turn) or by whoever else may push (see receive). A
+   * refusal (unknown disk, permission denied) is final; anything else is retried with backoff.
+   * With `pushOnly` an empty endpoint list is allowed: the peer then only waits for a push (a
+   * rebooted Coordinator with no other Coordinator to ask waits for `meshctl recover`).
    */
-  async request(uuid: string, endpoints: string[]): Promise<void> {
-    if (endpoints.length === 0) throw new FailedPreconditionError("re-join: the node state names no Coordinator endpoint to ask for the disk key");
-    const waiting = { uuid, delivered: false };
+  async request(uuid: string, endpoints: string[], options: { pushOnly?: boolean } = {}): Promise<void> {
+    if (endpoints.length === 0 && !options.pushOnly) throw new FailedPreconditionError("re-join: the node state names no Coordinator endpoint to ask for the disk key");
+    let wake = (): void => {};
+    const delivered = new Promise<void>((resolve) => (wake = resolve));
+    const waiting = { uuid, delivered: false, wake };
     this.#waiting = waiting;
     try {
+      if (endpoints.length === 0) {
+        await delivered;
+        return;
+      }
       for (let attempt = 0; !waiting.delivered; attempt++) {
         const ep = endpoints[attempt % endpoints.length]!;
         try {
           await this.#o.peerClient.requestStateDiskKey(ep, uuid);
           if (!waiting.delivered) throw new UnavailableError(`${ep} answered but no key arrived`);
         } catch (err) {
+          if (waiting.delivered) break;
           if (err instanceof CoreError && (err.code === "permission-denied" || err.code === "invalid-argument" || err.code === "not-found")) {
             throw new PermissionDeniedError(`re-join: Coordinator ${ep} refused the key of disk ${uuid}: ${err.message}`, { cause: err });
           }
           this.#o.logger.warn("re-join: no disk key yet", { coordinator: ep, error: errorMessage(err), attempt });
-          await this.#o.clock.sleep(this.#o.backoffMs(attempt));
+          // A key pushed meanwhile (another Coordinator, the admin) ends the wait at once.
+          await Promise.race([this.#o.clock.sleep(this.#o.backoffMs(attempt)), delivered]);
         }
       }
     } finally {
@@ -54,13 +70,14 @@ export class DiskKeyRequest {
     }
   }
 
-  /** receive takes a pushed key (PushStateDiskKey): it must be for the awaited disk and open it. */
+  /** receive takes a pushed key: it must be for the awaited disk and open it. The caller authorized the sender. */
   async receive(uuid: string, key: Uint8Array): Promise<void> {
     const waiting = this.#waiting;
-    if (!waiting || waiting.uuid !== uuid || !this.#o.disk) {
+    if (!waiting || waiting.delivered || waiting.uuid !== uuid || !this.#o.disk) {
       throw new FailedPreconditionError(`PushStateDiskKey: this peer is not waiting for the key of disk ${uuid}`);
     }
     await this.#o.disk.unlock(key);
     waiting.delivered = true;
+    waiting.wake();
   }
 }

@@ -6,7 +6,7 @@ import type { Clock } from "./clock.js";
 import { ClusterStore } from "./cluster-store.js";
 import { Coordinator, type ActivationResult, type ProgressLog } from "./coordinator.js";
 import type { StateDisk } from "./disk.js";
-import { CoreError, errorMessage, FailedPreconditionError, InternalError, InvalidArgumentError } from "./errors.js";
+import { CoreError, errorMessage, FailedPreconditionError, InternalError, InvalidArgumentError, PermissionDeniedError } from "./errors.js";
 import { DiskKeyRequest } from "./disk-key-request.js";
 import { checkMasterSecret, deriveOwnerID, newClusterID, stateDiskKey } from "./keys.js";
 import type { Logger } from "./logger.js";
@@ -17,7 +17,7 @@ import type { NodeState, NodeStateStore } from "./node-state.js";
 import type { PeerRecord } from "./peer.js";
 import { checkNodeActivation, checkNodeEndpoints } from "./requests.js";
 import type { CoordinatorDialer, CoordinatorExchange, NodeActivationRequest, NodeExchange, PeerClient, PeerUpdate } from "./remote.js";
-import { CoordinatorCredential } from "./coordinator-auth.js";
+import { CoordinatorCredential, verifyRecoverySignature } from "./coordinator-auth.js";
 import { coordinatorPool, ipOf } from "./ip-pool.js";
 import type { StoreMembers } from "./store-members.js";
 import { PeerState, StateMachine } from "./state.js";
@@ -55,6 +55,14 @@ export interface MeshPeerOptions {
   callerVerifier: CallerVerifier;
   updateIntervalMs: number;
   activationConcurrency?: number;
+  /**
+   * stateLocked says the state disk was locked at start (a reboot with a block-device state
+   * volume). A Coordinator then has neither its store nor the master secret until its disk key
+   * arrives: from another live Coordinator (RequestStateDiskKey) or from the admin (`meshctl recover`).
+   */
+  stateLocked?: boolean;
+  /** onStateUnlocked runs once a locked state disk opened, before the store is used (meshd opens its embedded store there). */
+  onStateUnlocked?: () => Promise<void>;
   /** onCoordinator runs once the peer has its Coordinator VPN IP (meshd starts the vpnapi there). */
   onCoordinator?: (vpnIP: string) => Promise<void>;
   clock: Clock;
@@ -136,8 +144,15 @@ export class MeshPeer {
     const saved = this.#saved;
     if (!saved || this.#resumed) return;
     this.#resumed = true;
-    if (saved.role === "coordinator") {
+    if (saved.role === "coordinator" && !this.#o.stateLocked) {
       await this.#restoreCoordinator(saved);
+      return;
+    }
+    if (saved.role === "coordinator") {
+      void this.#restoreLockedCoordinator(saved).catch((err: unknown) => {
+        this.#sm.fail();
+        this.#log.error("restoring the Coordinator failed; this peer cannot serve until an operator looks at it", { error: errorMessage(err) });
+      });
       return;
     }
     void this.#rejoin(saved).catch((err: unknown) => {
@@ -154,6 +169,33 @@ export class MeshPeer {
   async receiveStateDiskKey(caller: CallerContext, diskUUID: string, key: Uint8Array): Promise<void> {
     await authorizeCoordinator("PushStateDiskKey", caller, this.#o.callerVerifier, this.#clusterKey);
     return this.#diskKeys.receive(diskUUID, key);
+  }
+
+  /**
+   * recoverStateDiskKey takes the disk key the admin delivers with `meshctl recover` to a rebooted
+   * Coordinator that has no other Coordinator to get it from. The admin holds no attested machine:
+   * it proves the master secret instead, by the cluster credential's recovery signature over this
+   * call's TLS connection (`ekm`), checked against the credential this Coordinator's node state
+   * holds. The key must be for the disk this peer waits for and must open it.
+   */
+  async recoverStateDiskKey(ekm: Buffer, diskUUID: string, key: Uint8Array, signature: Uint8Array): Promise<void> {
+    const op = "RecoverStateDiskKey";
+    if (this.#saved?.role !== "coordinator" || this.#diskKeys.waitingFor === undefined) {
+      throw new FailedPreconditionError(`${op}: this peer is ${this.#sm.get()}, not a rebooted Coordinator waiting for its disk key`);
+    }
+    if (!this.#clusterKey) {
+      throw new PermissionDeniedError(`${op}: cluster credential: this Coordinator's node state holds none, so it cannot check who sends the key`);
+    }
+    if (!verifyRecoverySignature(this.#clusterKey, ekm, signature)) {
+      throw new PermissionDeniedError(`${op}: cluster credential: the caller did not sign this connection with the credential of this Coordinator's cluster (another master secret, or a signature made for another connection)`);
+    }
+    await this.#diskKeys.receive(diskUUID, key);
+    this.#log.info("the admin delivered the state-disk key (meshctl recover)");
+  }
+
+  /** waitingDiskUUID is the UUID of the state disk whose key this peer waits for after a reboot, or undefined. */
+  get waitingDiskUUID(): string | undefined {
+    return this.#diskKeys.waitingFor;
   }
 
   /** getAdminChallenge returns a fresh single-use challenge for an admin request (Coordinators only). */
@@ -207,7 +249,9 @@ export class MeshPeer {
       }
       const vpnIP = await this.#cluster.allocateCoordinatorIP();
       if (this.#o.members && vpnIP !== ipOf(coordinatorPool.first)) throw new InternalError(`activate: the new store handed out ${vpnIP} first`);
-      await this.#o.nodeState.save(nodeStateOf("coordinator", vpnIP, ownerID, clusterID, [vpnIP], [], []));
+      // The credential's public key lets this Coordinator check, after a reboot, who delivers its disk key.
+      this.#clusterKey = CoordinatorCredential.derive(masterSecret, clusterID).publicKey;
+      await this.#o.nodeState.save({ ...nodeStateOf("coordinator", vpnIP, ownerID, clusterID, [vpnIP], [], []), coordinatorAuthPubKey: this.#clusterKey.toString("base64") });
       await this.#o.marker.mark(ownerID, clusterID);
       log("marked this peer as the Coordinator (TPM PCRs 11 and 12)");
       await this.#cluster.putSecrets({ masterSecret, clusterID });
@@ -288,7 +332,11 @@ export class MeshPeer {
       committed = true;
       this.#reserved = undefined;
       const coordinatorPeers = req.peers.filter((p) => p.role === "coordinator");
-      await this.#o.nodeState.save(nodeStateOf("coordinator", req.nodeVPNIP, req.ownerID, req.clusterID, req.coordinatorVPNIPs, req.coordinatorEndpoints, coordinatorPeers));
+      this.#clusterKey = Buffer.from(req.coordinatorAuthPubKey);
+      await this.#o.nodeState.save({
+        ...nodeStateOf("coordinator", req.nodeVPNIP, req.ownerID, req.clusterID, req.coordinatorVPNIPs, req.coordinatorEndpoints, coordinatorPeers),
+        coordinatorAuthPubKey: this.#clusterKey.toString("base64"),
+      });
       await this.#o.marker.mark(req.ownerID, req.clusterID);
       if (disk) await disk.updatePassphrase(got.diskKey);
       await this.#o.vpn.setInterfaceIP(req.nodeVPNIP);
@@ -464,7 +512,27 @@ export class MeshPeer {
     return n;
   }
 
-  async #restoreCoordinator(saved: NodeState): Promise<void> {
+  /**
+   * #restoreLockedCoordinator waits for the key of the locked state disk, from the other
+   * Coordinators the node state names (asked in turn) or from the admin, whichever comes first;
+   * then it trusts only the node state inside the opened disk and restores the role from it.
+   */
+  async #restoreLockedCoordinator(bootstrap: NodeState): Promise<void> {
+    const disk = this.#o.disk;
+    if (!disk) throw new InternalError("restore Coordinator: the state is locked but there is no state disk");
+    const self = `${this.#o.publicIP}:${this.#o.pubapiPort}`;
+    const others = bootstrap.coordinatorEndpoints.filter((e) => e !== self);
+    this.#log.warn("the Coordinator's state disk is locked: waiting for its key from another Coordinator or from the admin (meshctl recover)", {
+      askingCoordinators: others.length > 0 ? others.join(",") : "(none left: only meshctl recover can deliver it)",
+    });
+    await this.#diskKeys.request(await disk.uuid(), others, { pushOnly: true });
+    this.#log.info("state disk unlocked with the delivered key");
+    const saved = this.#o.nodeState.verified ? await this.#o.nodeState.verified(bootstrap) : bootstrap;
+    await this.#o.onStateUnlocked?.();
+    await this.#restoreCoordinator(saved, true);
+  }
+
+  async #restoreCoordinator(saved: NodeState, diskOpen = false): Promise<void> {
     this.#log.info("restoring the Coordinator role", { vpnIP: saved.vpnIP });
     if (this.#o.members) {
       // The store member speaks to the others through the VPN: bring up what the node state remembers.
@@ -475,7 +543,7 @@ export class MeshPeer {
     }
     const { masterSecret, clusterID } = await this.#cluster.secrets();
     const disk = this.#o.disk;
-    if (disk) {
+    if (disk && !diskOpen) {
       await disk.unlock(stateDiskKey(masterSecret, clusterID, await disk.uuid()));
       this.#log.info("state disk unlocked with the derived key");
     }
@@ -542,7 +610,10 @@ export class MeshPeer {
   }
 
   #requireCoordinator(): Coordinator {
-    if (!this.#coordinator) throw new FailedPreconditionError(`this peer is ${this.#sm.get()}, not an activated Coordinator`);
+    if (!this.#coordinator) {
+      const waiting = this.#diskKeys.waitingFor !== undefined ? " (it waits for its state-disk key after a reboot: meshctl recover delivers it)" : "";
+      throw new FailedPreconditionError(`this peer is ${this.#sm.get()}, not an activated Coordinator${waiting}`);
+    }
     return this.#coordinator;
   }
 }

@@ -1,30 +1,36 @@
 import * as grpc from "@grpc/grpc-js";
 import type { TLSSocket } from "node:tls";
 
-import type { Issuer, Validator } from "../attestation/attestation.js";
+import type { Issuer, Validator, Verdict } from "../attestation/attestation.js";
 import { exportCallerKeyingMaterial, issueCallerDocument } from "../atls/caller-proof.js";
 import { createATLSChannelCredentials, type ATLSChannelCredentials } from "../atls/client.js";
 import type { CoordinatorCredential } from "../core/coordinator-auth.js";
-import { CoreError, PermissionDeniedError, UnavailableError } from "../core/errors.js";
+import { CoreError, InternalError, PermissionDeniedError, UnavailableError } from "../core/errors.js";
 import { newPubAPIClient } from "./client.js";
 import type { WireCallerProof } from "./messages.js";
 
 /**
  * ProvenChannel is a pubapi channel of its own (its own aTLS credentials, so grpc-js never shares
  * its connection) that knows the TLS socket its calls go over, so it can prove its caller on exactly
- * that connection. close() releases it.
+ * that connection. close() releases it. Without an issuer (the admin's meshctl) it proves nothing
+ * itself but still gives the connection's keying material.
  */
 export class ProvenChannel {
   readonly client: grpc.Client;
   readonly #creds: ATLSChannelCredentials;
-  readonly #issuer: Issuer;
+  readonly #issuer: Issuer | undefined;
   #socket: TLSSocket | undefined;
   /** #documents caches the caller document per connection: it stays valid as long as the connection. */
   readonly #documents = new WeakMap<TLSSocket, Promise<{ oid: string; document: Buffer }>>();
 
-  constructor(endpoint: string, validators: readonly Validator[], issuer: Issuer, requireFresh: boolean) {
+  /**
+   * `options` is requireFresh (activation) or aTLS options: requireFresh and an onVerified hook
+   * that may refuse verified evidence (e.g. meshctl recover's cluster-marker check).
+   */
+  constructor(endpoint: string, validators: readonly Validator[], issuer: Issuer | undefined, options: boolean | { requireFresh?: boolean; onVerified?: (verdict: Verdict) => void }) {
     this.#issuer = issuer;
-    this.#creds = createATLSChannelCredentials(validators, { requireFresh, onConnected: (s) => (this.#socket = s) });
+    const o = typeof options === "boolean" ? { requireFresh: options } : options;
+    this.#creds = createATLSChannelCredentials(validators, { ...o, onConnected: (s) => (this.#socket = s) });
     this.client = newPubAPIClient(endpoint, this.#creds);
   }
 
@@ -34,10 +40,12 @@ export class ProvenChannel {
    * over it. A handshake failure rejects with the aTLS reason (PermissionDeniedError).
    */
   async proof(deadline: number, credential: CoordinatorCredential | undefined): Promise<WireCallerProof> {
+    const issuer = this.#issuer;
+    if (!issuer) throw new InternalError("caller proof: this channel has no issuer to prove its caller with");
     const { socket, ekm } = await this.#connection(deadline);
     let doc = this.#documents.get(socket);
     if (!doc) {
-      doc = issueCallerDocument(this.#issuer, ekm);
+      doc = issueCallerDocument(issuer, ekm);
       this.#documents.set(socket, doc);
       doc.catch(() => this.#documents.delete(socket));
     }

@@ -5,6 +5,7 @@ import { InvalidArgumentError } from "../core/errors.js";
 import type { Logger } from "../core/logger.js";
 import type { MeshPeer } from "../core/mesh-peer.js";
 import { checkDiskUUID } from "../core/keys.js";
+import { connectionSignatureBytes } from "../core/coordinator-auth.js";
 import type { AdminGrant } from "../core/admin-auth.js";
 import { peerToWire } from "../rpc/peer-wire.js";
 import { adminPayloadCodec, maxMessageBytes, serviceOf, type AdminMethod } from "../rpc/proto.js";
@@ -64,7 +65,8 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
   };
 
   server.addService(serviceOf("pubapi").service, {
-    GetState: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => cb(null, { state: o.peer.state }),
+    GetState: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) =>
+      cb(null, { state: o.peer.state, waitingDiskUuid: o.peer.waitingDiskUUID ?? "" }),
 
     ActivateAsCoordinator: (call: grpc.ServerWritableStream<Record<string, unknown>, unknown>) => {
       const r = call.request as { adminVpnPubKey: Buffer; nodePublicEndpoints: string[]; coordinatorPublicEndpoints: string[]; masterSecret: Buffer; adminPubKey: Buffer };
@@ -168,6 +170,18 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
         if (call.request.stateDiskKey.length !== 32) throw new InvalidArgumentError(`stateDiskKey: must be 32 bytes, got ${call.request.stateDiskKey.length}`);
         await o.peer.receiveStateDiskKey(callerOf(call, call.request.callerProof), call.request.diskUuid, call.request.stateDiskKey);
       })().then(() => cb(null, {}), fail("PushStateDiskKey", cb));
+    },
+
+    RecoverStateDiskKey: (call: grpc.ServerUnaryCall<{ diskUuid: string; stateDiskKey: Buffer; recoverySignature: Buffer }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      (async () => {
+        const r = call.request;
+        checkDiskUUID(r.diskUuid, "diskUUID");
+        if (r.stateDiskKey.length !== 32) throw new InvalidArgumentError(`stateDiskKey: must be 32 bytes, got ${r.stateDiskKey.length}`);
+        if (r.recoverySignature.length !== connectionSignatureBytes) {
+          throw new InvalidArgumentError(`recoverySignature: must be ${connectionSignatureBytes} bytes, got ${r.recoverySignature.length}`);
+        }
+        await o.peer.recoverStateDiskKey(o.connections.keyingMaterial(call.getPeer()), r.diskUuid, r.stateDiskKey, r.recoverySignature);
+      })().then(() => cb(null, {}), fail("RecoverStateDiskKey", cb));
     },
   });
   return server;

@@ -27,6 +27,7 @@ import { TPMKeySealer } from "../../src/attestation/tpm-seal.js";
 import type { CoordinatorClient } from "../../src/core/remote.js";
 import { MemoryStore } from "../../src/core/store-memory.js";
 import type { Store } from "../../src/core/store.js";
+import { DeferredStore } from "../../src/core/store-members.js";
 import { PubAPIClient } from "../../src/pubapi/client.js";
 import { createPubAPIServer } from "../../src/pubapi/server.js";
 import { VPNAPIClient } from "../../src/vpnapi/client.js";
@@ -179,8 +180,10 @@ export class TestMesh {
   /**
    * restartPeer stops a peer's software and starts it again on the same state dir, disk and port.
    * With reboot, the TPM is powered off and on (PCRs reset) and the WireGuard device comes back empty.
+   * With lockedState (a reboot with a block-device state volume) the peer starts with its state
+   * locked: its store opens only once its disk key arrived (as meshd's embedded store on the volume).
    */
-  async restartPeer(old: TestPeer, options: { reboot?: boolean } = {}): Promise<TestPeer> {
+  async restartPeer(old: TestPeer, options: { reboot?: boolean; lockedState?: boolean } = {}): Promise<TestPeer> {
     await old.stopSoftware();
     const hw = old.hardware;
     if (options.reboot) {
@@ -194,12 +197,12 @@ export class TestMesh {
         hw.fakeMarker.cluster = undefined;
       }
     }
-    const tp = await this.#boot(hw);
+    const tp = await this.#boot(hw, options.lockedState ?? false);
     this.peers[this.peers.indexOf(old)] = tp;
     return tp;
   }
 
-  async #boot(hw: Hardware): Promise<TestPeer> {
+  async #boot(hw: Hardware, lockedState = false): Promise<TestPeer> {
     const logs: string[] = [];
     const logger: Logger = createLogger((l) => {
       logs.push(l);
@@ -223,12 +226,15 @@ export class TestMesh {
     // store on the file (the flake of "c3 lists 3 Coordinators": c3 followed a store nobody wrote).
     if (this.#o.sharedStore) this.#shared ??= MemoryStore.open({ file: join(this.#root, "shared-store.json") });
     const shared = await this.#shared;
-    const store: Store = shared
-      ? { get: (k) => shared.get(k), list: (p) => shared.list(p), begin: () => shared.begin(), close: async () => {} }
-      : await MemoryStore.open({
-          file: join(hw.stateDir, "store.json"),
-          ...(this.#o.storeRefuseWritesReason ? { refuseWritesReason: this.#o.storeRefuseWritesReason } : {}),
-        });
+    const openStore = async (): Promise<Store> =>
+      shared
+        ? { get: (k) => shared.get(k), list: (p) => shared.list(p), begin: () => shared.begin(), close: async () => {} }
+        : MemoryStore.open({
+            file: join(hw.stateDir, "store.json"),
+            ...(this.#o.storeRefuseWritesReason ? { refuseWritesReason: this.#o.storeRefuseWritesReason } : {}),
+          });
+    const deferred = lockedState ? new DeferredStore() : undefined;
+    const store: Store = deferred ?? (await openStore());
     const peerClient = new PubAPIClient({ validators: this.validators(), issuer });
     const vpnServers: grpc.Server[] = [];
     let peerRef: MeshPeer | undefined;
@@ -247,6 +253,7 @@ export class TestMesh {
         dialCoordinator: (ip) => this.#dial(hw.vpn, ip),
         callerVerifier: createCallerVerifier(this.validators()),
         updateIntervalMs: this.#o.updateIntervalMs ?? 200,
+        ...(deferred ? { stateLocked: true, onStateUnlocked: async () => deferred.attach(await openStore()) } : {}),
         ...(this.#o.activationConcurrency ? { activationConcurrency: this.#o.activationConcurrency } : {}),
         clock: systemClock,
         logger,

@@ -28,7 +28,7 @@ describe("meshctl", () => {
   it("--help lists every command; each command has its own --help", async () => {
     const top = await run("--help");
     expect(top.code).toBe(0);
-    for (const c of ["activate", "add-nodes", "remove-node", "verify", "measurements", "peers", "evidence"]) {
+    for (const c of ["activate", "add-nodes", "add-coordinators", "remove-node", "recover", "verify", "measurements", "peers", "evidence"]) {
       expect(top.out).toContain(c);
       const h = await run(c, "--help");
       expect(h.code).toBe(0);
@@ -61,6 +61,10 @@ describe("meshctl", () => {
     { name: "remove-node without vpn-ip", argv: ["remove-node", "--coordinator", "127.0.0.1"], code: 2, err: "--vpn-ip is required" },
     { name: "remove-node with a bad vpn-ip", argv: ["remove-node", "--coordinator", "127.0.0.1", "--vpn-ip", "10.118.0"], code: 2, err: "--vpn-ip: not an IP address" },
     { name: "remove-node without an admin key", argv: ["remove-node", "--coordinator", "127.0.0.1", "--vpn-ip", "10.118.0.12", "--admin-dir", "/nonexistent", ...M], code: 1, err: "admin key /nonexistent/admin.key: not found" },
+    { name: "recover without --endpoint", argv: ["recover", "--master-secret", "x"], code: 2, err: "--endpoint is required" },
+    { name: "recover without --master-secret", argv: ["recover", "--endpoint", "127.0.0.1", "--admin-dir", "/nonexistent"], code: 1, err: "/nonexistent/admin.json: not found (meshctl recover reads the admin.json" },
+    { name: "recover without --measurements", argv: ["recover", "--endpoint", "127.0.0.1", "--master-secret", "/nonexistent/s", "--admin-dir", "/nonexistent"], code: 1, err: "admin.json: not found" },
+    { name: "recover with a bad endpoint", argv: ["recover", "--endpoint", "127.0.0.1:0", "--master-secret", "x", ...M], code: 1, err: "--endpoint: port must be 1-65535" },
     { name: "evidence without verb", argv: ["evidence", "x"], code: 2, err: "expected: evidence verify FILE" },
   ];
   for (const tc of usage) {
@@ -71,6 +75,23 @@ describe("meshctl", () => {
       expect(r.err.split("\n").length).toBeLessThanOrEqual(1);
     });
   }
+
+  it("recover checks admin.json and the master secret before contacting anyone", async () => {
+    const adminDir = join(dir, "recover-admin");
+    await (await import("node:fs/promises")).mkdir(adminDir, { recursive: true });
+    await writeFile(join(adminDir, "admin.json"), JSON.stringify({ ownerId: "zz", clusterId: "00".repeat(32) }));
+    const bad = await run("recover", "--endpoint", "127.0.0.1:1", "--master-secret", "x", "--admin-dir", adminDir, ...M);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain("ownerId must be 64 lower-case hex characters");
+    await writeFile(join(adminDir, "admin.json"), JSON.stringify({ ownerId: "11".repeat(32), clusterId: "00".repeat(32) }));
+    const secret = join(dir, "recover-secret");
+    await writeFile(secret, "0123456789abcdef0123456789abcdef", { mode: 0o600 });
+    const other = await run("recover", "--endpoint", "127.0.0.1:1", "--master-secret", secret, "--admin-dir", adminDir, ...M);
+    expect(other.code).toBe(1);
+    expect(other.err).toContain("it is not the secret of the cluster in");
+    expect(other.err).toContain("nothing was sent");
+    expect(other.err).not.toContain("0123456789abcdef");
+  });
 
   it("a master secret of the wrong size is refused without printing it", async () => {
     const f = join(dir, "short-secret");

@@ -7,6 +7,7 @@ import { closeSync, cpSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, o
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { execa } from "execa";
 import { startSwtpm } from "../helpers/swtpm.js";
 import type { Accel } from "./accel.js";
 import { AgentClient, type ExecOptions, type GuestResult } from "./agent.js";
@@ -275,7 +276,11 @@ export class Vm {
     for (const p of this.processes.values()) out.push(`--- ${p.name}.log (last ${options.logLines ?? 30} lines)`, p.log(options.logLines ?? 30) || "(empty)");
     out.push("--- guest processes (ps)");
     if (this.running) {
-      const ps = "ps -eo pid,stat,etime,time,wchan:24,args --sort=-time | cut -c1-200 | head -25; echo; cat /proc/loadavg";
+      // The guest's side of its network too: a guest that serves but cannot be reached shows here why.
+      const ps =
+        "ps -eo pid,stat,etime,time,wchan:24,args --sort=-time | cut -c1-200 | head -25; echo; cat /proc/loadavg; " +
+        "echo '--- guest network (link, addr, listening, neighbours, eth0 counters)'; ip -br link; ip -br -4 addr; ss -Hltn; ip neigh; " +
+        "grep -E 'eth0|ens' /proc/net/dev";
       const t = options.psTimeoutMs ?? 8_000;
       const answer = this.agent.exec(ps, { timeoutMs: t }).then(
         (r) => (r.stdout + r.stderr).trim(),
@@ -283,8 +288,17 @@ export class Vm {
       );
       out.push(await Promise.race([answer, sleep(t + 2_000).then(() => `(no answer from the agent within ${t + 2_000} ms)`)]));
     } else out.push("(not running)");
+    out.push(`--- admin namespace's view of ${this.ip} (neighbour, tap, ping)`, await this.#hostNetView());
     out.push("--- serial console (last lines)", this.serialTail(25));
     return out.join("\n");
+  }
+
+  /** #hostNetView is the admin namespace's neighbour entry for this guest, its tap's state and counters, and one ping. Never throws. */
+  async #hostNetView(): Promise<string> {
+    const ns = this.cluster.network.ns;
+    const cmd = `ip neigh show ${this.ip}; ip -s -br link show ${this.tap.tap} 2>&1; ip -s link show ${this.tap.tap} | tail -4; ping -c 1 -W 2 ${this.ip} | tail -2`;
+    const r = await execa("ip", ["netns", "exec", ns, "timeout", "8", "bash", "-c", cmd], { reject: false, all: true }).catch((e: Error) => ({ all: e.message }));
+    return String(r.all ?? "").trim() || "(nothing)";
   }
 
   /** waitForSerial polls the current boot's console for `pattern`. */

@@ -1,0 +1,65 @@
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { deriveOwnerID } from "../core/keys.js";
+import { recoverCoordinator } from "../pubapi/recover.js";
+import { readMasterSecret } from "./activate.js";
+import { required, UsageError, type Command } from "./command.js";
+import { endpointFlag } from "./endpoint.js";
+import { loadValidators, measurementsFlag } from "./validators.js";
+
+/** recover is `meshctl recover`: the admin delivers a rebooted Coordinator's state-disk key. */
+export const recover: Command = {
+  name: "recover",
+  summary: "deliver a rebooted Coordinator's state-disk key when no Coordinator is left to do it",
+  usage: `Usage: meshctl recover --endpoint ENDPOINT --master-secret FILE --measurements FILE [--admin-dir DIR]
+
+A Coordinator that rebooted finds its state disk locked: its master secret is inside. It asks the
+other Coordinators for the disk key; when none is left (all rebooted, or it was the only one) it
+waits for this command. meshctl:
+  1. checks that the master secret belongs to the cluster of admin.json (its owner ID);
+  2. verifies the peer's attestation (aTLS, --measurements) and that its TPM marker (PCRs 11 and 12)
+     names admin.json's owner and cluster;
+  3. asks which disk the peer waits for, derives that disk's key from the master secret locally and
+     sends it over the same connection, signed with the cluster credential (derived from the secret).
+The Coordinator unlocks its disk, starts its store again and serves; its Nodes re-join it. Recover
+one Coordinator this way; it then hands the others their keys when they ask.
+
+Options:
+  --endpoint ENDPOINT      the rebooted Coordinator's pubapi (HOST[:PORT], port 9000 by default)
+  --master-secret FILE     the master secret given to meshctl activate (its raw bytes)
+  --measurements FILE      measurement policy for the peer's attestation (required)
+  --admin-dir DIR          the directory of admin.json (default .)`,
+  options: { endpoint: { type: "string" }, "master-secret": { type: "string" }, measurements: { type: "string" }, "admin-dir": { type: "string" } },
+  run: async (v, positionals, io) => {
+    if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+    const endpoint = endpointFlag(required(v, "endpoint"), "--endpoint");
+    const adminDir = typeof v["admin-dir"] === "string" ? v["admin-dir"] : ".";
+    const { ownerID, clusterID } = await readClusterIDs(adminDir);
+    const masterSecret = await readMasterSecret(required(v, "master-secret"), io);
+    if (!deriveOwnerID(masterSecret).equals(ownerID)) {
+      throw new Error(`master secret file ${String(v["master-secret"])}: it is not the secret of the cluster in ${join(adminDir, "admin.json")} (its owner ID differs); nothing was sent`);
+    }
+    const validators = await loadValidators(measurementsFlag(v));
+    io.err(`verifying ${endpoint} (attestation and cluster marker) and delivering its state-disk key`);
+    const { diskUUID } = await recoverCoordinator(endpoint, validators, { ownerID, clusterID, masterSecret });
+    io.out(`delivered the key of state disk ${diskUUID} to ${endpoint}: it unlocks its disk and serves as a Coordinator again`);
+    return 0;
+  },
+};
+
+/** readClusterIDs reads ownerId and clusterId (64 lower-case hex each) from DIR/admin.json. */
+async function readClusterIDs(dir: string): Promise<{ ownerID: Buffer; clusterID: Buffer }> {
+  const path = join(dir, "admin.json");
+  let admin: { ownerId?: unknown; clusterId?: unknown };
+  try {
+    admin = JSON.parse(await readFile(path, "utf8")) as typeof admin;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(`${path}: ${code === "ENOENT" ? "not found (meshctl recover reads the admin.json meshctl activate wrote: --admin-dir DIR)" : (err as Error).message}`);
+  }
+  for (const f of ["ownerId", "clusterId"] as const) {
+    const x = admin[f];
+    if (typeof x !== "string" || !/^[0-9a-f]{64}$/.test(x)) throw new Error(`${path}: ${f} must be 64 lower-case hex characters`);
+  }
+  return { ownerID: Buffer.from(admin.ownerId as string, "hex"), clusterID: Buffer.from(admin.clusterId as string, "hex") };
+}
