@@ -118,10 +118,14 @@ export class NetnsHarness {
     this.writeRegistry(this.bridgeNs);
   }
 
-  /** exec runs a command inside namespace `ns`; it rejects on a non-zero exit unless `reject` is false. */
+  /**
+   * exec runs a command inside namespace `ns`; it rejects on a non-zero exit unless `reject` is false.
+   * Without `input` stdin is /dev/null: a socket as stdin (Node's pipes are socketpairs) makes bash
+   * source ~/.bashrc as if a remote shell daemon ran it, which on our machines runs pyenv.
+   */
   async exec(ns: string, file: string, args: readonly string[], options: { input?: string; timeoutMs?: number; reject?: boolean; env?: Record<string, string> } = {}): Promise<ExecResult> {
     const r = await execa("ip", ["netns", "exec", ns, file, ...args], {
-      input: options.input ?? "",
+      ...(options.input !== undefined ? { input: options.input } : { stdin: "ignore" as const }),
       timeout: options.timeoutMs ?? 15_000,
       reject: options.reject ?? true,
       ...(options.env ? { env: options.env } : {}),

@@ -46,8 +46,10 @@ export const execaRunner: CommandRunner = async (file, args, options = {}) => {
   const command = [file, ...args].join(" ");
   // Node gives children a socket as stdin, and /dev/stdin of a socket cannot be opened (wg's
   // `private-key /proc/self/fd/0` fails). `cat |` hands the command a real pipe instead;
-  // the secret still travels only through stdin.
-  const [f, a] = args.includes("/proc/self/fd/0") ? ["bash", ["-c", 'cat | "$@"', "bash", file, ...args]] : [file, [...args]];
+  // the secret still travels only through stdin. sh, not bash: bash given a socket as stdin thinks
+  // a remote shell daemon runs it and sources ~/.bashrc (on our CI machines that runs pyenv, which
+  // can wait 60 s for a lock a killed shell left behind).
+  const [f, a] = args.includes("/proc/self/fd/0") ? ["sh", ["-c", 'cat | "$@"', "sh", file, ...args]] : [file, [...args]];
   try {
     const r = await execa(f, a, {
       input: options.input ?? "",

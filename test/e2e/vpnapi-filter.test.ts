@@ -29,7 +29,7 @@ describe.skipIf(reason !== undefined)(`vpnapi reachable only through WireGuard (
 
   /** reaches says whether a TCP connection from namespace `ns` to the vpnapi port gets the listener's greeting. */
   async function reaches(ns: string): Promise<boolean> {
-    const r = await net.exec(ns, "timeout", ["2", "bash", "-c", `exec 3<>/dev/tcp/${coordVPNIP}/${vpnapiPort} && head -c 6 <&3`], { reject: false });
+    const r = await net.exec(ns, "timeout", ["2", "bash", "--norc", "-c", `exec 3<>/dev/tcp/${coordVPNIP}/${vpnapiPort} && head -c 6 <&3`], { reject: false });
     return r.exitCode === 0 && r.stdout === "vpnapi";
   }
 

@@ -297,7 +297,7 @@ export class Vm {
   async #hostNetView(): Promise<string> {
     const ns = this.cluster.network.ns;
     const cmd = `ip neigh show ${this.ip}; ip -s -br link show ${this.tap.tap} 2>&1; ip -s link show ${this.tap.tap} | tail -4; ping -c 1 -W 2 ${this.ip} | tail -2`;
-    const r = await execa("ip", ["netns", "exec", ns, "timeout", "8", "bash", "-c", cmd], { reject: false, all: true }).catch((e: Error) => ({ all: e.message }));
+    const r = await execa("ip", ["netns", "exec", ns, "timeout", "8", "bash", "--norc", "-c", cmd], { reject: false, all: true, stdin: "ignore" }).catch((e: Error) => ({ all: e.message }));
     return String(r.all ?? "").trim() || "(nothing)";
   }
 

@@ -89,7 +89,7 @@ export class VmNetwork {
 
   /** canConnect says whether a TCP connection from the admin namespace to host:port succeeds within 2 s. */
   async canConnect(host: string, port: number): Promise<boolean> {
-    const r = await this.exec("timeout", ["2", "bash", "-c", `exec 3<>/dev/tcp/${host}/${port}`], { reject: false });
+    const r = await this.exec("timeout", ["2", "bash", "--norc", "-c", `exec 3<>/dev/tcp/${host}/${port}`], { reject: false });
     return r.exitCode === 0;
   }
 
