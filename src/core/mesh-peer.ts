@@ -144,12 +144,13 @@ export class MeshPeer {
     const saved = this.#saved;
     if (!saved || this.#resumed) return;
     this.#resumed = true;
-    if (saved.role === "coordinator" && !this.#o.stateLocked) {
+    if (saved.role === "coordinator" && !this.#o.stateLocked && !this.#o.members) {
       await this.#restoreCoordinator(saved);
       return;
     }
     if (saved.role === "coordinator") {
-      void this.#restoreLockedCoordinator(saved).catch((err: unknown) => {
+      // In the background: its key may have to come from elsewhere, its store member may wait for a majority.
+      void (this.#o.stateLocked ? this.#restoreLockedCoordinator(saved) : this.#restoreCoordinator(saved)).catch((err: unknown) => {
         this.#sm.fail();
         this.#log.error("restoring the Coordinator failed; this peer cannot serve until an operator looks at it", { error: errorMessage(err) });
       });
@@ -541,7 +542,7 @@ export class MeshPeer {
       await this.#o.members.reopen(saved.vpnIP);
       this.#log.info("store member (etcd) started again");
     }
-    const { masterSecret, clusterID } = await this.#cluster.secrets();
+    const { masterSecret, clusterID } = await this.#storeRetrying("read the cluster secrets", () => this.#cluster.secrets());
     const disk = this.#o.disk;
     if (disk && !diskOpen) {
       await disk.unlock(stateDiskKey(masterSecret, clusterID, await disk.uuid()));
@@ -597,6 +598,22 @@ export class MeshPeer {
       this.#knownCoordinators = key;
     } catch (err) {
       this.#log.warn("could not remember the current Coordinators in the node state", { error: errorMessage(err) });
+    }
+  }
+
+  /**
+   * #storeRetrying runs a store read a restored Coordinator needs; with a shared store (members) an
+   * unavailable store (no majority of members yet) is retried with backoff, anything else thrown.
+   */
+  async #storeRetrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!this.#o.members || !(err instanceof CoreError) || err.code !== "unavailable") throw err;
+        this.#log.warn(`restore Coordinator: ${what}: the store does not answer yet`, { error: errorMessage(err), attempt });
+        await this.#o.clock.sleep(this.#backoff(attempt));
+      }
     }
   }
 

@@ -119,12 +119,12 @@ export class LocalPeer {
   }
 
   /**
-   * crash kills meshd and its etcd member with SIGKILL (no shutdown: its WireGuard device and
-   * state stay as a crash leaves them).
+   * crash kills meshd and everything it started (wireguard-go, its etcd member) with SIGKILL, as a
+   * crashed systemd service loses its cgroup: no shutdown, its state stays as a crash leaves it.
    */
   async crash(): Promise<void> {
     const pidFile = join(this.dir, "state", "etcd", "etcd.pid");
-    await this.#meshd?.kill();
+    await this.#meshd?.killGroup();
     try {
       process.kill(Number((await readFile(pidFile, "utf8")).trim()), "SIGKILL");
     } catch {

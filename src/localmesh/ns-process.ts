@@ -106,6 +106,21 @@ export class NsProcess {
     await this.#exited;
   }
 
+  /**
+   * killGroup SIGKILLs the program and every process it started (its process group: what a crash of
+   * a systemd service ends, whose cgroup goes with it) and resolves once the program has ended.
+   */
+  async killGroup(): Promise<void> {
+    const pid = this.#child.pid;
+    if (this.#status !== undefined || pid === undefined) return;
+    try {
+      process.kill(-pid, "SIGKILL");
+    } catch {
+      this.#signal("SIGKILL"); // no group (already gone): the program alone
+    }
+    await this.#exited;
+  }
+
   #signal(sig: NodeJS.Signals): void {
     try {
       this.#child.kill(sig);

@@ -68,10 +68,23 @@ export class ManagedEtcd implements StoreMembers {
     await this.#start(vpnIP, { initialCluster: info.initialCluster, state: "existing", token: secrets.clusterID.toString("hex").slice(0, 32) });
   }
 
+  /**
+   * reopen starts the member again from its data and waits until it serves reads, which needs a
+   * majority of the members: after all Coordinators went down this waits (logging each try) for
+   * enough of them to come back, rather than failing the Coordinator.
+   */
   async reopen(vpnIP: string): Promise<void> {
     if (!existsSync(join(this.#o.dir, "data", "member"))) throw new FailedPreconditionError(`managed etcd: no member data in ${join(this.#o.dir, "data")}`);
     await this.#start(vpnIP, undefined);
-    await this.ready();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.ready();
+        return;
+      } catch (err) {
+        if (!(err instanceof UnavailableError) || this.#stopping) throw err;
+        this.#o.logger.warn("etcd member started but serves no reads yet: waiting for a majority of the Coordinators' members", { attempt, error: errorMessage(err) });
+      }
+    }
   }
 
   /** ready opens the store on the local member and attaches it (after create, reopen, or a promotion). */

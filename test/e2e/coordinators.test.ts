@@ -18,7 +18,7 @@ const twoIntervalsMs = 4 * updateIntervalSec * 1000 + 3000;
 
 describe.skipIf(reason !== undefined)(`3 Coordinators on managed etcd${reason ? ` — skipped: ${reason}` : ""}`, () => {
   let mesh: LocalMesh;
-  let c1: LocalPeer, c2: LocalPeer, c3: LocalPeer, n1: LocalPeer, n2: LocalPeer;
+  let c1: LocalPeer, c2: LocalPeer, c3: LocalPeer, n1: LocalPeer, n2: LocalPeer, n3: LocalPeer;
   const progress: string[] = [];
   const diagnose = (): void =>
     onTestFailed(() => {
@@ -49,14 +49,53 @@ describe.skipIf(reason !== undefined)(`3 Coordinators on managed etcd${reason ? 
   it("one Coordinator killed (meshd and etcd, SIGKILL): add-nodes goes through another; every live peer lists the new Node", async () => {
     diagnose();
     await c1.crash();
-    const [n3] = (await mesh.startPeers(["n3"])) as [LocalPeer];
+    [n3] = (await mesh.startPeers(["n3"])) as [LocalPeer];
     const r = await mesh.addNodes([n3]);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/did not answer.*trying the next one/);
     const k = await key(n3);
     await allList([c2, c3, n1, n2], k, "every live peer to list n3");
-    // TODO(issue 11, step 4): restarting the killed Coordinator (c1.restartMeshd()) does not come up yet.
-  }, 90_000);
+    // Restarted, the killed Coordinator rejoins etcd and catches up with what changed while it was down.
+    await c1.restartMeshd();
+    await allList([c1], k, "the restarted c1 to list n3");
+  }, 120_000);
 
-  // Not built yet (issue 11): with two of three Coordinators killed, add-nodes refused at once naming the quorum.
+  it("two of three Coordinators killed: Nodes still ping each other, add-nodes is refused at once naming the quorum and writes nothing; one back: it works", async () => {
+    diagnose();
+    const [n4] = (await mesh.startPeers(["n4"])) as [LocalPeer];
+    await Promise.all([c2.crash(), c3.crash()]);
+    // The data plane runs on the last applied configuration.
+    const n2IP = await vpnIP(n2);
+    expect(await mesh.ping(n2IP, n1.netns, 10_000)).toBeGreaterThan(0);
+    // c1's member loses its leader within an election timeout; until then a change could still be tried.
+    const t0 = Date.now();
+    const r = await waitFor(async () => {
+      const x = await mesh.addNodes([n4]);
+      return x.exitCode !== 0 && /quorum/.test(x.stderr) ? x : undefined;
+    }, { what: "add-nodes to be refused for the lost quorum", timeoutMs: 30_000 });
+    progress.push(`add-nodes refused after ${Date.now() - t0} ms: ${r.stderr.trim().split("\n").pop()}`);
+    expect(r.stderr).toMatch(/UNAVAILABLE|unavailable/);
+    expect(r.stderr).toMatch(/etcd quorum/);
+    // Nothing half-written: the Node stays fresh (no node state, no peers on its device).
+    expect(existsSync(`${mesh.workDir}/${n4.label}/state/node-state.json`)).toBe(false);
+    expect(await mesh.wgPeers(n4)).toEqual([]);
+    expect(await mesh.ping(n2IP, n1.netns, 10_000)).toBeGreaterThan(0);
+
+    // One Coordinator back: a majority again, the change goes through and every live peer converges.
+    await c2.restartMeshd();
+    const ok = await waitFor(async () => {
+      const x = await mesh.addNodes([n4]);
+      return x.exitCode === 0 ? x : undefined;
+    }, { what: "add-nodes to succeed once the quorum is back", timeoutMs: 60_000 });
+    expect(ok.stderr).toContain("activated Node");
+    await allList([c1, c2, n1, n2, n3], await key(n4), "every live peer to list n4");
+  }, 180_000);
+
+  /** vpnIP reads a peer's VPN address from its WireGuard interface. */
+  async function vpnIP(p: LocalPeer): Promise<string> {
+    const out = (await mesh.net.exec(p.netns, "ip", ["-4", "-o", "addr", "show", "dev", p.wgInterface])).stdout;
+    const m = /inet (\d+\.\d+\.\d+\.\d+)/.exec(out);
+    if (!m) throw new Error(`${p.label} has no VPN address on ${p.wgInterface}: ${out}`);
+    return m[1]!;
+  }
 });
