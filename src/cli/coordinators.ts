@@ -48,17 +48,19 @@ function answered(err: unknown): boolean {
 
 /**
  * tryCoordinators runs `fn` against each Coordinator in turn until one answers: a Coordinator that
- * cannot be reached is reported on stderr and the next is tried; an answer (success or refusal) ends it.
+ * cannot be reached is reported on stderr and the next is tried; an answer (success or refusal) ends
+ * it, except a refusal `declined` says another Coordinator can serve (also reported).
  */
-export async function tryCoordinators<T>(endpoints: readonly string[], io: IO, fn: (endpoint: string) => Promise<T>): Promise<T> {
+export async function tryCoordinators<T>(endpoints: readonly string[], io: IO, fn: (endpoint: string) => Promise<T>, declined?: (err: unknown) => boolean): Promise<T> {
   let last: unknown;
   for (const ep of endpoints) {
     try {
       return await fn(ep);
     } catch (err) {
-      if (answered(err)) throw err;
+      const passOn = declined?.(err) === true;
+      if (answered(err) && !passOn) throw err;
       last = err;
-      io.err(`  Coordinator ${ep} did not answer (${errorMessage(err)}); trying the next one`);
+      io.err(`  Coordinator ${ep} ${passOn ? "declined" : "did not answer"} (${errorMessage(err)}); trying the next one`);
     }
   }
   throw last;
@@ -72,5 +74,14 @@ export async function rememberCoordinators(adminDir: string, coordinators: reado
   const known = new Set(admin.coordinatorEndpoints ?? []);
   for (const c of coordinators) known.add(`${c.publicIP}:${c.pubapiPort}`);
   admin.coordinatorEndpoints = [...known];
+  await writeFileAtomic(file, `${JSON.stringify(admin, null, 2)}\n`);
+}
+
+/** forgetCoordinator drops a removed Coordinator's endpoint from admin.json's coordinatorEndpoints. */
+export async function forgetCoordinator(adminDir: string, endpoint: string): Promise<void> {
+  const file = join(adminDir, "admin.json");
+  const admin = (await readAdminFile(adminDir)) as (AdminFile & Record<string, unknown>) | undefined;
+  if (!admin?.coordinatorEndpoints?.includes(endpoint)) return;
+  admin.coordinatorEndpoints = admin.coordinatorEndpoints.filter((e) => e !== endpoint);
   await writeFileAtomic(file, `${JSON.stringify(admin, null, 2)}\n`);
 }

@@ -5,12 +5,12 @@ import { runCommand, type Command, type IO } from "./command.js";
 import { evidence } from "./evidence.js";
 import { measurements } from "./measurements.js";
 import { peers } from "./peers.js";
-import { removeNode } from "./remove-node.js";
+import { removeCoordinator, removeNode } from "./remove-node.js";
 import { recover } from "./recover.js";
 import { verify } from "./verify.js";
 
 /** commands are meshctl's subcommands, one file each. */
-export const commands: Command[] = [activate, addNodes, addCoordinators, removeNode, recover, verify, measurements, peers, evidence];
+export const commands: Command[] = [activate, addNodes, addCoordinators, removeNode, removeCoordinator, recover, verify, measurements, peers, evidence];
 
 const usage = `Usage: meshctl COMMAND [flags]
 

@@ -177,7 +177,7 @@ export class ClusterStore {
       const peer = decodePeer(keys.peer(vpnIP), raw);
       const pool = options.coordinator ? coordinatorPool : nodePool;
       if ((peer.role === "coordinator") !== (options.coordinator === true) || !inPool(pool, vpnIP)) {
-        throw new FailedPreconditionError(`vpnIP: ${vpnIP} is ${peer.role === "coordinator" ? "a Coordinator; removing Coordinators is not supported here" : "not a Coordinator"}`);
+        throw new FailedPreconditionError(`vpnIP: ${vpnIP} is ${peer.role === "coordinator" ? "a Coordinator (use remove-coordinator)" : "not a Coordinator"}`);
       }
       tx.delete(keys.peer(vpnIP));
       for (const [k, v] of await tx.list(keys.disks)) if (Buffer.from(v).toString() === vpnIP) tx.put(k, retired);

@@ -1,7 +1,7 @@
 import type { Clock } from "./clock.js";
 import { ClusterStore } from "./cluster-store.js";
 import type { StateDisk } from "./disk.js";
-import { errorMessage, PermissionDeniedError } from "./errors.js";
+import { errorMessage, FailedPreconditionError, NotFoundError, PermissionDeniedError } from "./errors.js";
 import { deriveDataKey, deriveOwnerID, stateDiskKey } from "./keys.js";
 import type { Logger } from "./logger.js";
 import type { PeerRecord } from "./peer.js";
@@ -48,6 +48,18 @@ export interface CoordinatorOptions {
   members?: StoreMembers;
   /** onPeers runs after every peer set applied to the own device (the peer remembers its Coordinators). */
   onPeers?: (peers: PeerRecord[]) => Promise<void>;
+}
+
+/** Removed is what removing a peer changed: the new resource version and the peer's pubapi endpoint. */
+export interface Removed {
+  resourceVersion: number;
+  endpoint: string;
+}
+
+/** endpointOf is the pubapi endpoint of the peer at vpnIP in `peers` ("" when it is not there). */
+function endpointOf(peers: readonly PeerRecord[], vpnIP: string): string {
+  const p = peers.find((x) => x.vpnIP === vpnIP);
+  return p && p.publicIP !== "" ? `${p.publicIP}:${p.pubapiPort}` : "";
 }
 
 /**
@@ -242,12 +254,34 @@ export class Coordinator {
    * forgotten (its disk key is never released again); the own device drops it at once and the other
    * Nodes are told to update. Returns the new resource version.
    */
-  async removeNode(vpnIP: string): Promise<number> {
-    const before = (await this.#o.store.snapshot()).peers.filter((p) => p.role === "node" && p.vpnIP !== vpnIP);
+  async removeNode(vpnIP: string): Promise<Removed> {
+    const snap = await this.#o.store.snapshot();
     const version = await this.#o.store.removePeer(vpnIP);
     await this.syncVPN();
-    await this.#triggerUpdates(before);
-    return version;
+    await this.#triggerUpdates(snap.peers.filter((p) => p.role === "node" && p.vpnIP !== vpnIP));
+    return { resourceVersion: version, endpoint: endpointOf(snap.peers, vpnIP) };
+  }
+
+  /**
+   * removeCoordinator takes another Coordinator out: first its store member (so it no longer counts
+   * for the quorum nor sees changes; removing an absent member is fine, so a retry after a failure
+   * goes on), then its record (its VPN IP freed, its disk retired: that key is never released again).
+   * Every device drops it at its next update; Nodes are told to update now.
+   */
+  async removeCoordinator(vpnIP: string): Promise<Removed> {
+    if (vpnIP === this.#o.self.vpnIP) {
+      throw new FailedPreconditionError(`vpnIP: ${vpnIP} is this Coordinator; ask another Coordinator to remove it (one always stays)`);
+    }
+    const snap = await this.#o.store.snapshot();
+    const peer = snap.peers.find((p) => p.vpnIP === vpnIP);
+    if (!peer) throw new NotFoundError(`vpnIP: no peer has ${vpnIP}`);
+    if (peer.role !== "coordinator") throw new FailedPreconditionError(`vpnIP: ${vpnIP} is a ${peer.role}, not a Coordinator (use remove-node)`);
+    await this.#o.members?.removeMember(vpnIP);
+    const version = await this.#o.store.removePeer(vpnIP, { coordinator: true });
+    this.#o.logger.info("removed a Coordinator", { vpnIP });
+    await this.syncVPN();
+    await this.#triggerUpdates(snap.peers.filter((p) => p.role === "node"));
+    return { resourceVersion: version, endpoint: endpointOf(snap.peers, vpnIP) };
   }
 
   async #triggerUpdates(nodes: PeerRecord[]): Promise<void> {

@@ -4,7 +4,7 @@ import type { CallerContext, CallerVerifier } from "./caller.js";
 import { authorizeCoordinator } from "./caller-auth.js";
 import type { Clock } from "./clock.js";
 import { ClusterStore } from "./cluster-store.js";
-import { Coordinator, type ActivationResult, type ProgressLog } from "./coordinator.js";
+import { Coordinator, type ActivationResult, type ProgressLog, type Removed } from "./coordinator.js";
 import type { StateDisk } from "./disk.js";
 import { CoreError, errorMessage, FailedPreconditionError, InternalError, InvalidArgumentError, PermissionDeniedError } from "./errors.js";
 import { DiskKeyRequest } from "./disk-key-request.js";
@@ -361,12 +361,21 @@ export class MeshPeer {
    * removeNode takes a Node out of the peer set for the admin: its VPN IP is freed, its disk UUID
    * forgotten and the resource version bumped so every device drops it. Returns the new version.
    */
-  async removeNode(grant: AdminGrant, vpnIP: string): Promise<number> {
+  async removeNode(grant: AdminGrant, vpnIP: string): Promise<Removed> {
     grant.use("RemoveNode");
     checkIP(vpnIP, "vpnIP");
     const c = this.#requireCoordinator();
     await c.checkQuorum();
     return c.removeNode(vpnIP);
+  }
+
+  /** removeCoordinator takes another Coordinator out for the admin (see Coordinator.removeCoordinator). */
+  async removeCoordinator(grant: AdminGrant, vpnIP: string): Promise<Removed> {
+    grant.use("RemoveCoordinator");
+    checkIP(vpnIP, "vpnIP");
+    const c = this.#requireCoordinator();
+    await c.checkQuorum();
+    return c.removeCoordinator(vpnIP);
   }
 
   /**

@@ -143,14 +143,26 @@ export async function sendActivateAdditionalNodes(
   };
 }
 
-/** removeNode asks an activated Coordinator, as its admin, to take the Node with vpnIP out; returns the new resource version. */
-export async function removeNode(endpoint: string, credentials: grpc.ChannelCredentials, admin: AdminSigner, vpnIP: string, timeoutMs = 60_000): Promise<number> {
-  const req = await signedAdminRequest<WireRemoveNodeRequest>(endpoint, credentials, admin, "RemoveNode", { vpnIp: vpnIP });
+/**
+ * removePeer asks an activated Coordinator, as its admin, to take the peer with vpnIP out
+ * (`RemoveNode` for a Node, `RemoveCoordinator` for another Coordinator); returns the new resource
+ * version and the removed peer's pubapi endpoint.
+ */
+export async function removePeer(
+  method: "RemoveNode" | "RemoveCoordinator",
+  endpoint: string,
+  credentials: grpc.ChannelCredentials,
+  admin: AdminSigner,
+  vpnIP: string,
+  timeoutMs = 60_000,
+): Promise<{ resourceVersion: number; endpoint: string }> {
+  const req = await signedAdminRequest<WireRemoveNodeRequest>(endpoint, credentials, admin, method, { vpnIp: vpnIP });
   const client = newPubAPIClient(endpoint, credentials);
   try {
-    return (await unaryCall<unknown, { resourceVersion: number }>(client, "RemoveNode", req, timeoutMs)).resourceVersion;
+    const r = await unaryCall<unknown, { resourceVersion: number; endpoint: string }>(client, method, req, timeoutMs);
+    return { resourceVersion: r.resourceVersion, endpoint: r.endpoint };
   } catch (err) {
-    throw pubapiError(err, `RemoveNode ${endpoint}`);
+    throw pubapiError(err, `${method} ${endpoint}`);
   } finally {
     client.close();
   }

@@ -141,7 +141,14 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
       (async () => {
         const { grant, payload } = await admin<WireRemoveNodeRequest>("RemoveNode", call.request);
         return o.peer.removeNode(grant, payload.vpnIp);
-      })().then((v) => cb(null, { resourceVersion: v }), fail("RemoveNode", cb));
+      })().then((r) => cb(null, r), fail("RemoveNode", cb));
+    },
+
+    RemoveCoordinator: (call: grpc.ServerUnaryCall<WireAdminRequest, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      (async () => {
+        const { grant, payload } = await admin<WireRemoveNodeRequest>("RemoveCoordinator", call.request);
+        return o.peer.removeCoordinator(grant, payload.vpnIp);
+      })().then((r) => cb(null, r), fail("RemoveCoordinator", cb));
     },
 
     JoinCluster: (call: grpc.ServerUnaryCall<{ coordinatorVpnIp: string; callerProof: WireCallerProof | null }, unknown>, cb: grpc.sendUnaryData<unknown>) => {

@@ -45,7 +45,7 @@ export function serviceOf(pkg: "pubapi" | "vpnapi"): grpc.ServiceClientConstruct
 }
 
 /** AdminMethod names every admin-signed RPC. */
-export type AdminMethod = "ActivateAdditionalNodes" | "RemoveNode" | "ActivateAdditionalCoordinator";
+export type AdminMethod = "ActivateAdditionalNodes" | "RemoveNode" | "RemoveCoordinator" | "ActivateAdditionalCoordinator";
 
 /** AdminPayloadCodec (de)serializes one admin RPC's payload exactly as the proto defines it. */
 export interface AdminPayloadCodec<T> {

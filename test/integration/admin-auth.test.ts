@@ -9,7 +9,7 @@ import { main } from "../../src/cli/meshctl.js";
 import { signAdminRequest } from "../../src/core/admin-auth.js";
 import type { CoreError } from "../../src/core/errors.js";
 import { PeerState } from "../../src/core/state.js";
-import { activateAdditionalNodes, activateAsCoordinator, removeNode, sendActivateAdditionalNodes, signedAdminRequest } from "../../src/pubapi/admin.js";
+import { activateAdditionalNodes, activateAsCoordinator, removePeer, sendActivateAdditionalNodes, signedAdminRequest } from "../../src/pubapi/admin.js";
 import { PubAPIClient } from "../../src/pubapi/client.js";
 import type { WireAdminRequest } from "../../src/pubapi/messages.js";
 import { adminPayloadCodec } from "../../src/rpc/proto.js";
@@ -127,7 +127,7 @@ describe("admin RPCs need the admin's signature over a single-use challenge and 
       expect(lines.at(-1)).toMatch(/admin key .*readable by others/);
       await chmod(join(out, "admin.key"), 0o600);
       expect(await main(["remove-node", "--coordinator", coord.endpoint, "--vpn-ip", goneIP, "--admin-dir", out, "--measurements", policy], io), lines.join("\n")).toBe(0);
-      expect(lines.at(-1)).toBe(`removed ${goneIP}; the peer set is now at resource version ${version + 1}`);
+      expect(lines.at(-1)).toBe(`removed ${goneIP} (${gone!.endpoint}); the peer set is now at resource version ${version + 1}`);
       const after = await coord.peer.getUpdate(-1);
       expect(after.resourceVersion).toBe(version + 1);
       expect(after.peers!.map((p) => p.vpnIP)).not.toContain(goneIP);
@@ -168,9 +168,13 @@ describe("admin RPCs need the admin's signature over a single-use challenge and 
 
   it("a RemoveNode for an unknown VPN IP is NOT_FOUND; for the Coordinator FAILED_PRECONDITION", async () => {
     const { coord } = await activated();
-    const unknown = (await removeNode(coord.endpoint, mesh.credentials(false), mesh.admin, "10.118.0.99").catch((e: CoreError) => e)) as CoreError;
+    const unknown = (await removePeer("RemoveNode", coord.endpoint, mesh.credentials(false), mesh.admin, "10.118.0.99").catch((e: CoreError) => e)) as CoreError;
     expect(unknown.code).toBe("not-found");
-    const self = (await removeNode(coord.endpoint, mesh.credentials(false), mesh.admin, "10.118.0.1").catch((e: CoreError) => e)) as CoreError;
+    const self = (await removePeer("RemoveNode", coord.endpoint, mesh.credentials(false), mesh.admin, "10.118.0.1").catch((e: CoreError) => e)) as CoreError;
     expect(self.code).toBe("failed-precondition");
+    expect(self.message).toContain("use remove-coordinator");
+    const selfAsCoordinator = (await removePeer("RemoveCoordinator", coord.endpoint, mesh.credentials(false), mesh.admin, "10.118.0.1").catch((e: CoreError) => e)) as CoreError;
+    expect(selfAsCoordinator.code).toBe("failed-precondition");
+    expect(selfAsCoordinator.message).toContain("is this Coordinator; ask another Coordinator to remove it");
   });
 });

@@ -14,7 +14,7 @@ import { PeerState } from "../../src/core/state.js";
 import { stateDiskKey } from "../../src/core/keys.js";
 import type { FakeDisk } from "../helpers/fakes.js";
 import { TestMesh } from "../helpers/mesh.js";
-import { until } from "../helpers/wait.js";
+import { caught, until } from "../helpers/wait.js";
 import { writeFile } from "node:fs/promises";
 import { policyToJSON } from "../../src/attestation/policy.js";
 import { swtpmPolicy } from "../helpers/swtpm.js";
@@ -70,6 +70,44 @@ describe("several Coordinators", () => {
     expect(n2!.peer.state).toBe(PeerState.IsNode);
     // n1 moves to a live Coordinator and learns n2.
     await until("n1 lists n2", () => n1!.vpn.peers.some((x) => x.pubKey === n2!.vpn.pubKey), 10_000);
+  }, 90_000);
+
+  it("remove-coordinator takes a Coordinator out of every device and admin.json and never releases its disk key; wrong roles are refused", async () => {
+    mesh = new TestMesh({ withDisks: true, sharedStore: true });
+    const [c1, c2, c3, n1] = await Promise.all(["c1", "c2", "c3", "n1"].map((n) => mesh.startPeer(n)));
+    out = await mkdtemp(join(tmpdir(), "am-admin-"));
+    const lines: string[] = [];
+    const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
+    const code = await runActivate(
+      { coordinator: c1!.endpoint, nodes: [n1!.endpoint], coordinators: [c2!.endpoint, c3!.endpoint], masterSecret, outDir: out, credentials: mesh.credentials(true) },
+      io,
+    );
+    expect(code, lines.join("\n")).toBe(0);
+    const policy = join(out, "measurements.json");
+    await writeFile(policy, JSON.stringify(policyToJSON(swtpmPolicy())));
+    const admin = (...args: string[]) => {
+      lines.length = 0;
+      return main([...args, "--admin-dir", out, "--measurements", policy], io);
+    };
+    const c3IP = c3!.vpn.vpnIP!;
+    const c3Disk = await c3!.disk!.uuid();
+    await until("n1 lists c3", () => n1!.vpn.peers.some((p) => p.vpnIP === c3IP));
+
+    // Asked first, c3 declines to remove itself; the next Coordinator does it.
+    expect(await admin("remove-coordinator", "--coordinator", c3!.endpoint, "--vpn-ip", c3IP), lines.join("\n")).toBe(0);
+    expect(lines.join("\n")).toMatch(/Coordinator 127\.0\.0\.1:\d+ declined \(.*is this Coordinator/);
+    expect(lines.join("\n")).toContain(`removed ${c3IP} (${c3!.endpoint})`);
+    for (const p of [c1!, c2!, n1!]) await until(`${p.name} drops c3`, () => !p.vpn.peers.some((x) => x.vpnIP === c3IP));
+    expect(JSON.parse(await readFile(join(out, "admin.json"), "utf8")).coordinatorEndpoints).toEqual([c1!.endpoint, c2!.endpoint]);
+    // Its disk is retired: no Coordinator hands out that key again.
+    expect(String(await caught(c1!.peer.requestStateDiskKey(c3Disk)))).toMatch(/not a disk of any activated peer/);
+
+    expect(await admin("remove-coordinator", "--vpn-ip", n1!.vpn.vpnIP!)).toBe(1);
+    expect(lines.join("\n")).toMatch(/is a node, not a Coordinator \(use remove-node\)/);
+    expect(await admin("remove-node", "--vpn-ip", c2!.vpn.vpnIP!)).toBe(1);
+    expect(lines.join("\n")).toMatch(/is a Coordinator \(use remove-coordinator\)/);
+    expect(await admin("remove-coordinator", "--vpn-ip", c3IP)).toBe(1);
+    expect(lines.join("\n")).toMatch(/no peer has/);
   }, 90_000);
 
   it("a fresh peer refuses ActivateAsAdditionalCoordinator from a caller that proves nothing, and stays fresh", async () => {
