@@ -1,4 +1,5 @@
 import type * as grpc from "@grpc/grpc-js";
+import { retryLines } from "./retry.js";
 import { access, mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { createATLSChannelCredentials } from "../atls/client.js";
@@ -99,16 +100,11 @@ export async function runActivate(o: ActivateOptions, io: IO): Promise<number> {
   io.out(`wrote ${join(o.outDir, "wg0.conf")}, ${join(o.outDir, "admin.json")} and ${join(o.outDir, adminKeyFile)}`);
   if (cfg.failed.length > 0) {
     for (const f of cfg.failed) io.err(`  failed: ${f.endpoint}: ${f.error}`);
-    const failedCoordinators = cfg.failed.filter((f) => o.coordinators.includes(f.endpoint)).map((f) => f.endpoint);
-    const failedNodes = cfg.failed.filter((f) => !o.coordinators.includes(f.endpoint)).map((f) => f.endpoint);
     const retry = [
-      ...(failedCoordinators.length > 0 ? [`meshctl add-coordinators --coordinator ${o.coordinator} --admin-dir ${o.outDir} --coordinators ${failedCoordinators.join(",")}`] : []),
-      ...(failedNodes.length > 0 ? [`meshctl add-nodes --coordinator ${o.coordinator} --admin-dir ${o.outDir} --nodes ${failedNodes.join(",")}`] : []),
+      ...retryLines(cfg.failed.filter((f) => o.coordinators.includes(f.endpoint)), (eps) => `meshctl add-coordinators --coordinator ${o.coordinator} --admin-dir ${o.outDir} --coordinators ${eps.join(",")}`),
+      ...retryLines(cfg.failed.filter((f) => !o.coordinators.includes(f.endpoint)), (eps) => `meshctl add-nodes --coordinator ${o.coordinator} --admin-dir ${o.outDir} --nodes ${eps.join(",")}`),
     ];
-    io.err(
-      `meshctl activate: ${cfg.failed.length} of ${o.nodes.length + o.coordinators.length} peer(s) failed; the Coordinator and the others are active. ` +
-        `Retry: ${retry.join("; ")}`,
-    );
+    io.err(`meshctl activate: ${cfg.failed.length} of ${o.nodes.length + o.coordinators.length} peer(s) failed; the Coordinator and the others are active. ${retry.join(" ")}`);
     return 1;
   }
   return 0;

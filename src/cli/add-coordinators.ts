@@ -1,4 +1,5 @@
 import { createATLSChannelCredentials } from "../atls/client.js";
+import { retryLines } from "./retry.js";
 import { activateAdditionalCoordinators } from "../pubapi/admin.js";
 import { readAdminKey } from "./admin-key.js";
 import { list, required, UsageError, type Command } from "./command.js";
@@ -38,7 +39,8 @@ Options:
     for (const p of res.activated) io.out(`activated Coordinator ${p.publicIP}:${p.pubapiPort} as ${p.vpnIP} (WireGuard key ${p.vpnPubKey}, port ${p.wgPort})`);
     if (res.failed.length > 0) {
       for (const f of res.failed) io.err(`  failed: ${f.endpoint}: ${f.error}`);
-      io.err(`meshctl add-coordinators: ${res.failed.length} of ${fresh.length} Coordinator(s) failed: ${res.failed.map((f) => f.endpoint).join(",")}`);
+      const retry = retryLines(res.failed, (eps) => `meshctl add-coordinators --admin-dir ${adminDir} --coordinators ${eps.join(",")}`);
+      io.err(`meshctl add-coordinators: ${res.failed.length} of ${fresh.length} Coordinator(s) failed: ${res.failed.map((f) => f.endpoint).join(",")}. ${retry.join(" ")}`);
       return 1;
     }
     return 0;

@@ -1,4 +1,5 @@
 import { createATLSChannelCredentials } from "../atls/client.js";
+import { retryLines } from "./retry.js";
 import { activateAdditionalNodes } from "../pubapi/admin.js";
 import { readAdminKey } from "./admin-key.js";
 import { list, required, UsageError, type Command } from "./command.js";
@@ -39,7 +40,8 @@ Options:
     for (const p of res.activated) io.out(`activated ${p.publicIP}:${p.pubapiPort} as ${p.vpnIP} (WireGuard key ${p.vpnPubKey}, port ${p.wgPort})`);
     if (res.failed.length > 0) {
       for (const f of res.failed) io.err(`  failed: ${f.endpoint}: ${f.error}`);
-      io.err(`meshctl add-nodes: ${res.failed.length} of ${nodes.length} Node(s) failed: ${res.failed.map((f) => f.endpoint).join(",")}`);
+      const retry = retryLines(res.failed, (eps) => `meshctl add-nodes --admin-dir ${adminDir} --nodes ${eps.join(",")}`);
+      io.err(`meshctl add-nodes: ${res.failed.length} of ${nodes.length} Node(s) failed: ${res.failed.map((f) => f.endpoint).join(",")}. ${retry.join(" ")}`);
       return 1;
     }
     return 0;

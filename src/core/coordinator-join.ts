@@ -27,7 +27,7 @@ export interface CoordinatorJoinDeps {
  * committed undoes all of it (member, record, IP; a disk whose key went out is retired), so no
  * ghost Coordinator is left. Returns the new Coordinator's record.
  */
-export async function activateCoordinator(d: CoordinatorJoinDeps, endpoint: string): Promise<PeerRecord> {
+export async function activateCoordinator(d: CoordinatorJoinDeps, endpoint: string, progress: { committing: boolean } = { committing: false }): Promise<PeerRecord> {
   const ep = parseEndpoint(endpoint, "coordinatorEndpoint");
   const secrets = await d.store.secrets();
   const credential = CoordinatorCredential.derive(secrets.masterSecret, secrets.clusterID);
@@ -61,6 +61,7 @@ export async function activateCoordinator(d: CoordinatorJoinDeps, endpoint: stri
           await d.syncVPN();
           const storeJoin = d.members ? await d.members.addMember(vpnIP) : "";
           memberAdded = d.members !== undefined;
+          progress.committing = true; // the secrets are the new Coordinator's commit point
           return {
             diskKey: diskUUID ? stateDiskKey(secrets.masterSecret, secrets.clusterID, diskUUID) : new Uint8Array(0),
             masterSecret: secrets.masterSecret,

@@ -19,10 +19,22 @@ import type { VPN } from "./vpn.js";
 /** ProgressLog receives human-readable progress lines for the admin (never secrets). */
 export type ProgressLog = (line: string) => void;
 
-/** NodeFailure names a Node that could not be activated and why. */
+/** NodeFailure names a peer that could not be activated and why. */
 export interface NodeFailure {
   endpoint: string;
   error: string;
+  /**
+   * marked: the failure came after the peer was sent what completes its activation (its disk key
+   * or the secrets), so it may have passed its commit point and marked its TPM. Such a peer is
+   * never activated again as it is: it must be reset (a blank state disk, a reboot) before a retry.
+   */
+  marked: boolean;
+}
+
+/** ActivationProgress is what one activation got to (set as it goes), for naming a failure. */
+interface ActivationProgress {
+  /** committing: the peer was handed what makes it pass its commit point. */
+  committing: boolean;
 }
 
 /** ActivationResult is the outcome of activating a batch of Nodes. */
@@ -126,13 +138,14 @@ export class Coordinator {
     const nodes = (await this.#o.store.snapshot()).peers.filter((p) => p.role === "node");
     const deps = { store: this.#o.store, members: this.#o.members, peerClient: this.#o.peerClient, logger: this.#o.logger, syncVPN: () => this.syncVPN() };
     for (const [i, ep] of endpoints.entries()) {
+      const progress: ActivationProgress = { committing: false };
       try {
-        const peer = await activateCoordinator(deps, ep);
+        const peer = await activateCoordinator(deps, ep, progress);
         result.activated.push(peer);
         log(`[${i + 1}/${endpoints.length}] activated Coordinator ${ep} as ${peer.vpnIP}`);
       } catch (err) {
         const error = errorMessage(err);
-        result.failed.push({ endpoint: ep, error });
+        result.failed.push({ endpoint: ep, error, marked: progress.committing });
         log(`[${i + 1}/${endpoints.length}] FAILED to activate Coordinator ${ep}: ${error}`);
         this.#o.logger.warn("coordinator activation failed", { endpoint: ep, error });
       }
@@ -168,7 +181,7 @@ export class Coordinator {
 
   /**
    * activateNodes activates every endpoint as a Node (bounded concurrency), each independently: a
-   * failing Node is reported and the others go on. Afterwards every earlier Node is told to update.
+   * failing Node is reported and the others go on. Afterwards every Node, earlier and new, is told to update.
    */
   async activateNodes(endpoints: readonly string[], log: ProgressLog): Promise<ActivationResult> {
     const result: ActivationResult = { activated: [], failed: [] };
@@ -177,13 +190,14 @@ export class Coordinator {
     let done = 0;
     const worker = async (): Promise<void> => {
       for (let ep = queue.shift(); ep !== undefined; ep = queue.shift()) {
+        const progress: ActivationProgress = { committing: false };
         try {
-          const peer = await this.#activateNode(ep);
+          const peer = await this.#activateNode(ep, progress);
           result.activated.push(peer);
           log(`[${++done}/${endpoints.length}] activated Node ${ep} as ${peer.vpnIP}`);
         } catch (err) {
           const error = errorMessage(err);
-          result.failed.push({ endpoint: ep, error });
+          result.failed.push({ endpoint: ep, error, marked: progress.committing });
           log(`[${++done}/${endpoints.length}] FAILED to activate Node ${ep}: ${error}`);
           this.#o.logger.warn("node activation failed", { endpoint: ep, error });
         }
@@ -191,7 +205,8 @@ export class Coordinator {
     };
     const n = Math.max(1, Math.min(this.#o.activationConcurrency ?? 8, endpoints.length));
     await Promise.all(Array.from({ length: n }, worker));
-    if (result.activated.length > 0) await this.#triggerUpdates(existing);
+    // Every Node, old and new, updates now: Nodes of one batch started before the others existed.
+    if (result.activated.length > 0) await this.#triggerUpdates([...existing, ...result.activated]);
     return result;
   }
 
@@ -201,7 +216,7 @@ export class Coordinator {
     return CoordinatorCredential.derive(masterSecret, clusterID);
   }
 
-  async #activateNode(endpoint: string): Promise<PeerRecord> {
+  async #activateNode(endpoint: string, progress: ActivationProgress): Promise<PeerRecord> {
     const ep = parseEndpoint(endpoint, "nodeEndpoint");
     const secrets = await this.#o.store.secrets();
     const credential = CoordinatorCredential.derive(secrets.masterSecret, secrets.clusterID);
@@ -222,12 +237,14 @@ export class Coordinator {
           coordinatorAuthPubKey: credential.publicKey,
         },
         async (uuid) => {
-          if (uuid === "") return new Uint8Array(0);
-          checkDiskUUID(uuid);
-          // Check and claim in one transaction: of two Nodes naming one UUID, only one gets its key.
-          await this.#o.store.claimDisk(uuid, vpnIP);
-          diskUUID = uuid;
-          return stateDiskKey(secrets.masterSecret, secrets.clusterID, uuid);
+          if (uuid !== "") {
+            checkDiskUUID(uuid);
+            // Check and claim in one transaction: of two Nodes naming one UUID, only one gets its key.
+            await this.#o.store.claimDisk(uuid, vpnIP);
+            diskUUID = uuid;
+          }
+          progress.committing = true; // the key (possibly empty) is the Node's commit point
+          return uuid === "" ? new Uint8Array(0) : stateDiskKey(secrets.masterSecret, secrets.clusterID, uuid);
         },
       );
       peer = { role: "node", publicIP: ep.host, vpnIP, vpnPubKey: reply.vpnPubKey, wgPort: reply.wgPort, pubapiPort: ep.port };

@@ -1,5 +1,5 @@
 import type * as grpc from "@grpc/grpc-js";
-import type { ActivationResult } from "../core/coordinator.js";
+import type { ActivationResult, NodeFailure } from "../core/coordinator.js";
 import { InvalidArgumentError, InternalError } from "../core/errors.js";
 import type { AdminConfig } from "../core/mesh-peer.js";
 import { signAdminRequest } from "../core/admin-auth.js";
@@ -8,7 +8,7 @@ import { peerFromWire } from "../rpc/peer-wire.js";
 import { unaryCall } from "../rpc/status.js";
 import { pubapiError } from "./errors.js";
 import { newPubAPIClient } from "./client.js";
-import type { WireActivateAdditionalNodesRequest, WireActivationResult, WireAdminConfig, WireAdminRequest, WireRemoveNodeRequest } from "./messages.js";
+import type { WireActivateAdditionalNodesRequest, WireActivationResult, WireAdminConfig, WireAdminRequest, WireFailure, WireRemoveNodeRequest } from "./messages.js";
 
 /** ActivateRequest is what meshctl sends to ActivateAsCoordinator. */
 export interface ActivateRequest {
@@ -53,7 +53,7 @@ export async function activateAsCoordinator(
     ownerID: c.ownerId,
     clusterID: c.clusterId,
     peers: c.peers.map((p, i) => peerFromWire(p, `peers[${i}]`)),
-    failed: c.failedNodes.map((f) => ({ endpoint: String(f.endpoint), error: String(f.error) })),
+    failed: c.failedNodes.map(failureFromWire),
   };
 }
 
@@ -139,7 +139,7 @@ export async function sendActivateAdditionalNodes(
   );
   return {
     activated: r.activated.map((p, i) => peerFromWire(p, `activated[${i}]`)),
-    failed: r.failedNodes.map((f) => ({ endpoint: String(f.endpoint), error: String(f.error) })),
+    failed: r.failedNodes.map(failureFromWire),
   };
 }
 
@@ -208,4 +208,9 @@ function serverStream<M, R>(
       else resolve(result);
     });
   });
+}
+
+/** failureFromWire reads one NodeFailure. */
+function failureFromWire(f: WireFailure): NodeFailure {
+  return { endpoint: String(f.endpoint), error: String(f.error), marked: f.marked === true };
 }

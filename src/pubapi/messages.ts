@@ -4,6 +4,7 @@ import type { WirePeer } from "../rpc/peer-wire.js";
 export interface WireFailure {
   endpoint: string;
   error: string;
+  marked: boolean;
 }
 
 /** WireAdminConfig is the proto AdminConfig message. */

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { retryLines } from "../../src/cli/retry.js";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -161,6 +162,12 @@ describe("admin RPCs need the admin's signature over a single-use challenge and 
     expect(res.failed).toHaveLength(1);
     expect(res.failed[0]!.endpoint).toBe(node.endpoint);
     expect(res.failed[0]!.error).toMatch(/JoinCluster/);
+    // It got its disk key (its commit point) before failing: it is marked, a plain retry cannot work.
+    expect(res.failed[0]!.marked).toBe(true);
+    expect(node.marker.marks).toBe(1);
+    expect(retryLines(res.failed, (eps) => `meshctl add-nodes --nodes ${eps.join(",")}`)).toEqual([
+      `Reset, then retry (${node.endpoint} failed after receiving their activation and may have marked their TPM; give each a blank state disk and reboot it, which resets the marker): meshctl add-nodes --nodes ${node.endpoint}`,
+    ]);
     const peers = (await coord.peer.getUpdate(-1)).peers!;
     expect(peers.filter((p) => p.role === "node")).toEqual([]);
     expect(coord.vpn.peers.some((p) => p.vpnIP === vpn.vpnIP)).toBe(false);
@@ -176,5 +183,27 @@ describe("admin RPCs need the admin's signature over a single-use challenge and 
     const selfAsCoordinator = (await removePeer("RemoveCoordinator", coord.endpoint, mesh.credentials(false), mesh.admin, "10.118.0.1").catch((e: CoreError) => e)) as CoreError;
     expect(selfAsCoordinator.code).toBe("failed-precondition");
     expect(selfAsCoordinator.message).toContain("is this Coordinator; ask another Coordinator to remove it");
+  });
+});
+
+describe("a batch of new Nodes", () => {
+  let mesh: TestMesh;
+  afterEach(async () => mesh?.close());
+
+  it("sees each other at once: every Node, old and new, is told to update after the batch (no update interval passes)", async () => {
+    // An hour between polls: only the Coordinator's triggers can spread the batch.
+    mesh = new TestMesh({ attestation: "test", updateIntervalMs: 3_600_000, activationConcurrency: 1 });
+    const coord = await mesh.startPeer("coord");
+    const nodes = await Promise.all([1, 2, 3].map((i) => mesh.startPeer(`node${i}`)));
+    const cfg = await activateAsCoordinator(
+      coord.endpoint,
+      mesh.credentials(true),
+      { adminVPNPubKey: Buffer.from(nacl.box.keyPair().publicKey).toString("base64"), adminPubKey: mesh.admin.publicKey, masterSecret: Buffer.from("batch test master secret, 32 by."), nodeEndpoints: nodes.map((n) => n.endpoint), coordinatorEndpoints: [] },
+      () => {},
+    );
+    expect(cfg.failed).toEqual([]);
+    for (const n of nodes) {
+      for (const other of nodes.filter((x) => x !== n)) expect(n.vpn.peers.map((p) => p.vpnIP), `${n.name} lists ${other.name}`).toContain(other.vpn.vpnIP);
+    }
   });
 });

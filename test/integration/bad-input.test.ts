@@ -91,6 +91,7 @@ describe("bad input gets a clear error and loses nothing", () => {
     );
     expect(cfg.failed).toHaveLength(1);
     expect(cfg.failed[0]!.endpoint).toBe(`127.0.0.1:${port}`);
+    expect(cfg.failed[0]!.marked).toBe(false); // nothing reached it: still fresh, a plain retry works
     expect(lines.join("\n")).toContain(`FAILED to activate Node 127.0.0.1:${port}`);
     expect(good.peer.state).toBe(PeerState.IsNode);
 
