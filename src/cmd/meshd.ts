@@ -66,6 +66,10 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     });
     closers.push(() => tpm.close());
     if (config.tcti.startsWith("swtpm:")) {
+      // A socket TPM has no resource manager: objects a killed meshd loaded stay and fill its three
+      // slots (then "out of memory for object contexts"). This meshd owns the TPM: start clean.
+      const flushed = await tpm.flushTransients();
+      if (flushed > 0) logger.info("flushed transient objects an earlier process left in the simulated TPM", { objects: flushed });
       // A simulated TPM gets an AK template and a test-CA AK certificate in NV, like a GCE vTPM.
       const written = await provisionSimulatedTpm(tpm);
       if (written.length > 0) logger.info("provisioned the simulated TPM's AK (test CA certificate: accepted only with tpm.allowTestRoot)", { nvIndices: written.map(hexIndex).join(",") });

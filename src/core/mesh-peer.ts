@@ -91,6 +91,8 @@ export class MeshPeer {
   #reserved: string | undefined;
   /** #clusterKey is the cluster credential's public key of an activated Node. */
   #clusterKey: Buffer | undefined;
+  /** #admin caches the cluster ID and admin public key once read (see #adminIdentity). */
+  #admin: { clusterID: Buffer; adminKey: Buffer } | undefined;
   /** #knownCoordinators is the Coordinator set last written to the node state (JSON). */
   #knownCoordinators: string | undefined;
 
@@ -212,8 +214,20 @@ export class MeshPeer {
    */
   async authorizeAdmin(req: SignedAdminRequest, method: string): Promise<AdminGrant> {
     this.#requireCoordinator();
-    const { clusterID } = await this.#cluster.secrets();
-    return this.#adminChallenges.verify(req, method, await this.#cluster.adminKey(), clusterID);
+    const { clusterID, adminKey } = await this.#adminIdentity();
+    return this.#adminChallenges.verify(req, method, adminKey, clusterID);
+  }
+
+  /**
+   * #adminIdentity is the cluster ID and the admin's public key, read from the store once: both are
+   * public and fixed for the cluster's life, so checking an admin's signature needs no store read —
+   * with the store's quorum lost the admin then hears that, not a failed read.
+   */
+  async #adminIdentity(): Promise<{ clusterID: Buffer; adminKey: Buffer | undefined }> {
+    if (this.#admin) return this.#admin;
+    const [{ clusterID }, adminKey] = await Promise.all([this.#cluster.secrets(), this.#cluster.adminKey()]);
+    if (adminKey) this.#admin = { clusterID, adminKey };
+    return { clusterID, adminKey };
   }
 
   /** state returns the current state. */
@@ -503,6 +517,8 @@ export class MeshPeer {
     });
     this.#coordinator = c;
     c.start();
+    // Read now, while the store answers: admin requests are then checked without a store read.
+    await this.#adminIdentity().catch((err: unknown) => this.#log.warn("could not read the admin's key yet", { error: errorMessage(err) }));
     return c;
   }
 

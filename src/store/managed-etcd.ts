@@ -141,19 +141,34 @@ export class ManagedEtcd implements StoreMembers {
     if (m) await client.cluster.memberRemove({ ID: m.ID });
   }
 
+  /**
+   * checkQuorum answers within a few seconds, never after a long timeout: the local member must see
+   * a leader. Right after a member died its peers may be electing a new leader (about an election
+   * timeout, 1 s), so a missing leader is looked at again for up to quorumGraceMs before the quorum
+   * counts as lost.
+   */
   async checkQuorum(): Promise<void> {
-    let leader: string;
-    let raftTerm = "";
-    try {
-      const client = await this.#admin();
-      const s = await client.maintenance.status({ deadline: Date.now() + 2_000 });
-      leader = String(s.leader);
-      raftTerm = String(s.raftTerm);
-    } catch (err) {
-      throw new UnavailableError(`etcd quorum: this Coordinator's etcd member does not answer (${errorMessage(err)}); no change can be committed`, { cause: err });
-    }
-    if (leader === "0" || leader === "") {
-      throw new UnavailableError(`etcd quorum lost: this Coordinator's etcd member has no leader (term ${raftTerm}): too few Coordinators are reachable; no change can be committed until a majority is back`);
+    const deadline = Date.now() + quorumGraceMs;
+    for (;;) {
+      let leader = "";
+      let raftTerm = "";
+      let failure: unknown;
+      try {
+        const client = await this.#admin();
+        const s = await client.maintenance.status({ deadline: Date.now() + 2_000 });
+        leader = String(s.leader);
+        raftTerm = String(s.raftTerm);
+      } catch (err) {
+        failure = err;
+      }
+      if (failure === undefined && leader !== "0" && leader !== "") return;
+      if (Date.now() >= deadline) {
+        if (failure !== undefined) {
+          throw new UnavailableError(`etcd quorum: this Coordinator's etcd member does not answer (${errorMessage(failure)}); no change can be committed`, { cause: failure });
+        }
+        throw new UnavailableError(`etcd quorum lost: this Coordinator's etcd member has no leader (term ${raftTerm}): too few Coordinators are reachable; no change can be committed until a majority is back`);
+      }
+      await new Promise((r) => setTimeout(r, 250));
     }
   }
 
@@ -255,6 +270,9 @@ export class ManagedEtcd implements StoreMembers {
     });
   }
 }
+
+/** quorumGraceMs is how long checkQuorum waits for a leader election before it reports a lost quorum. */
+const quorumGraceMs = 4_000;
 
 /** killStale kills an etcd left running by a meshd that was killed (its pid file names it). */
 function killStale(pidFile: string, logger: Logger): void {

@@ -71,9 +71,12 @@ describe.skipIf(reason !== undefined)(`3 Coordinators on managed etcd${reason ? 
     const t0 = Date.now();
     const r = await waitFor(async () => {
       const x = await mesh.addNodes([n4]);
+      progress.push(`  add-nodes exit ${x.exitCode}: ${x.stderr.trim().split("\n").join(" | ").slice(0, 1500)}`);
       return x.exitCode !== 0 && /quorum/.test(x.stderr) ? x : undefined;
     }, { what: "add-nodes to be refused for the lost quorum", timeoutMs: 30_000 });
-    progress.push(`add-nodes refused after ${Date.now() - t0} ms: ${r.stderr.trim().split("\n").pop()}`);
+    const refused = `add-nodes refused ${Date.now() - t0} ms after the kills: ${r.stderr.trim().split("\n").pop()}`;
+    progress.push(refused);
+    console.info(refused);
     expect(r.stderr).toMatch(/UNAVAILABLE|unavailable/);
     expect(r.stderr).toMatch(/etcd quorum/);
     // Nothing half-written: the Node stays fresh (no node state, no peers on its device).
