@@ -19,6 +19,8 @@ export interface GuestHost {
   serialTail(lines?: number): string;
   /** diagnose describes the VM for a failure message (see Vm.diagnose). */
   diagnose(): Promise<string>;
+  /** qemuStats is the QEMU process's CPU time and reads on the host, or undefined when it is gone. */
+  qemuStats(): ProcStats | undefined;
 }
 
 /** ProgressOptions bound GuestProcess.waitFor. */
@@ -29,6 +31,10 @@ export interface ProgressOptions {
   maxMs?: number;
   /** intervalMs between checks; undefined: 500. */
   intervalMs?: number;
+  /** progressEveryMs: how often progress is sampled; undefined: 5000. */
+  progressEveryMs?: number;
+  /** statsEveryMs: while the log is quiet, ask the guest for the process's stats at most this often; undefined: 15000. */
+  statsEveryMs?: number;
 }
 
 /** GuestProcess is one spawned guest process; its methods may be called concurrently. */
@@ -97,19 +103,31 @@ export class GuestProcess {
     let known = ""; // the last stats read: a guest too busy to answer once is not progress
     let lastBytes = -1;
     let lastAsked = 0;
+    let qemuAt = Date.now();
+    let qemuCPU = this.vm.qemuStats()?.cpuS ?? 0;
     return waitWithProgress(check, {
       what: `${what} (${this.name} on ${this.vm.name})`,
       stallMs: options.stallMs ?? 60_000,
       maxMs: options.maxMs ?? 600_000,
       intervalMs: options.intervalMs ?? 500,
+      ...(options.progressEveryMs !== undefined ? { progressEveryMs: options.progressEveryMs } : {}),
       progress: async () => {
         // A growing log is progress enough; a quiet one costs a guest command (fork and exec under
         // TCG: ~0.3 s of the guest's CPU), so at most one every 15 s.
         const bytes = logBytes();
-        if (bytes === lastBytes && Date.now() - lastAsked >= 15_000) {
+        if (bytes === lastBytes && Date.now() - lastAsked >= (options.statsEveryMs ?? 15_000)) {
           lastAsked = Date.now();
           const s = await this.stats();
           if (s) known = `, cpu ${s.cpuS.toFixed(2)} s, read ${s.rchar} B`;
+          else {
+            // The agent did not answer. A guest whose vCPU ran at least half the time since the
+            // last look is busy (a loaded host), not stuck: that counts; an idle silent one does not.
+            const q = this.vm.qemuStats();
+            const busy = q !== undefined && q.cpuS - qemuCPU >= (0.5 * (Date.now() - qemuAt)) / 1000;
+            if (q && busy) known = `, guest too busy to answer (QEMU CPU ${q.cpuS.toFixed(1)} s)`;
+          }
+          const q = this.vm.qemuStats();
+          if (q) [qemuAt, qemuCPU] = [Date.now(), q.cpuS];
         }
         lastBytes = bytes;
         return `log ${bytes} B${known}`;

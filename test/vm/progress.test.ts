@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 
 import { imageEntries, skipped, treeKey } from "./image.js";
 import { guestStatsScript, hostProcStats, parseGuestStats, parseProcIo, parseProcStat } from "./procstat.js";
+import { GuestProcess, type GuestHost } from "./guest-process.js";
 import { VmError, waitWithProgress } from "./wait.js";
 
 describe("procstat", () => {
@@ -85,6 +86,35 @@ describe("waitWithProgress", () => {
       },
     }).catch((e: unknown) => e);
     expect((err as Error).message).toMatch(/^stalled[^]*\(diagnosis failed: agent gone\)/);
+  });
+});
+
+describe("GuestProcess.waitFor", () => {
+  /** host is a VM whose agent never answers and whose QEMU burns `cpuPerLook` s of CPU between looks. */
+  const host = (shareDir: string, cpuPerLook: number): GuestHost => {
+    let cpu = 0;
+    return {
+      name: "coord", shareDir,
+      exec: () => Promise.reject(new Error("agent: no answer")),
+      run: () => Promise.reject(new Error("agent: no answer")),
+      serialTail: () => "",
+      diagnose: async () => "=== diagnosis of coord",
+      qemuStats: () => ({ cpuS: (cpu += cpuPerLook), rchar: 0, syscr: 0 }),
+    };
+  };
+  const dir = mkdtempSync(join(tmpdir(), "am-gp-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("a guest too busy to answer its agent, whose vCPU keeps running, is slow, not stalled", async () => {
+    const p = new GuestProcess(host(dir, 10), "meshd", "/run/vm/share");
+    const t0 = Date.now();
+    await p.waitFor("meshd to serve", () => (Date.now() - t0 > 600 ? true : undefined), { stallMs: 250, maxMs: 5_000, intervalMs: 10, progressEveryMs: 20, statsEveryMs: 20 });
+  });
+
+  it("a silent guest whose vCPU idles is stalled", async () => {
+    const p = new GuestProcess(host(dir, 0), "meshd", "/run/vm/share");
+    const err = await p.waitFor("meshd to serve", () => undefined, { stallMs: 250, maxMs: 5_000, intervalMs: 10, progressEveryMs: 20, statsEveryMs: 20 }).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/^stalled: no progress for 250 ms/);
   });
 });
 
