@@ -62,6 +62,9 @@ export interface CoordinatorOptions {
   onPeers?: (peers: PeerRecord[]) => Promise<void>;
 }
 
+/** triggerWaitMs bounds how long an admin operation waits for the Nodes it told to update. */
+const triggerWaitMs = 5_000;
+
 /** Removed is what removing a peer changed: the new resource version and the peer's pubapi endpoint. */
 export interface Removed {
   resourceVersion: number;
@@ -301,16 +304,24 @@ export class Coordinator {
     return { resourceVersion: version, endpoint: endpointOf(snap.peers, vpnIP) };
   }
 
+  /**
+   * #triggerUpdates tells Nodes to update now. It waits for them at most triggerWaitMs: a Node that
+   * cannot be reached (partitioned, down) must not hold up the admin's answer; its trigger goes on in
+   * the background and the Node catches up on its own (its stream or next poll).
+   */
   async #triggerUpdates(nodes: PeerRecord[]): Promise<void> {
     if (nodes.length === 0) return;
     const credential = await this.credential();
-    await Promise.all(
+    const all = Promise.all(
       nodes.map((n) =>
         this.#o.peerClient.triggerNodeUpdate(`${n.publicIP}:${n.pubapiPort}`, credential).catch((err: unknown) => {
           this.#o.logger.warn("trigger node update failed", { vpnIP: n.vpnIP, error: errorMessage(err) });
         }),
       ),
     );
+    const abort = new AbortController();
+    await Promise.race([all, this.#o.clock.sleep(triggerWaitMs, abort.signal).catch(() => {})]);
+    abort.abort();
   }
 
   /**

@@ -473,6 +473,11 @@ export class MeshPeer {
     return this.#requireCoordinator().requestStateDiskKey(diskUUID);
   }
 
+  /** nodeResourceVersion is the peer-set version a Node applied last, or undefined when this peer is no Node (yet). */
+  get nodeResourceVersion(): number | undefined {
+    return this.#node?.resourceVersion;
+  }
+
   /** coordinatorVPNIP is the Coordinator's VPN IP, or undefined when this peer is no Coordinator. */
   get coordinatorVPNIP(): string | undefined {
     return this.#coordinator?.self.vpnIP;

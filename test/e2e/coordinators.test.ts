@@ -94,6 +94,22 @@ describe.skipIf(reason !== undefined)(`3 Coordinators on managed etcd${reason ? 
     await allList([c1, c2, n1, n2, n3], await key(n4), "every live peer to list n4");
   }, 180_000);
 
+  it("a Node partitioned (link down) for three intervals misses a change; healed, it converges", async () => {
+    diagnose();
+    const [n5] = (await mesh.startPeers(["n5"])) as [LocalPeer];
+    await mesh.net.exec(n1.netns, "ip", ["link", "set", "eth0", "down"]);
+    await new Promise((r) => setTimeout(r, 3 * updateIntervalSec * 1000));
+    const r = await mesh.addNodes([n5]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const k = await key(n5);
+    await allList([c1, c2, n2], k, "the reachable peers to list n5");
+    expect(await mesh.wgPeers(n1)).not.toContain(k);
+    const healed = Date.now();
+    await mesh.net.exec(n1.netns, "ip", ["link", "set", "eth0", "up"]);
+    await allList([n1], k, "the healed n1 to list n5");
+    console.info(`partitioned n1 listed n5 ${Date.now() - healed} ms after the link came back`);
+  }, 120_000);
+
   /** vpnIP reads a peer's VPN address from its WireGuard interface. */
   async function vpnIP(p: LocalPeer): Promise<string> {
     const out = (await mesh.net.exec(p.netns, "ip", ["-4", "-o", "addr", "show", "dev", p.wgInterface])).stdout;
