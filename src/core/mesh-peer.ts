@@ -375,21 +375,21 @@ export class MeshPeer {
    * removeNode takes a Node out of the peer set for the admin: its VPN IP is freed, its disk UUID
    * forgotten and the resource version bumped so every device drops it. Returns the new version.
    */
-  async removeNode(grant: AdminGrant, vpnIP: string): Promise<Removed> {
-    grant.use("RemoveNode");
-    checkIP(vpnIP, "vpnIP");
-    const c = this.#requireCoordinator();
-    await c.checkQuorum();
-    return c.removeNode(vpnIP);
+  removeNode(grant: AdminGrant, vpnIP: string): Promise<Removed> {
+    return this.#remove(grant, "RemoveNode", vpnIP);
   }
 
   /** removeCoordinator takes another Coordinator out for the admin (see Coordinator.removeCoordinator). */
-  async removeCoordinator(grant: AdminGrant, vpnIP: string): Promise<Removed> {
-    grant.use("RemoveCoordinator");
+  removeCoordinator(grant: AdminGrant, vpnIP: string): Promise<Removed> {
+    return this.#remove(grant, "RemoveCoordinator", vpnIP);
+  }
+
+  async #remove(grant: AdminGrant, method: "RemoveNode" | "RemoveCoordinator", vpnIP: string): Promise<Removed> {
+    grant.use(method);
     checkIP(vpnIP, "vpnIP");
     const c = this.#requireCoordinator();
     await c.checkQuorum();
-    return c.removeCoordinator(vpnIP);
+    return method === "RemoveNode" ? c.removeNode(vpnIP) : c.removeCoordinator(vpnIP);
   }
 
   /**
