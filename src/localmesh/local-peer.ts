@@ -121,8 +121,13 @@ export class LocalPeer {
   /**
    * crash kills meshd and everything it started (wireguard-go, its etcd member) with SIGKILL, as a
    * crashed systemd service loses its cgroup: no shutdown, its state stays as a crash leaves it.
+   * With `meshdOnly`, only meshd dies: its wireguard-go, device and etcd member stay as orphans.
    */
-  async crash(): Promise<void> {
+  async crash(options: { meshdOnly?: boolean } = {}): Promise<void> {
+    if (options.meshdOnly) {
+      await this.#meshd?.kill();
+      return;
+    }
     const pidFile = join(this.dir, "state", "etcd", "etcd.pid");
     await this.#meshd?.killGroup();
     try {

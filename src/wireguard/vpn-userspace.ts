@@ -1,4 +1,5 @@
-import { accessSync, constants, existsSync, unlinkSync } from "node:fs";
+import { accessSync, constants, existsSync, readdirSync, readFileSync, unlinkSync } from "node:fs";
+import { basename } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import type { PeerConfig, PeerDiff } from "./diff.js";
 import { WireGuardError } from "./errors.js";
@@ -6,6 +7,7 @@ import { inNetns, requireExecutable } from "./exec.js";
 import { diffToPeerChanges, encodeSet, UAPIError, type DeviceState } from "./uapi.js";
 import { UAPIClient, uapiSocketPath } from "./uapi-client.js";
 import { WireGuardVPN } from "./vpn-device.js";
+import { encodeKey, publicKeyBytes } from "./keys.js";
 import type { WireGuardOptions } from "./vpn.js";
 
 /** UserspaceVPNOptions adds the wireguard-go specifics to WireGuardOptions. */
@@ -54,7 +56,13 @@ export class UserspaceVPN extends WireGuardVPN {
     }
     const iface = this.interfaceName;
     if (await this.uapi.ping()) {
-      throw new WireGuardError("busy", `start ${iface}: another wireguard-go already serves ${iface} (${this.socketPath} answers); interface names must be unique across namespaces`);
+      const theirs = await this.uapi.get().then((d) => d.publicKey, () => undefined);
+      if (theirs !== encodeKey(publicKeyBytes(privateKey))) {
+        throw new WireGuardError("busy", `start ${iface}: another wireguard-go already serves ${iface} (${this.socketPath} answers, with another key); interface names must be unique across namespaces`);
+      }
+      // Our own device (same interface, same private key), left running by an earlier process of
+      // ours that died without stopping it (SIGKILL, OOM): stop it and start clean.
+      await this.reapOrphan();
     }
     const [file, args] = inNetns(this.options.netns, bin, ["-f", iface]);
     const proc = execa(file, args, {
@@ -89,6 +97,28 @@ export class UserspaceVPN extends WireGuardVPN {
       }
       throw err;
     }
+  }
+
+  /**
+   * reapOrphan stops the wireguard-go that serves this interface for an earlier owner (found by its
+   * command line `wireguard-go -f <interface>`): SIGTERM, SIGKILL after 3 s, then the stale socket goes.
+   */
+  private async reapOrphan(): Promise<void> {
+    const pids = wireguardGoPids(this.interfaceName);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, "SIGTERM");
+      } catch {
+        // gone already
+      }
+    }
+    const deadline = Date.now() + 3_000;
+    while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const pid of pids.filter(alive)) process.kill(pid, "SIGKILL");
+    while (pids.some(alive)) await new Promise((r) => setTimeout(r, 20));
+    if (existsSync(this.socketPath) && !(await this.uapi.ping())) unlinkSync(this.socketPath);
+    if (await this.uapi.ping()) throw new WireGuardError("busy", `start ${this.interfaceName}: its own device from an earlier run still answers after stopping ${pids.length} wireguard-go process(es)`);
+    this.log.warn("stopped the wireguard-go an earlier process left running for this interface; starting it again", { interface: this.interfaceName, pids: pids.join(",") });
   }
 
   protected override async readDevice(): Promise<DeviceState> {
@@ -173,5 +203,30 @@ export class UserspaceVPN extends WireGuardVPN {
 
   private tailText(): string {
     return this.outputTail.length > 0 ? `: ${this.outputTail.slice(-3).join(" | ")}` : "";
+  }
+}
+
+/** wireguardGoPids lists the wireguard-go processes whose command line serves `iface` (`… -f <iface>`). */
+function wireguardGoPids(iface: string): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").filter(Boolean);
+      if (argv.length >= 2 && basename(argv[0]!) === "wireguard-go" && argv.at(-1) === iface) out.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** alive says whether a process exists (signal 0). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }

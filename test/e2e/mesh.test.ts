@@ -164,6 +164,37 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
     expect(await mesh.ping(node2.vpnIP!, nodes[0]!.netns, 3000)).toBeGreaterThan(0);
   }, 30_000);
 
+  it("meshd SIGKILLed alone (its wireguard-go and device left running) and started again: the Coordinator serves the vpnapi again within 5 s, a Node re-joins, both converge on the next change", async () => {
+    diagnoseOnFailure();
+    const vpnapiUp = async (from: LocalPeer): Promise<boolean> =>
+      (await mesh.net.exec(from.netns, "timeout", ["1", "bash", "--norc", "-c", "exec 3<>/dev/tcp/10.118.0.1/9027"], { reject: false })).exitCode === 0;
+    const node1 = nodes[0]!;
+    const change = async (label: string): Promise<void> => {
+      const [n] = (await mesh.startPeers([label])) as [LocalPeer];
+      const r = await mesh.addNodes([n]);
+      expect(r.exitCode, r.stderr).toBe(0);
+      const key = (await mesh.net.exec(n.netns, "wg", ["show", n.wgInterface, "public-key"])).stdout.trim();
+      await waitFor(async () => ((await Promise.all([coordinator, ...nodes].map((p) => mesh.wgPeers(p)))).every((keys) => keys.includes(key)) ? true : undefined), {
+        what: `every peer to list ${label}`,
+        timeoutMs: convergeMs,
+      });
+      nodes.push(n);
+    };
+
+    await coordinator.crash({ meshdOnly: true });
+    expect((await mesh.net.exec(coordinator.netns, "wg", ["show", coordinator.wgInterface, "public-key"])).exitCode).toBe(0); // the orphan serves on
+    await coordinator.restartMeshd();
+    const restarted = Date.now();
+    await waitFor(async () => ((await vpnapiUp(node1)) ? true : undefined), { what: "the restarted Coordinator's vpnapi through the VPN", timeoutMs: 5_000 });
+    progress.push(`the Coordinator served the vpnapi ${Date.now() - restarted} ms after its restart listened`);
+    expect(coordinator.processes.at(-1)!.logTail(80)).toMatch(/stopped the wireguard-go an earlier process left running/);
+    await change("node5");
+
+    await node1.crash({ meshdOnly: true });
+    await node1.restartMeshd();
+    await change("node6");
+  }, 90_000);
+
   it("a wrong measurement policy (one PCR changed) makes meshctl activate fail with one line naming 'policy pcrs'; nothing is activated", async () => {
     diagnoseOnFailure();
     const [fresh] = (await mesh.startPeers(["fresh"])) as [LocalPeer];

@@ -166,6 +166,23 @@ describe.skipIf(reason !== undefined)(`wireguard userspace backend e2e (root, na
     expect(dump.stdout.trim()).toBe(pub);
   });
 
+  it("a wireguard-go an earlier owner left running with the same key is stopped and started clean (crash-only restart)", async () => {
+    const node = net.addNode();
+    const iface = net.interfaceName();
+    const opts = { interfaceName: iface, privateKeyFile: join(dir, `${iface}.key`), netns: node.name };
+    const orphaned = new UserspaceVPN(opts); // its owner "dies": never closed
+    vpns.push(orphaned);
+    await orphaned.start();
+    const oldPid = orphaned.pid!;
+    const pub = await orphaned.getPublicKey();
+    const restarted = new UserspaceVPN(opts);
+    vpns.push(restarted);
+    await restarted.start();
+    expect(restarted.pid).not.toBe(oldPid);
+    expect(() => process.kill(oldPid, 0)).toThrow();
+    expect((await net.exec(node.name, "wg", ["show", iface, "public-key"])).stdout.trim()).toBe(pub);
+  });
+
   it("errors name the cause: wireguard-go missing, not root, interface busy, device gone", async () => {
     const node = net.addNode();
     const missing = await open(node, { wireguardGoPath: "/nonexistent/wireguard-go" }).catch((e: unknown) => e);
