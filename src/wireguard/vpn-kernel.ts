@@ -2,7 +2,7 @@ import { canonicalCIDR, canonicalEndpoint } from "./addr.js";
 import type { PeerConfig, PeerDiff } from "./diff.js";
 import { WireGuardError } from "./errors.js";
 import { CommandError } from "./exec.js";
-import { checkKey, encodeKey } from "./keys.js";
+import { checkKey, encodeKey, publicKeyBytes } from "./keys.js";
 import { diffToPeerChanges, type DevicePeer, type DeviceState } from "./uapi.js";
 import { WireGuardVPN } from "./vpn-device.js";
 
@@ -30,6 +30,11 @@ export class KernelVPN extends WireGuardVPN {
       if (!/file exists/i.test(out)) throw err;
       const shown = await this.run("inspect interface", "ip", ["-d", "-o", "link", "show", "dev", iface]);
       if (!/\bwireguard\b/.test(shown.stdout)) throw new WireGuardError("not-wireguard", `create interface ${iface}: a link named ${iface} exists and is not a kernel WireGuard device`);
+      // Adopt only our own device (an earlier run of ours left it): one with another key is not ours.
+      const theirs = (await this.run("inspect interface", "wg", ["show", iface, "public-key"])).stdout.trim();
+      if (theirs !== "(none)" && theirs !== encodeKey(publicKeyBytes(privateKey))) {
+        throw new WireGuardError("busy", `create interface ${iface}: a WireGuard link named ${iface} exists with another key; it is not this peer's (pick another --wg-interface)`);
+      }
       this.log.info("adopting existing kernel WireGuard link", { interface: iface });
     }
     const args = ["set", iface, "private-key", "/proc/self/fd/0", "listen-port", String(this.options.listenPort)];

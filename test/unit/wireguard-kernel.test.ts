@@ -58,6 +58,9 @@ class FakeKernel {
         else if (a === "allowed-ips") this.peers.get(cur!)!.allowed = args[++i] || "(none)";
         else fail(`Invalid argument: ${a}`);
       }
+    } else if (cmd.startsWith("wg show") && args[2] === "public-key") {
+      if (!this.links.has(name)) fail("Unable to access interface: No such device");
+      return { stdout: `${this.privKey ? publicKeyOf(this.privKey) : "(none)"}\n`, stderr: "" };
     } else if (cmd.startsWith("wg show")) {
       if (!this.links.has(name)) fail("Unable to access interface: No such device");
       const head = [this.privKey ?? "(none)", this.privKey ? publicKeyOf(this.privKey) : "(none)", String(this.listenPort), "off"].join("\t");
@@ -152,6 +155,21 @@ describe("KernelVPN (fake ip/wg)", () => {
     await vpn.start();
     await vpn.close();
     expect(fake.links.has("wg0")).toBe(true);
+  });
+
+  it("adopts its own link again (same key) but refuses one with another key, leaving it untouched", async () => {
+    const fake = new FakeKernel();
+    const d = await mkdtemp(join(tmpdir(), "am-wgk-"));
+    dirs.push(d);
+    const opts = { interfaceName: "wg0", privateKeyFile: join(d, "wg.key"), runner: fake.runner };
+    await new KernelVPN(opts).start(); // creates wg0 with this peer's key; a crash leaves it
+    await new KernelVPN(opts).start(); // the restarted peer adopts it
+    const stranger = await kernelVPN(fake); // another key file: another key
+    const keyBefore = fake.privKey;
+    const err = await stranger.start().catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "busy" });
+    expect((err as Error).message).toMatch(/exists with another key; it is not this peer's/);
+    expect(fake.privKey).toBe(keyBefore);
   });
 
   it("deletes the link it created on close", async () => {
