@@ -1,6 +1,7 @@
-import { mkdir, open, readFile, rename, unlink } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { link, mkdir, open, readFile, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { ConflictError, FailedPreconditionError, InternalError } from "./errors.js";
+import { ConflictError, errorMessage, FailedPreconditionError, InternalError } from "./errors.js";
 import { overlayWrites, type Store, type Transaction } from "./store.js";
 
 /** MemoryStoreOptions configures a MemoryStore. */
@@ -14,6 +15,8 @@ export interface MemoryStoreOptions {
    * master secret, so the secret is never written in plaintext. undefined: writes are allowed.
    */
   refuseWritesReason?: string;
+  /** write replaces `file` with `data` durably; a seam for tests that inject a full disk. Default writeFileAtomic keeping a previous copy. */
+  write?: (file: string, data: string) => Promise<void>;
 }
 
 interface Entry {
@@ -23,7 +26,10 @@ interface Entry {
 
 /**
  * MemoryStore is the single-Coordinator Store: a map in memory, written as a whole to `file`
- * (atomically: temp file, fsync, rename) before every commit returns. Optimistic transactions track
+ * (atomically: temp file, fsync, rename, directory fsync) before every commit returns, with a
+ * SHA-256 of its content, and the copy it replaces kept as `<file>.prev`. A file that fails its
+ * checksum (a torn write, a bad disk) is refused at open, naming that last good copy. A commit whose
+ * write fails (ENOSPC) is undone in memory and fails with the cause. Optimistic transactions track
  * the revision of each key they read and of each prefix they listed. Safe for concurrent use.
  */
 export class MemoryStore implements Store {
@@ -35,15 +41,19 @@ export class MemoryStore implements Store {
   #revision = 0;
   #closed = false;
   #persisting: Promise<void> = Promise.resolve();
+  readonly #write: (file: string, data: string) => Promise<void>;
+  /** #broken says why the store refuses everything: a failed write it could not undo in memory. */
+  #broken: string | undefined;
 
-  private constructor(file: string | undefined, refuseWritesReason: string | undefined) {
+  private constructor(file: string | undefined, refuseWritesReason: string | undefined, write: ((file: string, data: string) => Promise<void>) | undefined) {
     this.#file = file;
     this.#refuseWritesReason = refuseWritesReason;
+    this.#write = write ?? ((f, d) => writeFileAtomic(f, d, { keepPrevious: true }));
   }
 
   /** open loads the store from options.file when it exists, else starts empty. */
   static async open(options: MemoryStoreOptions = {}): Promise<MemoryStore> {
-    const store = new MemoryStore(options.file, options.refuseWritesReason);
+    const store = new MemoryStore(options.file, options.refuseWritesReason, options.write);
     if (options.file !== undefined) await store.#load(options.file);
     return store;
   }
@@ -111,6 +121,7 @@ export class MemoryStore implements Store {
     if (writes.size === 0) return;
     if (this.#refuseWritesReason !== undefined) throw new FailedPreconditionError(`store: refusing to write: ${this.#refuseWritesReason}`);
     const rev = ++this.#revision;
+    const before = new Map([...writes.keys()].map((k) => [k, { entry: this.#data.get(k), deleted: this.#deleted.get(k) }]));
     for (const [key, value] of writes) {
       if (value === null) {
         this.#data.delete(key);
@@ -120,7 +131,22 @@ export class MemoryStore implements Store {
         this.#deleted.delete(key);
       }
     }
-    await this.#persist();
+    try {
+      await this.#persist();
+    } catch (err) {
+      // Not durable: undo it, so nobody reads what the file does not hold. A later commit already
+      // built on it cannot be untangled: then the store refuses everything until meshd restarts.
+      if (this.#revision === rev) {
+        for (const [key, b] of before) {
+          if (b.entry) this.#data.set(key, b.entry);
+          else this.#data.delete(key);
+          if (b.deleted !== undefined) this.#deleted.set(key, b.deleted);
+          else this.#deleted.delete(key);
+        }
+        this.#revision = rev - 1;
+      } else this.#broken = `an earlier write failed (${errorMessage(err)}); restart meshd to continue from ${this.#file}`;
+      throw err;
+    }
   }
 
   #list(prefix: string): Array<[string, Entry]> {
@@ -131,21 +157,19 @@ export class MemoryStore implements Store {
 
   #check(): void {
     if (this.#closed) throw new InternalError("store: closed");
+    if (this.#broken) throw new InternalError(`store: ${this.#broken}`);
   }
 
   /** #persist writes a snapshot; snapshots are taken in commit order and written one at a time. */
   #persist(): Promise<void> {
     const file = this.#file;
     if (file === undefined) return Promise.resolve();
-    const snapshot = JSON.stringify({
-      version: 1,
-      revision: this.#revision,
-      entries: Object.fromEntries([...this.#data].map(([k, e]) => [k, Buffer.from(e.value).toString("base64")])),
-    });
-    const next = this.#persisting.then(() => writeFileAtomic(file, snapshot));
+    const body = { version: 1, revision: this.#revision, entries: Object.fromEntries([...this.#data].map(([k, e]) => [k, Buffer.from(e.value).toString("base64")])) };
+    const snapshot = JSON.stringify({ ...body, sha256: checksum(body) });
+    const next = this.#persisting.then(() => this.#write(file, snapshot));
     this.#persisting = next.catch(() => {});
     return next.catch((err: unknown) => {
-      throw new InternalError(`store: persist to ${file}`, { cause: err });
+      throw new InternalError(`store: persist to ${file}: ${errorMessage(err)} (the commit was not made)`, { cause: err });
     });
   }
 
@@ -157,14 +181,23 @@ export class MemoryStore implements Store {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
       throw new InternalError(`store: read ${file}`, { cause: err });
     }
-    let parsed: { revision?: unknown; entries?: unknown };
+    const corrupt = (why: string, cause?: unknown): InternalError =>
+      new InternalError(
+        `store: ${file} is corrupt (${why}); it is left as it is. The copy it replaced is ${file}.prev: check it and move it into place to start from it`,
+        cause === undefined ? undefined : { cause },
+      );
+    let parsed: { version?: unknown; revision?: unknown; entries?: unknown; sha256?: unknown };
     try {
       parsed = JSON.parse(text) as typeof parsed;
     } catch (err) {
-      throw new InternalError(`store: ${file} is corrupt (not JSON)`, { cause: err });
+      throw corrupt("not JSON: a torn or damaged write", err);
     }
     if (typeof parsed.entries !== "object" || parsed.entries === null || typeof parsed.revision !== "number") {
-      throw new InternalError(`store: ${file} is corrupt (missing entries or revision)`);
+      throw corrupt("missing entries or revision");
+    }
+    // Files from before checksums have none; every file written now has one and it must match.
+    if (parsed.sha256 !== undefined && parsed.sha256 !== checksum({ version: parsed.version, revision: parsed.revision, entries: parsed.entries })) {
+      throw corrupt("checksum mismatch: its content changed after it was written");
     }
     this.#revision = parsed.revision;
     for (const [k, v] of Object.entries(parsed.entries as Record<string, unknown>)) {
@@ -229,7 +262,7 @@ class MemoryTransaction implements Transaction {
 }
 
 /** writeFileAtomic writes data to a temp file (mode 0600), fsyncs it and renames it over path. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+export async function writeFileAtomic(path: string, data: string | Uint8Array, options: { keepPrevious?: boolean } = {}): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   const tmp = join(dirname(path), `.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
   const fh = await open(tmp, "w", 0o600);
@@ -243,9 +276,35 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
   }
   await fh.close();
   try {
+    if (options.keepPrevious) await keepPrevious(path);
     await rename(tmp, path);
   } catch (err) {
     await unlink(tmp).catch(() => {});
     throw err;
   }
+  // The rename is durable only once the directory is: fsync it too.
+  const dir = await open(dirname(path), "r");
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
+/** keepPrevious makes `<path>.prev` the current `path` (a hard link, atomically replacing an older copy); no file, nothing to keep. */
+async function keepPrevious(path: string): Promise<void> {
+  const tmp = `${path}.prev.${process.pid}.tmp`;
+  await unlink(tmp).catch(() => {}); // left by a crash of an earlier process with this pid
+  try {
+    await link(path, tmp);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw err;
+  }
+  await rename(tmp, `${path}.prev`);
+}
+
+/** checksum is the SHA-256 (hex) of a store snapshot's JSON without its checksum. */
+function checksum(body: { version: unknown; revision: unknown; entries: unknown }): string {
+  return createHash("sha256").update(JSON.stringify({ version: body.version, revision: body.revision, entries: body.entries })).digest("hex");
 }

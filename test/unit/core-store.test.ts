@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -97,5 +97,55 @@ describe("memory store transactions", () => {
     const file = join(dir, "store.json");
     await (await import("node:fs/promises")).writeFile(file, "{nope");
     await expect(MemoryStore.open({ file })).rejects.toThrow(/store.json is corrupt/);
+  });
+
+  /** twoCommits makes a store file whose current state has a=2 and whose previous copy has a=1. */
+  async function twoCommits(file: string): Promise<void> {
+    const st = await MemoryStore.open({ file });
+    await runTransaction(st, async (tx) => tx.put("a", b("1")));
+    await runTransaction(st, async (tx) => tx.put("a", b("2")));
+    await st.close();
+  }
+
+  it("a truncated file (a torn write) is refused, naming the last good copy it kept; nothing is overwritten", async () => {
+    const file = join(dir, "store.json");
+    await twoCommits(file);
+    const text = await readFile(file, "utf8");
+    await writeFile(file, text.slice(0, text.length / 2));
+    await expect(MemoryStore.open({ file })).rejects.toThrow(/store\.json is corrupt \(not JSON: a torn or damaged write\).*store\.json\.prev/);
+    expect(await readFile(file, "utf8")).toBe(text.slice(0, text.length / 2));
+    // The previous copy is a good store: moved into place, it opens.
+    const prev = await MemoryStore.open({ file: `${file}.prev` });
+    expect(s(await prev.get("a"))).toBe("1");
+  });
+
+  it("a flipped byte inside a value is caught by the checksum", async () => {
+    const file = join(dir, "store.json");
+    await twoCommits(file);
+    const raw = JSON.parse(await readFile(file, "utf8")) as { entries: Record<string, string> };
+    raw.entries.a = Buffer.from("3").toString("base64"); // still valid JSON and base64: only the checksum tells
+    await writeFile(file, JSON.stringify(raw));
+    await expect(MemoryStore.open({ file })).rejects.toThrow(/checksum mismatch/);
+  });
+
+  it("ENOSPC during a commit: the RPC fails with the cause, the previous state stays (in memory and on disk)", async () => {
+    const file = join(dir, "store.json");
+    let full = false;
+    const st = await MemoryStore.open({
+      file,
+      write: async (f, data) => {
+        if (full) throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+        await writeFile(f, data, { mode: 0o600 });
+      },
+    });
+    await runTransaction(st, async (tx) => tx.put("a", b("1")));
+    full = true;
+    await expect(runTransaction(st, async (tx) => tx.put("a", b("2")))).rejects.toThrow(/persist to .*store\.json: ENOSPC: no space left on device.*the commit was not made/);
+    expect(s(await st.get("a"))).toBe("1");
+    full = false;
+    await runTransaction(st, async (tx) => tx.put("b", b("x")));
+    await st.close();
+    const again = await MemoryStore.open({ file });
+    expect([s(await again.get("a")), s(await again.get("b"))]).toEqual(["1", "x"]);
   });
 });
