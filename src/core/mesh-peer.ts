@@ -8,10 +8,11 @@ import { Coordinator, type ActivationResult, type ProgressLog, type Removed } fr
 import type { StateDisk } from "./disk.js";
 import { CoreError, errorMessage, FailedPreconditionError, InternalError, InvalidArgumentError, PermissionDeniedError } from "./errors.js";
 import { DiskKeyRequest } from "./disk-key-request.js";
-import { checkMasterSecret, deriveOwnerID, newClusterID, stateDiskKey } from "./keys.js";
+import { checkMasterSecret, deriveOwnerID, newClusterID } from "./keys.js";
 import type { Logger } from "./logger.js";
 import type { InitMarker } from "./marker.js";
 import { Node } from "./node.js";
+import { restorePeer } from "./peer-restore.js";
 import { commitNodeActivation, nodeStateOf, receiveDiskKey } from "./node-activation.js";
 import type { NodeState, NodeStateStore } from "./node-state.js";
 import type { PeerRecord } from "./peer.js";
@@ -146,22 +147,26 @@ export class MeshPeer {
     const saved = this.#saved;
     if (!saved || this.#resumed) return;
     this.#resumed = true;
-    if (saved.role === "coordinator" && !this.#o.stateLocked && !this.#o.members) {
-      await this.#restoreCoordinator(saved);
-      return;
-    }
-    if (saved.role === "coordinator") {
-      // In the background: its key may have to come from elsewhere, its store member may wait for a majority.
-      void (this.#o.stateLocked ? this.#restoreLockedCoordinator(saved) : this.#restoreCoordinator(saved)).catch((err: unknown) => {
-        this.#sm.fail();
-        this.#log.error("restoring the Coordinator failed; this peer cannot serve until an operator looks at it", { error: errorMessage(err) });
-      });
-      return;
-    }
-    void this.#rejoin(saved).catch((err: unknown) => {
-      this.#sm.fail();
-      this.#log.error("re-join failed; this peer cannot serve until an operator looks at it", { error: errorMessage(err) });
-    });
+    await restorePeer(
+      {
+        self: `${this.#o.publicIP}:${this.#o.pubapiPort}`,
+        vpn: this.#o.vpn,
+        disk: this.#o.disk,
+        nodeState: this.#o.nodeState,
+        members: this.#o.members,
+        stateLocked: this.#o.stateLocked === true,
+        onStateUnlocked: this.#o.onStateUnlocked,
+        cluster: this.#cluster,
+        diskKeys: this.#diskKeys,
+        sm: this.#sm,
+        clock: this.#o.clock,
+        log: this.#log,
+        backoff: (attempt) => this.#backoff(attempt),
+        becomeCoordinator: (vpnIP) => this.#becomeCoordinator(vpnIP),
+        becomeNode: (vpnIP, ips) => this.#becomeNode(vpnIP, ips),
+      },
+      saved,
+    );
   }
 
   /**
@@ -544,70 +549,6 @@ export class MeshPeer {
   }
 
   /**
-   * #restoreLockedCoordinator waits for the key of the locked state disk, from the other
-   * Coordinators the node state names (asked in turn) or from the admin, whichever comes first;
-   * then it trusts only the node state inside the opened disk and restores the role from it.
-   */
-  async #restoreLockedCoordinator(bootstrap: NodeState): Promise<void> {
-    const disk = this.#o.disk;
-    if (!disk) throw new InternalError("restore Coordinator: the state is locked but there is no state disk");
-    const self = `${this.#o.publicIP}:${this.#o.pubapiPort}`;
-    const others = bootstrap.coordinatorEndpoints.filter((e) => e !== self);
-    this.#log.warn("the Coordinator's state disk is locked: waiting for its key from another Coordinator or from the admin (meshctl recover)", {
-      askingCoordinators: others.length > 0 ? others.join(",") : "(none left: only meshctl recover can deliver it)",
-    });
-    await this.#diskKeys.request(await disk.uuid(), others, { pushOnly: true });
-    this.#log.info("state disk unlocked with the delivered key");
-    const saved = this.#o.nodeState.verified ? await this.#o.nodeState.verified(bootstrap) : bootstrap;
-    await this.#o.onStateUnlocked?.();
-    await this.#restoreCoordinator(saved, true);
-  }
-
-  async #restoreCoordinator(saved: NodeState, diskOpen = false): Promise<void> {
-    this.#log.info("restoring the Coordinator role", { vpnIP: saved.vpnIP });
-    if (this.#o.members) {
-      // The store member speaks to the others through the VPN: bring up what the node state remembers.
-      await this.#o.vpn.setInterfaceIP(saved.vpnIP);
-      await this.#o.vpn.updatePeers(toVPNPeers(saved.coordinatorPeers, saved.vpnIP));
-      await this.#o.members.reopen(saved.vpnIP);
-      this.#log.info("store member (etcd) started again");
-    }
-    const { masterSecret, clusterID } = await this.#storeRetrying("read the cluster secrets", () => this.#cluster.secrets());
-    const disk = this.#o.disk;
-    if (disk && !diskOpen) {
-      await disk.unlock(stateDiskKey(masterSecret, clusterID, await disk.uuid()));
-      this.#log.info("state disk unlocked with the derived key");
-    }
-    await this.#becomeCoordinator(saved.vpnIP);
-  }
-
-  async #rejoin(bootstrap: NodeState): Promise<void> {
-    this.#log.info("restoring the Node role", { vpnIP: bootstrap.vpnIP });
-    const disk = this.#o.disk;
-    let saved = bootstrap;
-    if (disk) {
-      await this.#diskKeys.request(await disk.uuid(), bootstrap.coordinatorEndpoints);
-      this.#log.info("state disk unlocked with the key from the Coordinator");
-      // From here on trust only the copy inside the disk: the public one is unauthenticated.
-      if (this.#o.nodeState.verified) saved = await this.#o.nodeState.verified(bootstrap);
-    }
-    await this.#o.vpn.setInterfaceIP(saved.vpnIP);
-    // The device may have come back empty (reboot): the Coordinators are enough to poll for the rest.
-    await this.#o.vpn.updatePeers(toVPNPeers(saved.coordinatorPeers, saved.vpnIP));
-    const node = this.#becomeNode(saved.vpnIP, saved.coordinatorVPNIPs);
-    for (let attempt = 0; this.#sm.get() === PeerState.NodeWaitingForClusterJoin; attempt++) {
-      try {
-        await node.update();
-        this.#sm.advance("re-join", PeerState.NodeWaitingForClusterJoin, PeerState.IsNode);
-        this.#log.info("re-joined the cluster", { resourceVersion: node.resourceVersion });
-      } catch (err) {
-        this.#log.warn("re-join: Coordinator not reachable through the VPN yet", { error: errorMessage(err), attempt });
-        await this.#o.clock.sleep(this.#backoff(attempt));
-      }
-    }
-  }
-
-  /**
    * #rememberCoordinators keeps the node state's Coordinators current (VPN IPs, endpoints, records),
    * so that after a restart this peer can reach every Coordinator there is, not only those of its
    * activation. Failures are logged: the running peer does not depend on them.
@@ -628,22 +569,6 @@ export class MeshPeer {
       this.#knownCoordinators = key;
     } catch (err) {
       this.#log.warn("could not remember the current Coordinators in the node state", { error: errorMessage(err) });
-    }
-  }
-
-  /**
-   * #storeRetrying runs a store read a restored Coordinator needs; with a shared store (members) an
-   * unavailable store (no majority of members yet) is retried with backoff, anything else thrown.
-   */
-  async #storeRetrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await fn();
-      } catch (err) {
-        if (!this.#o.members || !(err instanceof CoreError) || err.code !== "unavailable") throw err;
-        this.#log.warn(`restore Coordinator: ${what}: the store does not answer yet`, { error: errorMessage(err), attempt });
-        await this.#o.clock.sleep(this.#backoff(attempt));
-      }
     }
   }
 

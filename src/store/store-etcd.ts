@@ -1,4 +1,4 @@
-import { Etcd3, GRPCDeadlineExceededError, type IOptions, type IRangeRequest, type IRangeResponse, type ITxnRequest, type ITxnResponse } from "etcd3";
+import { Etcd3, GRPCDeadlineExceededError, type IOptions, type IRangeRequest, type IRangeResponse } from "etcd3";
 import { InternalError, InvalidArgumentError, UnavailableError, errorMessage } from "../core/errors.js";
 import { nullLogger, type Logger } from "../core/logger.js";
 import type { Store, Transaction } from "../core/store.js";
