@@ -56,7 +56,9 @@ Flags:
   --attestation tpm|snp        evidence platform (default: snp if /dev/sev-guest exists, else tpm)
   --tpm device|swtpm:HOST:PORT TPM for quotes and the activation marker (default device = /dev/tpmrm0)
   --snp device|simulated       SEV-SNP report source (default device = /dev/sev-guest)
-  --disk PATH                  LUKS2 state disk (device, mapped name or file); without it disk steps are skipped
+  --disk PATH                  LUKS2 state disk (device, mapped name or file); without it disk steps are skipped.
+                               Locked after a reboot, it waits for its key: a Node's from a Coordinator,
+                               a Coordinator's from another Coordinator or from the admin (meshctl recover)
   --disk-initial-key FILE      the disk's initial passphrase (default /run/cryptsetup-keys.d/state.key)
   --store memory|managed|etcd://HOST:PORT[,HOST:PORT...]   Coordinator store (default memory, persisted
                                in the state dir). managed: every Coordinator runs a member of one etcd
