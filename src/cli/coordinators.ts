@@ -68,20 +68,21 @@ export async function tryCoordinators<T>(endpoints: readonly string[], io: IO, f
 
 /** rememberCoordinators adds Coordinators (from an activation result) to admin.json's coordinatorEndpoints. */
 export async function rememberCoordinators(adminDir: string, coordinators: readonly PeerRecord[]): Promise<void> {
-  const file = join(adminDir, "admin.json");
-  const admin = (await readAdminFile(adminDir)) as (AdminFile & Record<string, unknown>) | undefined;
-  if (!admin) return;
-  const known = new Set(admin.coordinatorEndpoints ?? []);
-  for (const c of coordinators) known.add(`${c.publicIP}:${c.pubapiPort}`);
-  admin.coordinatorEndpoints = [...known];
-  await writeFileAtomic(file, `${JSON.stringify(admin, null, 2)}\n`);
+  await updateCoordinatorEndpoints(adminDir, (known) => [...new Set([...known, ...coordinators.map((c) => `${c.publicIP}:${c.pubapiPort}`)])]);
 }
 
 /** forgetCoordinator drops a removed Coordinator's endpoint from admin.json's coordinatorEndpoints. */
 export async function forgetCoordinator(adminDir: string, endpoint: string): Promise<void> {
-  const file = join(adminDir, "admin.json");
+  await updateCoordinatorEndpoints(adminDir, (known) => known.filter((e) => e !== endpoint));
+}
+
+/** updateCoordinatorEndpoints rewrites admin.json's coordinatorEndpoints (atomically); no admin.json, nothing to do. */
+async function updateCoordinatorEndpoints(adminDir: string, change: (known: string[]) => string[]): Promise<void> {
   const admin = (await readAdminFile(adminDir)) as (AdminFile & Record<string, unknown>) | undefined;
-  if (!admin?.coordinatorEndpoints?.includes(endpoint)) return;
-  admin.coordinatorEndpoints = admin.coordinatorEndpoints.filter((e) => e !== endpoint);
-  await writeFileAtomic(file, `${JSON.stringify(admin, null, 2)}\n`);
+  if (!admin) return;
+  const before = admin.coordinatorEndpoints ?? [];
+  const after = change(before);
+  if (after.length === before.length && after.every((e, i) => e === before[i])) return;
+  admin.coordinatorEndpoints = after;
+  await writeFileAtomic(join(adminDir, "admin.json"), `${JSON.stringify(admin, null, 2)}\n`);
 }
