@@ -135,7 +135,9 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
       stateLocked: locked,
       ...(onStateUnlocked ? { onStateUnlocked } : {}),
       peerClient,
-      dialCoordinator: (ip) => new VPNAPIClient(`${ip}:${vpnapiPort}`),
+      // A poll is small and answered from memory or the store: a Coordinator that takes two
+      // intervals (at least 3 s, at most 10 s) is treated as silent and the Node moves on.
+      dialCoordinator: (ip) => new VPNAPIClient(`${ip}:${vpnapiPort}`, Math.min(10_000, Math.max(3_000, 2 * config.updateIntervalMs))),
       callerVerifier: createCallerVerifier(validators),
       updateIntervalMs: config.updateIntervalMs,
       clock: systemClock,

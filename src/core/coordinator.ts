@@ -100,6 +100,8 @@ export class Coordinator {
       },
       repair: (peers) => options.vpn.repairPeers(toVPNPeers(peers, options.self.vpnIP)),
       intervalMs: options.updateIntervalMs,
+      // Re-reading its own store is cheap: after a store outage a Coordinator is back within a few intervals.
+      maxBackoffMs: 4 * options.updateIntervalMs,
       clock: options.clock,
       logger: options.logger.child("vpn-sync"),
     });

@@ -1,5 +1,5 @@
 import type { Clock } from "./clock.js";
-import { errorMessage } from "./errors.js";
+import { CoreError, errorMessage } from "./errors.js";
 import type { PeerRecord } from "./peer.js";
 import type { Logger } from "./logger.js";
 import type { CoordinatorClient, CoordinatorDialer, PeerUpdate, UpdateStream } from "./remote.js";
@@ -25,7 +25,10 @@ export interface NodeOptions {
  * WireGuard device to the served peer set. It knows every Coordinator from the peer set it applied;
  * when its Coordinator stops answering it moves to the next one at once (after a short random
  * pause, so the Nodes of a failed Coordinator do not arrive in lockstep), one channel at a time,
- * and the update loop backs off only when no Coordinator answered.
+ * and the update loop backs off only when no Coordinator answered. A Coordinator whose last call
+ * timed out (a dead VM is silent: every call costs the whole deadline) is tried after the ones that
+ * answered, even with an error (one that lost its store quorum answers at once), so a Node reaches
+ * the Coordinator that is back within one call instead of a deadline per dead one.
  * close() is required to release the channel.
  */
 export class Node {
@@ -34,6 +37,8 @@ export class Node {
   #client: CoordinatorClient | undefined;
   #current = 0;
   #coordinators: string[];
+  /** #silent are the Coordinators whose last call timed out. */
+  readonly #silent = new Set<string>();
 
   constructor(options: NodeOptions) {
     if (options.coordinatorVPNIPs.length === 0) throw new RangeError("Node: no Coordinator VPN IPs");
@@ -104,26 +109,41 @@ export class Node {
     return this.#client.watchUpdates?.(version, this.#o.vpnIP);
   }
 
-  /** #fetch asks the current Coordinator, and on failure each other one in turn (one channel at a time). */
+  /**
+   * #fetch asks the current Coordinator, and on failure each other one in turn (one channel at a
+   * time); those that went silent come last.
+   */
   async #fetch(version: number): Promise<PeerUpdate> {
     const ips = this.#coordinators;
+    const rotation = ips.map((_, i) => ips[(this.#current + i) % ips.length]!);
+    const order = [...rotation.filter((ip) => !this.#silent.has(ip)), ...rotation.filter((ip) => this.#silent.has(ip))];
     let lastErr: unknown;
-    for (let tried = 0; tried < ips.length; tried++) {
-      const ip = ips[this.#current % ips.length]!;
+    let answered: unknown; // an error a Coordinator answered with says more than a timeout
+    for (const [tried, ip] of order.entries()) {
+      if (ips[this.#current % ips.length] !== ip) {
+        this.#client?.close();
+        this.#client = undefined;
+        this.#current = ips.indexOf(ip);
+      }
       this.#client ??= this.#o.dial(ip);
       try {
-        return await this.#client.getUpdate(version, this.#o.vpnIP);
+        const update = await this.#client.getUpdate(version, this.#o.vpnIP);
+        this.#silent.delete(ip);
+        return update;
       } catch (err) {
         lastErr = err;
-        if (ips.length === 1) break;
-        this.#client.close();
-        this.#client = undefined;
-        this.#current++;
-        this.#o.logger.info("Coordinator did not answer: trying the next one", { coordinator: ip, next: ips[this.#current % ips.length], error: errorMessage(err) });
+        if (err instanceof CoreError && err.code === "deadline-exceeded") this.#silent.add(ip);
+        else {
+          this.#silent.delete(ip);
+          answered ??= err;
+        }
+        const next = order[tried + 1];
+        if (next === undefined) break;
+        this.#o.logger.info("Coordinator did not answer: trying the next one", { coordinator: ip, next, error: errorMessage(err) });
         await this.#o.clock.sleep(Math.random() * Math.min(this.#o.updateIntervalMs / 4, 250));
       }
     }
-    throw lastErr;
+    throw answered ?? lastErr;
   }
 }
 

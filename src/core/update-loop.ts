@@ -33,6 +33,8 @@ export interface UpdateLoopOptions {
   intervalMs: number;
   /** maxBackoffMs caps the wait after consecutive failures (default 60 s, never below intervalMs). */
   maxBackoffMs?: number;
+  /** random returns a number in [0, 1) for the backoff's jitter (default Math.random). */
+  random?: () => number;
   clock: Clock;
   logger: Logger;
 }
@@ -49,7 +51,9 @@ export interface UpdateLoopOptions {
  * it and restores the last applied set) when repairIntervalMs passed or a failure happened since
  * the last repair. Polls never overlap, and at most one waits behind a running poll: pollNow calls
  * while one is waiting share it (a flood of TriggerNodeUpdate/JoinCluster costs one extra poll, not
- * a queue). After failures it backs off exponentially up to maxBackoffMs. Call stop() to end it.
+ * a queue). After failures it backs off exponentially up to maxBackoffMs, with jitter (so Nodes
+ * that lost the same Coordinator do not come back in step); a poll that succeeds meanwhile (a
+ * trigger: the Coordinators are back) ends the backoff at once. Call stop() to end it.
  */
 export class UpdateLoop {
   readonly #o: UpdateLoopOptions;
@@ -62,6 +66,8 @@ export class UpdateLoop {
   #waiting: Promise<number> | undefined;
   #abort: AbortController | undefined;
   #failures = 0;
+  /** #backoff ends the run loop's current backoff sleep early (a poll succeeded meanwhile). */
+  #backoff: AbortController | undefined;
   /** #repairDue: the next tick repairs (a failure happened since the last repair). */
   #repairDue = false;
   #lastRepairMs: number;
@@ -116,10 +122,12 @@ export class UpdateLoop {
   async #pollOnce(): Promise<number> {
     try {
       const update = await this.#o.fetch(this.#version);
-      return await this.#onDevice(async () => {
+      const applied = await this.#onDevice(async () => {
         if (update.peers !== undefined && update.resourceVersion > this.#version) await this.#applySet(update.peers, update.resourceVersion);
         return this.#version;
       });
+      this.#backoff?.abort();
+      return applied;
     } catch (err) {
       this.#repairDue = true;
       throw err;
@@ -219,7 +227,9 @@ export class UpdateLoop {
   async #run(signal: AbortSignal): Promise<void> {
     const maxBackoff = Math.max(this.#o.maxBackoffMs ?? 60_000, this.#o.intervalMs);
     while (!signal.aborted) {
-      if (this.#o.watch) await this.#watch(this.#o.watch, signal);
+      // A stream is opened only on a Coordinator that just answered: after a failed poll the loop
+      // polls (which fails over) until one answers, never holds a stream open to a silent one.
+      if (this.#o.watch && this.#failures === 0) await this.#watch(this.#o.watch, signal);
       if (signal.aborted) return;
       // Polled when no stream is configured, and once (the fallback) each time a stream ends.
       try {
@@ -230,12 +240,38 @@ export class UpdateLoop {
         this.#failures++;
         this.#o.logger.warn("peer update failed", { error: errorMessage(err), failures: this.#failures });
       }
-      const wait = Math.min(this.#o.intervalMs * 2 ** Math.min(this.#failures, 16), maxBackoff);
+      if (this.#failures === 0) {
+        try {
+          await this.#o.clock.sleep(this.#o.intervalMs, signal);
+        } catch {
+          return;
+        }
+        continue;
+      }
+      const wait = backoffMs(this.#failures, this.#o.intervalMs, maxBackoff, this.#o.random ?? Math.random);
+      const backoff = new AbortController();
+      this.#backoff = backoff;
+      const either = AbortSignal.any([signal, backoff.signal]);
       try {
-        await this.#o.clock.sleep(this.#failures === 0 ? this.#o.intervalMs : wait, signal);
+        await this.#o.clock.sleep(wait, either);
       } catch {
-        return;
+        if (signal.aborted) return;
+        // A poll succeeded while this loop backed off: the Coordinators answer again.
+        this.#o.logger.info("peer updates work again", { failures: this.#failures });
+        this.#failures = 0;
+      } finally {
+        this.#backoff = undefined;
       }
     }
   }
+}
+
+/**
+ * backoffMs is the wait after the failures-th consecutive failure: intervalMs doubled per failure,
+ * capped at maxMs, then spread over its upper half (jitter) so peers that failed together retry
+ * apart; never below intervalMs.
+ */
+export function backoffMs(failures: number, intervalMs: number, maxMs: number, random: () => number): number {
+  const full = Math.min(intervalMs * 2 ** Math.min(failures, 16), maxMs);
+  return Math.max(intervalMs, Math.round(full / 2 + (full / 2) * random()));
 }

@@ -25,8 +25,17 @@ describe.skipIf(reason !== undefined)(`3 Coordinators on managed etcd${reason ? 
       process.stderr.write(`\n--- localmesh progress\n${progress.join("\n")}\n${mesh?.diagnostics(25) ?? ""}\n`);
     });
   const key = async (p: LocalPeer): Promise<string> => (await mesh.net.exec(p.netns, "wg", ["show", p.wgInterface, "public-key"])).stdout.trim();
+  /** allList waits until every peer's device lists key k; a timeout names the peers still without it. */
   const allList = (peers: LocalPeer[], k: string, what: string) =>
-    waitFor(async () => ((await Promise.all(peers.map((p) => mesh.wgPeers(p)))).every((keys) => keys.includes(k)) ? true : undefined), { what, timeoutMs: twoIntervalsMs });
+    waitFor(
+      async () => {
+        const lists = await Promise.all(peers.map((p) => mesh.wgPeers(p)));
+        const missing = peers.filter((_, i) => !lists[i]!.includes(k)).map((p) => p.label);
+        if (missing.length > 0) throw new Error(`still without it: ${missing.join(", ")}`);
+        return true;
+      },
+      { what, timeoutMs: twoIntervalsMs },
+    );
 
   beforeAll(async () => {
     mesh = await LocalMesh.create({ updateIntervalSec, progress: (l) => progress.push(l), readyTimeoutMs: 20_000, managedStore: true });

@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { systemClock } from "../../src/core/clock.js";
+import { CoreError, UnavailableError } from "../../src/core/errors.js";
 import { nullLogger } from "../../src/core/logger.js";
 import { Node } from "../../src/core/node.js";
 import type { PeerRecord } from "../../src/core/peer.js";
 import type { CoordinatorClient, PeerUpdate } from "../../src/core/remote.js";
-import { UpdateLoop } from "../../src/core/update-loop.js";
+import { backoffMs, UpdateLoop } from "../../src/core/update-loop.js";
 import { FakeVPN } from "../helpers/fakes.js";
 import { until } from "../helpers/wait.js";
 
@@ -55,6 +56,53 @@ describe("update loop", () => {
     await until("a repair after the failure", () => repaired.length === 1);
     loop.stop();
     expect(repaired).toEqual([2]);
+  });
+
+  it("backs off with jitter after failures, and a poll that succeeds meanwhile (a trigger) ends the backoff at once (regression: minutes behind after an etcd outage)", async () => {
+    let down = true;
+    let fetches = 0;
+    const waits: number[] = [];
+    // Short sleeps pass at once; a long one (a backoff) lasts until it is aborted.
+    const clock = {
+      now: () => Date.now(),
+      sleep: (ms: number, signal?: AbortSignal) =>
+        new Promise<void>((resolve, reject) => {
+          waits.push(ms);
+          if (ms < 100) return void setTimeout(resolve, 1);
+          signal?.addEventListener("abort", () => reject(new Error("aborted")), { once: true });
+        }),
+    };
+    const loop = new UpdateLoop({
+      fetch: async () => {
+        fetches++;
+        if (down) throw new Error("etcd quorum lost");
+        return { resourceVersion: 7, peers: [peer(11, keyA)] };
+      },
+      apply: async () => {},
+      intervalMs: 10,
+      repairIntervalMs: 3_600_000,
+      random: () => 0.99,
+      clock,
+      logger: nullLogger,
+    });
+    loop.start();
+    await until("the loop to back off", () => waits.some((w) => w >= 100));
+    expect(fetches).toBeGreaterThanOrEqual(3);
+    down = false;
+    expect(await loop.pollNow()).toBe(7); // the trigger: the Coordinators answer again
+    // The backoff ended: the loop polls every interval again instead of sleeping on.
+    const after = fetches;
+    await until("the loop to poll again on its own", () => fetches >= after + 3, 2_000);
+    loop.stop();
+  });
+
+  it("backoffMs doubles per failure up to the cap, spreads over the upper half, never below the interval", () => {
+    expect(backoffMs(1, 1000, 60_000, () => 0)).toBe(1000);
+    expect(backoffMs(1, 1000, 60_000, () => 0.999)).toBe(1999);
+    expect(backoffMs(3, 1000, 60_000, () => 0.5)).toBe(6000);
+    expect(backoffMs(40, 1000, 60_000, () => 0)).toBe(30_000);
+    expect(backoffMs(40, 1000, 60_000, () => 1)).toBe(60_000);
+    expect(backoffMs(2, 1000, 1000, () => 0)).toBe(1000);
   });
 
   it("concurrent pollNow calls never overlap", async () => {
@@ -141,5 +189,43 @@ describe("update loop", () => {
     expect(vpn.writes).toBe(1);
     node.close();
     expect(closed).toBe(1);
+  });
+
+  it("a Node fails over past silent Coordinators and tries them last next time: the one that lost its quorum and is back answers first (regression: a deadline per dead Coordinator on every poll)", async () => {
+    const calls: string[] = [];
+    let quorum = false;
+    const dialed: string[] = [];
+    const clientFor = (ip: string): CoordinatorClient => ({
+      getUpdate: async () => {
+        calls.push(ip);
+        if (ip !== "10.118.0.3") throw new CoreError("deadline-exceeded", `vpnapi GetUpdate ${ip}: Deadline exceeded`);
+        if (!quorum) throw new UnavailableError("etcd quorum lost");
+        return { resourceVersion: 5, peers: [coordinator, peer(11, keyA)] };
+      },
+      getDataKey: async () => Buffer.alloc(32),
+      close: () => {},
+    });
+    const node = new Node({
+      vpnIP: "10.118.0.11",
+      coordinatorVPNIPs: ["10.118.0.1", "10.118.0.2", "10.118.0.3"],
+      dial: (ip) => {
+        dialed.push(ip);
+        return clientFor(ip);
+      },
+      vpn: new FakeVPN("192.0.2.11", 51820),
+      updateIntervalMs: 4,
+      clock: systemClock,
+      logger: nullLogger,
+    });
+    await expect(node.update()).rejects.toThrow("quorum");
+    expect(calls).toEqual(["10.118.0.1", "10.118.0.2", "10.118.0.3"]);
+    calls.length = 0;
+    await expect(node.update()).rejects.toThrow("quorum");
+    expect(calls).toEqual(["10.118.0.3", "10.118.0.1", "10.118.0.2"]); // the one that answered first, the silent ones last
+    calls.length = 0;
+    quorum = true;
+    expect(await node.update()).toBe(5);
+    expect(calls).toEqual(["10.118.0.3"]);
+    node.close();
   });
 });
