@@ -1,7 +1,7 @@
 import { CoreError, FailedPreconditionError, InternalError, NotFoundError, PermissionDeniedError } from "./errors.js";
 import { allocateIP, coordinatorPool, inPool, nodePool, releaseIP, type IPPool } from "./ip-pool.js";
 import { checkPeerRecord, checkPeerSet, type PeerRecord } from "./peer.js";
-import { runTransaction, type Store, type Transaction } from "./store.js";
+import { runTransaction, type ReadOptions, type Store, type Transaction } from "./store.js";
 
 const keys = {
   masterSecret: "cluster/masterSecret",
@@ -53,8 +53,8 @@ export class ClusterStore {
   }
 
   /** secrets returns the stored secrets or throws NotFoundError when the cluster is not activated. */
-  async secrets(): Promise<ClusterSecrets> {
-    const [ms, id] = await Promise.all([this.#store.get(keys.masterSecret), this.#store.get(keys.clusterID)]);
+  async secrets(options?: ReadOptions): Promise<ClusterSecrets> {
+    const [ms, id] = await Promise.all([this.#store.get(keys.masterSecret, options), this.#store.get(keys.clusterID, options)]);
     if (!ms || !id) throw new NotFoundError("cluster secrets: not stored (the Coordinator is not activated)");
     return { masterSecret: Buffer.from(ms), clusterID: Buffer.from(id) };
   }
@@ -146,8 +146,8 @@ export class ClusterStore {
   }
 
   /** peer returns the peer with vpnIP, or undefined. */
-  async peer(vpnIP: string): Promise<PeerRecord | undefined> {
-    const raw = await this.#store.get(keys.peer(vpnIP));
+  async peer(vpnIP: string, options?: ReadOptions): Promise<PeerRecord | undefined> {
+    const raw = await this.#store.get(keys.peer(vpnIP), options);
     return raw ? decodePeer(keys.peer(vpnIP), raw) : undefined;
   }
 
@@ -186,10 +186,13 @@ export class ClusterStore {
     });
   }
 
-  /** peerOfDisk returns the peer registered with a state-disk UUID, or undefined when none is (never seen, or retired). */
-  async peerOfDisk(diskUUID: string): Promise<PeerRecord | undefined> {
-    const ip = await this.#store.get(keys.disk(diskUUID));
-    return ip && ip.length > 0 ? this.peer(Buffer.from(ip).toString()) : undefined;
+  /**
+   * peerOfDisk returns the peer registered with a state-disk UUID, or undefined when none is (never
+   * seen, or retired). options.local reads this replica's copy (see ReadOptions).
+   */
+  async peerOfDisk(diskUUID: string, options?: ReadOptions): Promise<PeerRecord | undefined> {
+    const ip = await this.#store.get(keys.disk(diskUUID), options);
+    return ip && ip.length > 0 ? this.peer(Buffer.from(ip).toString(), options) : undefined;
   }
 }
 

@@ -1,7 +1,7 @@
 import type { Clock } from "./clock.js";
 import { ClusterStore } from "./cluster-store.js";
 import type { StateDisk } from "./disk.js";
-import { errorMessage, FailedPreconditionError, NotFoundError, PermissionDeniedError } from "./errors.js";
+import { errorMessage, FailedPreconditionError, NotFoundError, PermissionDeniedError, UnavailableError } from "./errors.js";
 import { deriveDataKey, deriveOwnerID, stateDiskKey } from "./keys.js";
 import type { Logger } from "./logger.js";
 import type { PeerRecord } from "./peer.js";
@@ -367,13 +367,32 @@ export class Coordinator {
   /**
    * requestStateDiskKey delivers the key of a known disk to the peer registered for it, over a
    * connection on which the peer's attestation is verified (the PeerClient's aTLS).
+   *
+   * Without a store quorum it still answers, from this member's copy: a disk key is a function of
+   * secrets that never change and of the disk UUID, and a UUID is never claimed by another peer, so
+   * the copy can lag only in a claim or retirement made during the partition. Refusing would
+   * deadlock the cluster's own recovery: with two Coordinators, the rebooted one is the quorum the
+   * other lacks, and it needs its key to bring its member back.
    */
   async requestStateDiskKey(diskUUID: string): Promise<void> {
     checkDiskUUID(diskUUID);
-    const peer = await this.#o.store.peerOfDisk(diskUUID);
+    const read = await this.#readForKeys(diskUUID);
+    const peer = await this.#o.store.peerOfDisk(diskUUID, read);
     if (!peer) throw new PermissionDeniedError(`stateDiskUUID: ${diskUUID} is not a disk of any activated peer`);
-    const { masterSecret, clusterID } = await this.#o.store.secrets();
+    const { masterSecret, clusterID } = await this.#o.store.secrets(read);
     const credential = CoordinatorCredential.derive(masterSecret, clusterID);
     await this.#o.peerClient.pushStateDiskKey(`${peer.publicIP}:${peer.pubapiPort}`, diskUUID, stateDiskKey(masterSecret, clusterID, diskUUID), credential);
+  }
+
+  /** #readForKeys chooses the reads for a disk-key release: the cluster's view, or this member's copy when the quorum is lost. */
+  async #readForKeys(diskUUID: string): Promise<{ local?: boolean }> {
+    try {
+      await this.#o.members?.checkQuorum();
+      return {};
+    } catch (err) {
+      if (!(err instanceof UnavailableError)) throw err;
+      this.#o.logger.warn("store quorum lost: releasing a disk key from this member's copy", { diskUUID, cause: errorMessage(err) });
+      return { local: true };
+    }
   }
 }

@@ -1,6 +1,6 @@
 import type { ClusterSecrets } from "./cluster-store.js";
 import { FailedPreconditionError } from "./errors.js";
-import type { Store, Transaction } from "./store.js";
+import type { ReadOptions, Store, Transaction } from "./store.js";
 
 /**
  * StoreMembers is the membership of the Coordinators' shared store (an etcd cluster meshd manages,
@@ -62,8 +62,8 @@ export class DeferredStore implements Store {
     return this.#inner;
   }
 
-  get(key: string): Promise<Uint8Array | undefined> {
-    return Promise.resolve().then(() => this.#store().get(key));
+  get(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
+    return Promise.resolve().then(() => this.#store().get(key, options));
   }
 
   list(prefix: string): Promise<Array<[string, Uint8Array]>> {

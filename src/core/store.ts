@@ -7,7 +7,7 @@ import { ConflictError } from "./errors.js";
  */
 export interface Store {
   /** get returns the value of key, or undefined. */
-  get(key: string): Promise<Uint8Array | undefined>;
+  get(key: string, options?: ReadOptions): Promise<Uint8Array | undefined>;
   /** list returns every key/value under prefix, sorted by key. */
   list(prefix: string): Promise<Array<[string, Uint8Array]>>;
   /**
@@ -17,6 +17,15 @@ export interface Store {
   begin(): Promise<Transaction>;
   /** close releases the store; later calls fail. */
   close(): Promise<void>;
+}
+
+/**
+ * ReadOptions qualify a read. local: answer from this replica's copy even when the cluster has no
+ * quorum (an etcd serializable read): it may lag behind the cluster by as long as the partition
+ * lasted. Stores with one copy ignore it.
+ */
+export interface ReadOptions {
+  local?: boolean;
 }
 
 /** Transaction is one unit of reads and buffered writes. Not safe for concurrent use. */

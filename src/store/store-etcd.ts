@@ -1,7 +1,7 @@
 import { Etcd3, GRPCDeadlineExceededError, type IOptions, type IRangeRequest, type IRangeResponse } from "etcd3";
 import { InternalError, InvalidArgumentError, UnavailableError, errorMessage } from "../core/errors.js";
 import { nullLogger, type Logger } from "../core/logger.js";
-import type { Store, Transaction } from "../core/store.js";
+import type { ReadOptions, Store, Transaction } from "../core/store.js";
 import { storeErrorOf } from "./errors.js";
 import { compareKeys, defaultNamespace, EtcdLayout } from "./etcd-layout.js";
 import { checkEtcdTransport, credentialsOf, type EtcdTLS } from "./etcd-tls.js";
@@ -97,8 +97,8 @@ export class EtcdStore implements Store {
     return new EtcdStore(client, endpoints, layout, logger);
   }
 
-  async get(key: string): Promise<Uint8Array | undefined> {
-    const res = await this.#range(`store get ${key}`, { key: this.#kv.layout.valueKey(key) });
+  async get(key: string, options?: ReadOptions): Promise<Uint8Array | undefined> {
+    const res = await this.#range(`store get ${key}`, { key: this.#kv.layout.valueKey(key), ...(options?.local ? { serializable: true } : {}) });
     return res.kvs[0]?.value;
   }
 
