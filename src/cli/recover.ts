@@ -21,8 +21,9 @@ waits for this command. meshctl:
      names admin.json's owner and cluster;
   3. asks which disk the peer waits for, derives that disk's key from the master secret locally and
      sends it over the same connection, signed with the cluster credential (derived from the secret).
-The Coordinator unlocks its disk, starts its store again and serves; its Nodes re-join it. Recover
-one Coordinator this way; it then hands the others their keys when they ask.
+The Coordinator unlocks its disk, starts its store again and serves; its Nodes re-join it. With
+--store managed its etcd member serves only with a majority of the Coordinators' members: recover a
+majority this way (one by one); the others then get their keys from them when they ask.
 
 Options:
   --endpoint ENDPOINT      the rebooted Coordinator's pubapi (HOST[:PORT], port 9000 by default)

@@ -6,57 +6,37 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stateDiskKey } from "../../src/core/keys.js";
 import { until } from "../helpers/wait.js";
+import { GuestMesh, meshdCommand, meshdLog, vmStep } from "./mesh-steps.js";
 import { canRunVM, repoRoot, VmCluster, type Vm } from "./vm.js";
 
 const reason = canRunVM();
-/** step prints one timing for scripts/vm-repeat.sh ("vm step: <what> <seconds> s"), measured from the VMs' start. */
-const step = (what: string, seconds: number, extra = ""): void => console.info(`vm step: mesh ${what} ${seconds.toFixed(1)} s${extra ? ` (${extra})` : ""}`);
+const step = (what: string, seconds: number, extra = ""): void => vmStep("mesh", what, seconds, extra);
 const names = ["coord", "node1", "node2"];
 const ipOf = (i: number): string => `198.18.1.${i + 2}`;
-const meshd = (ip: string): string =>
-  `node ${repoRoot}/bin/meshd.js --listen ${ip}:9000 --vpn kernel --attestation tpm --tpm device ` +
-  `--disk /dev/vda --state-dir /var/lib/meshd --update-interval 2`;
+const meshd = (ip: string): string => meshdCommand(ip);
 
 describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason}` : ""}`, () => {
   let cluster: VmCluster;
+  let gm: GuestMesh;
   let vms: Vm[];
   let dir: string;
   let admin: { ownerId: string; clusterId: string; adminVPNIP: string };
-  let adminIf: string;
+  let adminIf: string | undefined;
   const secret = randomBytes(32);
   const fileStart = Date.now();
 
-  const meshctl = (args: string[], timeoutMs = 300_000) => cluster.admin("node", [`${repoRoot}/bin/meshctl.js`, ...args], { timeoutMs, reject: false });
-  const adminPing = async (ip: string) => (await cluster.network.exec("ping", ["-c", "1", "-W", "2", ip], { reject: false })).exitCode === 0;
-  /** diagnose describes every VM in `which` (meshd's log, ps, console) and the guests' network state. */
-  const diagnose = async (which: Vm[]): Promise<string> =>
-    (await Promise.all(which.map(async (vm) => {
-      const net = vm.running ? await vm.exec("wg show all; ip -4 addr; ip route", { timeoutMs: 8_000 }).then((r) => r.stdout, (e: Error) => e.message.split("\n")[0]) : "";
-      return `${await vm.diagnose()}\n--- network\n${net}`;
-    }))).join("\n");
-  /** explained runs `work`; a failure is rethrown with the diagnosis of `which`. */
-  const explained = async <T>(which: Vm[], work: () => Promise<T>): Promise<T> => {
-    try {
-      return await work();
-    } catch (err) {
-      throw new Error(`${(err as Error).message}\n${await diagnose(which)}`, { cause: err });
-    }
-  };
-  const meshdLog = (vm: Vm) => {
-    try {
-      return readFileSync(join(vm.shareDir, "meshd.log"), "utf8").split("\n").slice(-30).join("\n");
-    } catch {
-      return "(no meshd log)";
-    }
-  };
+  const meshctl = (args: string[], timeoutMs = 300_000) => gm.meshctl(args, timeoutMs);
+  const adminPing = (ip: string) => gm.adminPing(ip);
+  const diagnose = (which: Vm[]) => gm.diagnose(which);
+  const explained = <T>(which: Vm[], work: () => Promise<T>): Promise<T> => gm.explained(which, work);
 
   beforeAll(async () => {
     const built = statSync(join(repoRoot, "dist/src/cmd/meshd.js")).mtimeMs;
     if (statSync(join(repoRoot, "src/cmd/meshd.ts")).mtimeMs > built) throw new Error("dist/ is stale: run npm run build");
     dir = mkdtempSync(join(tmpdir(), "am-vm-mesh-"));
     cluster = await VmCluster.create();
+    gm = new GuestMesh(cluster, "mesh");
     const { accel, image, setupMs } = cluster.info;
     console.info(`vm mesh: accel ${accel.name}; program image ${image ? `${image.built ? "built" : "cached"} (${image.entries.length} paths)` : "off (AM_VM_IMAGE=0)"}; setup ${setupMs} ms`);
     const t0 = Date.now();
@@ -64,29 +44,11 @@ describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason
       names.map((name, i) => ({ name, modules: ["wireguard", "dm_crypt"], diskMiB: 64, provisionTpm: true, services: { meshd: meshd(ipOf(i)) } })),
     );
     vms.forEach((vm, i) => expect(vm.ip).toBe(ipOf(i)));
-    // Wait for every meshd's pubapi. A meshd that exits (its last line "meshd: <reason>") fails at
-    // once; one that is slow (log, CPU time or reads advancing) gets up to 6 min; one that makes no
-    // progress for 90 s fails then, with the guest's diagnosis.
-    await Promise.all(
-      vms.map(async (vm) => {
-        const p = vm.process("meshd")!;
-        let firstLine: number | undefined;
-        await p.waitFor("meshd to serve", async () => {
-          const log = meshdLog(vm);
-          if (/^meshd: /m.test(log)) throw new Error(`meshd on ${vm.name} exited:\n${log}\n${await vm.diagnose()}`);
-          firstLine ??= /"msg"/.test(log) ? Date.now() : undefined;
-          return (await cluster.network.canConnect(vm.ip, 9000)) ? true : undefined;
-        }, { stallMs: 90_000, maxMs: 360_000 });
-        const s = (ms: number) => ((ms - t0) / 1000).toFixed(1);
-        step(`${vm.name} booted`, vm.boots[0]!.hostMs / 1000);
-        step(`${vm.name} meshd first log line`, Number(s(firstLine ?? Date.now())));
-        step(`${vm.name} meshd serving`, Number(s(Date.now())), `QEMU CPU ${vm.qemuStats()?.cpuS.toFixed(1)} s`);
-      }),
-    );
+    await gm.waitServing(vms, t0);
   }, 480_000);
 
   afterAll(async () => {
-    if (adminIf) await cluster?.network.exec("wg-quick", ["down", join(dir, `${adminIf}.conf`)], { reject: false });
+    await gm?.adminTunnelDown(adminIf, dir);
     await cluster?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
     console.info(`vm file: mesh ${((Date.now() - fileStart) / 1000).toFixed(1)} s`);
@@ -114,12 +76,9 @@ describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason
     if (act.exitCode !== 0) throw new Error(`meshctl activate failed: ${act.stderr}\n${await diagnose(vms)}`);
     admin = JSON.parse(readFileSync(join(out, "admin.json"), "utf8"));
     // The admin's tunnel: userspace WireGuard in the admin namespace (the host has no kernel module).
-    adminIf = `amvm${randomBytes(4).toString("hex")}`;
-    writeFileSync(join(dir, `${adminIf}.conf`), readFileSync(join(out, "wg0.conf")), { mode: 0o600 });
-    const up = await cluster.network.exec("env", ["WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go", "wg-quick", "up", join(dir, `${adminIf}.conf`)], { reject: false });
-    expect(up.exitCode, up.stderr).toBe(0);
+    adminIf = await gm.adminTunnelUp(out, dir);
     await explained(vms, async () => {
-      for (const ip of ["10.118.0.1", "10.118.0.12", "10.118.0.13"]) await until(`admin pings ${ip}`, () => adminPing(ip), 30_000);
+      await gm.pingAll(["10.118.0.1", "10.118.0.12", "10.118.0.13"]);
       // Node 1 reaches Node 2 through the VPN.
       await until("node1 pings node2's VPN IP", async () => (await vms[1]!.exec("ping -c 1 -W 2 10.118.0.13")).exitCode === 0, 30_000);
     });
@@ -133,14 +92,7 @@ describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason
   }, 420_000);
 
   it("each guest's /dev/vda opens with the key derived from the master secret, not with its initial key", async () => {
-    for (const vm of vms) {
-      const uuid = (await vm.run("cryptsetup luksUUID /dev/vda")).trim();
-      writeFileSync(join(vm.shareDir, "derived.key"), stateDiskKey(secret, Buffer.from(admin.clusterId, "hex"), uuid), { mode: 0o600 });
-      expect((await vm.exec("cryptsetup open --test-passphrase --key-file /run/vm/derived.key /dev/vda")).exitCode, vm.name).toBe(0);
-      expect((await vm.exec("cryptsetup open --test-passphrase --key-file /run/cryptsetup-keys.d/state.key /dev/vda")).exitCode, vm.name).not.toBe(0);
-      expect(await vm.run("findmnt -n -o SOURCE /var/lib/meshd")).toMatch(/\/dev\/mapper\/state/);
-      rmSync(join(vm.shareDir, "derived.key"));
-    }
+    expect(await gm.derivedKeyProblems(vms, secret, admin.clusterId)).toEqual([]);
   }, 120_000);
 
   it("a rebooted Node gets its disk key from the Coordinator and re-joins with the same VPN IP and key", async () => {
