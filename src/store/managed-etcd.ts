@@ -263,11 +263,27 @@ export class ManagedEtcd implements StoreMembers {
     this.#o.logger.info("etcd member started", { pid: child.pid });
     child.once("exit", (code, signal) => {
       if (this.#stopping) return;
-      this.#o.logger.error("etcd member exited: restarting it", { code: code ?? undefined, signal: signal ?? undefined, restarts: ++this.#restarts });
+      this.#o.logger.error("etcd member exited: restarting it", {
+        code: code ?? undefined,
+        signal: signal ?? undefined,
+        restarts: ++this.#restarts,
+        // Its own last words say why (a bad flag, a port taken, a corrupt data dir); etcd logs no secrets.
+        etcdSaid: tailOf(join(this.#o.dir, "etcd.log"), 600),
+      });
       setTimeout(() => {
         if (!this.#stopping) this.#spawn();
       }, Math.min(500 * this.#restarts, 10_000));
     });
+  }
+}
+
+/** tailOf returns the last `chars` characters of a file (its last lines, for an error message), "" when unreadable. */
+function tailOf(file: string, chars: number): string {
+  try {
+    const text = readFileSync(file, "utf8").trimEnd();
+    return text.length > chars ? `…${text.slice(-chars)}` : text;
+  } catch {
+    return "";
   }
 }
 
