@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, statfs, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import type { ClusterSecrets } from "../core/cluster-store.js";
@@ -55,6 +55,7 @@ export class ManagedEtcd implements StoreMembers {
   }
 
   async create(vpnIP: string, secrets: ClusterSecrets): Promise<void> {
+    await this.#checkRoom();
     await this.#writeCredentials(vpnIP, secrets);
     await this.#start(vpnIP, { initialCluster: `${memberName(vpnIP)}=${this.#peerURL(vpnIP)}`, state: "new", token: secrets.clusterID.toString("hex").slice(0, 32) });
     await this.ready();
@@ -63,6 +64,7 @@ export class ManagedEtcd implements StoreMembers {
   async join(vpnIP: string, secrets: ClusterSecrets, joinInfo: string): Promise<void> {
     const info = JSON.parse(joinInfo) as { initialCluster?: unknown };
     if (typeof info.initialCluster !== "string" || !/^[\w.:/=,-]+$/.test(info.initialCluster)) throw new FailedPreconditionError("storeJoin: not a valid etcd initial cluster");
+    await this.#checkRoom();
     await this.#writeCredentials(vpnIP, secrets);
     // A learner serves no reads: the store is opened in ready(), after the promotion.
     await this.#start(vpnIP, { initialCluster: info.initialCluster, state: "existing", token: secrets.clusterID.toString("hex").slice(0, 32) });
@@ -225,6 +227,22 @@ export class ManagedEtcd implements StoreMembers {
     return this.#client;
   }
 
+  /**
+   * #checkRoom refuses a new member on a filesystem without room for it: etcd preallocates a 64 MB
+   * write-ahead log and, without the room, exits at once and forever restarts (a full disk looks
+   * like "etcd does not answer" from outside).
+   */
+  async #checkRoom(): Promise<void> {
+    await mkdir(this.#o.dir, { recursive: true, mode: 0o700 });
+    const fs = await statfs(this.#o.dir);
+    const free = fs.bavail * fs.bsize;
+    if (free < minFreeBytes) {
+      throw new FailedPreconditionError(
+        `managed etcd: ${this.#o.dir} has ${Math.floor(free / 2 ** 20)} MiB free; an etcd member needs at least ${minFreeBytes / 2 ** 20} MiB (its write-ahead log alone preallocates 64 MB): give this Coordinator a larger state disk`,
+      );
+    }
+  }
+
   async #writeCredentials(vpnIP: string, secrets: ClusterSecrets): Promise<void> {
     await mkdir(this.#tls, { recursive: true, mode: 0o700 });
     const ca = deriveEtcdCA(secrets.masterSecret, secrets.clusterID);
@@ -286,6 +304,9 @@ function tailOf(file: string, chars: number): string {
     return "";
   }
 }
+
+/** minFreeBytes is the free space a new etcd member needs: a 64 MB WAL segment, the database, snapshots. */
+const minFreeBytes = 128 * 2 ** 20;
 
 /** quorumGraceMs is how long checkQuorum waits for a leader election before it reports a lost quorum. */
 const quorumGraceMs = 4_000;
