@@ -90,7 +90,10 @@ export class EtcdStore implements Store {
     const client = new Etcd3({
       hosts: endpoints,
       ...(credentials ? { credentials } : {}),
-      faultHandling: { global: passThrough },
+      // With one endpoint (a managed member on loopback) there is no other member to fail over to:
+      // a circuit breaker would only pause every call, also the local reads that work without a
+      // quorum, for seconds after a few failures.
+      faultHandling: endpoints.length === 1 ? { global: passThrough, host: () => passThrough } : { global: passThrough },
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
     });
     logger.info("connected to etcd", { endpoints: endpoints.join(","), namespace: layout.namespace, tls: options.tls ? (options.tls.cert ? "client certificate" : "server only") : "no (loopback)" });

@@ -146,4 +146,21 @@ describe("etcd store", () => {
       await lost.stop();
     }
   });
+
+  it("one endpoint: no circuit breaker pauses calls after failures, so the first call after etcd answers again works (regression: local reads refused for seconds)", async () => {
+    const flaky = await startEtcd();
+    const pid = Number((await import("node:child_process")).execFileSync("pgrep", ["-f", `data-dir[= ]${flaky.dataDir}`]).toString().trim().split("\n")[0]);
+    try {
+      const st = await openStore({ endpoints: [flaky.endpoint], callTimeoutMs: 200 });
+      await runTransaction(st, async (tx) => tx.put("k", b("1")));
+      process.kill(pid, "SIGSTOP");
+      for (let i = 0; i < 8; i++) expect(await st.get("k", { local: true }).catch((e: unknown) => e)).toBeInstanceOf(UnavailableError);
+      process.kill(pid, "SIGCONT");
+      expect(s(await st.get("k", { local: true }))).toBe("1");
+      expect(s(await st.get("k"))).toBe("1");
+    } finally {
+      process.kill(pid, "SIGCONT");
+      await flaky.stop();
+    }
+  });
 });

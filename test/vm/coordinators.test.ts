@@ -4,13 +4,12 @@
 // its key from the other Coordinator (which, one of two, has lost its quorum meanwhile); then both
 // Coordinators reboot, nobody can hand out a key, and `meshctl recover` brings the mesh back.
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "../helpers/wait.js";
 import { GuestMesh, meshdCommand, meshdLog, vmStep } from "./mesh-steps.js";
-import { canRunVM, repoRoot, VmCluster, type Vm } from "./vm.js";
+import { canRunVM, type Vm, type VmCluster } from "./vm.js";
 
 const reason = canRunVM();
 const step = (what: string, seconds: number, extra = ""): void => vmStep("coordinators", what, seconds, extra);
@@ -32,7 +31,6 @@ describe.skipIf(reason !== undefined)(`vm coordinators${reason ? ` — skipped: 
   /** vpnIPs of c1, c2, n1, read from their devices after activation. */
   let vpnIPs: string[] = [];
   const secret = randomBytes(32);
-  const fileStart = Date.now();
 
   const vpnIPOf = async (vm: Vm): Promise<string> => {
     const m = /inet (\d+\.\d+\.\d+\.\d+)/.exec(await vm.run("ip -4 -o addr show dev wg0"));
@@ -44,27 +42,19 @@ describe.skipIf(reason !== undefined)(`vm coordinators${reason ? ` — skipped: 
     gm.explained(which, () => vm.process("meshd")!.waitFor(what, probe, progress));
 
   beforeAll(async () => {
-    const built = statSync(join(repoRoot, "dist/src/cmd/meshd.js")).mtimeMs;
-    if (statSync(join(repoRoot, "src/cmd/meshd.ts")).mtimeMs > built) throw new Error("dist/ is stale: run npm run build");
-    dir = mkdtempSync(join(tmpdir(), "am-vm-coord-"));
-    out = join(dir, "out");
-    policy = join(dir, "measurements.json");
-    cluster = await VmCluster.create();
-    gm = new GuestMesh(cluster, "coordinators");
-    const t0 = Date.now();
-    vms = await cluster.startAll(
+    gm = await GuestMesh.boot(
+      "coordinators",
       // A Coordinator's disk holds an etcd member, which preallocates a 64 MB write-ahead log.
       names.map((name, i) => ({ name, modules: ["wireguard", "dm_crypt"], diskMiB: name.startsWith("c") ? 256 : 64, provisionTpm: true, services: { meshd: meshd(ipOf(i)) } })),
+      names.map((_, i) => ipOf(i)),
     );
-    vms.forEach((vm, i) => expect(vm.ip).toBe(ipOf(i)));
-    await gm.waitServing(vms, t0);
+    ({ cluster, vms, dir } = gm);
+    out = join(dir, "out");
+    policy = join(dir, "measurements.json");
   }, 480_000);
 
   afterAll(async () => {
-    await gm?.adminTunnelDown(adminIf, dir);
-    await cluster?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    console.info(`vm file: coordinators ${((Date.now() - fileStart) / 1000).toFixed(1)} s`);
+    await gm?.close(adminIf);
   }, 120_000);
 
   it("activates 2 Coordinators (an etcd member each, inside the encrypted volume) and 1 Node; everyone pings", async () => {
@@ -97,6 +87,9 @@ describe.skipIf(reason !== undefined)(`vm coordinators${reason ? ` — skipped: 
     step("c2 rebooted", boot.hostMs / 1000);
     await waitOn(c2, "c2 to unlock its disk with the key from c1", async () => (/state disk unlocked with the delivered key/.test(meshdLog(c2, 200)) ? true : undefined));
     step("c2 unlocked", (Date.now() - t) / 1000);
+    // How the key came (for the repeat logs): the asks, the refusals, the release.
+    const lines = (vm: Vm, re: RegExp) => meshdLog(vm, 400).split("\n").filter((l) => re.test(l)).map((l) => `  ${vm.name}: ${l.slice(0, 400)}`);
+    console.info(["disk key of c2:", ...lines(c2, /disk key|locked|unlocked/), ...lines(c1, /disk key|quorum|StateDiskKey/)].join("\n"));
     // The key came while c1's member had no quorum (one of two): c1 released it from its copy.
     expect(meshdLog(c1, 400)).toMatch(/store quorum lost: releasing a disk key from this member's copy/);
     // Quorum again: c2 serves the vpnapi (from the store) with the Node in its peer set, and the Node reaches it.
@@ -117,7 +110,9 @@ describe.skipIf(reason !== undefined)(`vm coordinators${reason ? ` — skipped: 
     step("c1 and c2 rebooted", (Date.now() - t) / 1000);
     // Neither can give the other its key: each waits (GetState names the disk it waits for).
     for (const c of [c1, c2]) {
-      await waitOn(c, `${c.name} to wait for its disk key`, async () => (/state disk is locked: waiting for its key/.test(meshdLog(c, 200)) ? true : undefined));
+      await waitOn(c, `${c.name} to wait for its disk key, serving its pubapi`, async () =>
+        /state disk is locked: waiting for its key/.test(meshdLog(c, 200)) && (await cluster.network.canConnect(c.ip, 9000)) ? true : undefined,
+      );
     }
     for (const c of [c1, c2]) {
       const r = await gm.meshctl(["recover", "--endpoint", `${c.ip}:9000`, "--master-secret", join(dir, "secret"), "--measurements", policy, "--admin-dir", out], 120_000);

@@ -4,11 +4,12 @@
  * admin's WireGuard tunnel in the admin namespace.
  */
 import { randomBytes } from "node:crypto";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stateDiskKey } from "../../src/core/keys.js";
 import { until } from "../helpers/wait.js";
-import { repoRoot, type Vm, type VmCluster } from "./vm.js";
+import { repoRoot, VmCluster, type Vm, type VmOptions } from "./vm.js";
 
 /** meshdCommand is meshd in a guest: vTPM device, kernel WireGuard, /dev/vda as the state disk. */
 export const meshdCommand = (ip: string, extra = ""): string =>
@@ -30,10 +31,44 @@ export function meshdLog(vm: Vm, lines = 30): string {
 
 /** GuestMesh bundles the cluster-wide helpers of one test file. */
 export class GuestMesh {
+  readonly #started = Date.now();
+  /** dir is the file's temp dir on the host (admin files, policies, the secret). */
+  readonly dir: string;
+
   constructor(
     readonly cluster: VmCluster,
     readonly file: string,
-  ) {}
+    readonly vms: Vm[] = [],
+  ) {
+    this.dir = mkdtempSync(join(tmpdir(), `am-vm-${file}-`));
+  }
+
+  /**
+   * boot checks dist/ is fresh, creates the cluster, starts the VMs (each at its expected address,
+   * `meshd` as a service) and waits until every meshd serves.
+   */
+  static async boot(file: string, options: VmOptions[], ips: string[]): Promise<GuestMesh> {
+    const built = statSync(join(repoRoot, "dist/src/cmd/meshd.js")).mtimeMs;
+    if (statSync(join(repoRoot, "src/cmd/meshd.ts")).mtimeMs > built) throw new Error("dist/ is stale: run npm run build");
+    const cluster = await VmCluster.create();
+    const { accel, image, setupMs } = cluster.info;
+    console.info(`vm ${file}: accel ${accel.name}; program image ${image ? `${image.built ? "built" : "cached"} (${image.entries.length} paths)` : "off (AM_VM_IMAGE=0)"}; setup ${setupMs} ms`);
+    const t0 = Date.now();
+    const gm = new GuestMesh(cluster, file, await cluster.startAll(options));
+    gm.vms.forEach((vm, i) => {
+      if (vm.ip !== ips[i]) throw new Error(`${vm.name} came up at ${vm.ip}, not ${ips[i]}`);
+    });
+    await gm.waitServing(gm.vms, t0);
+    return gm;
+  }
+
+  /** close removes the admin tunnel, the VMs and the temp dir, and prints the file's time. */
+  async close(adminIf: string | undefined): Promise<void> {
+    await this.adminTunnelDown(adminIf, this.dir);
+    await this.cluster.destroy();
+    rmSync(this.dir, { recursive: true, force: true });
+    console.info(`vm file: ${this.file} ${((Date.now() - this.#started) / 1000).toFixed(1)} s`);
+  }
 
   /** meshctl runs meshctl in the admin namespace (never rejects: check exitCode). */
   meshctl(args: string[], timeoutMs = 300_000) {

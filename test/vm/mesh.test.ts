@@ -2,13 +2,12 @@
 // WireGuard and a dm-crypt state disk; the admin activates from the admin namespace; a Node VM is
 // rebooted and re-joins with no admin action.
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { until } from "../helpers/wait.js";
 import { GuestMesh, meshdCommand, meshdLog, vmStep } from "./mesh-steps.js";
-import { canRunVM, repoRoot, VmCluster, type Vm } from "./vm.js";
+import { canRunVM, type Vm, type VmCluster } from "./vm.js";
 
 const reason = canRunVM();
 const step = (what: string, seconds: number, extra = ""): void => vmStep("mesh", what, seconds, extra);
@@ -24,7 +23,6 @@ describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason
   let admin: { ownerId: string; clusterId: string; adminVPNIP: string };
   let adminIf: string | undefined;
   const secret = randomBytes(32);
-  const fileStart = Date.now();
 
   const meshctl = (args: string[], timeoutMs = 300_000) => gm.meshctl(args, timeoutMs);
   const adminPing = (ip: string) => gm.adminPing(ip);
@@ -32,26 +30,16 @@ describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason
   const explained = <T>(which: Vm[], work: () => Promise<T>): Promise<T> => gm.explained(which, work);
 
   beforeAll(async () => {
-    const built = statSync(join(repoRoot, "dist/src/cmd/meshd.js")).mtimeMs;
-    if (statSync(join(repoRoot, "src/cmd/meshd.ts")).mtimeMs > built) throw new Error("dist/ is stale: run npm run build");
-    dir = mkdtempSync(join(tmpdir(), "am-vm-mesh-"));
-    cluster = await VmCluster.create();
-    gm = new GuestMesh(cluster, "mesh");
-    const { accel, image, setupMs } = cluster.info;
-    console.info(`vm mesh: accel ${accel.name}; program image ${image ? `${image.built ? "built" : "cached"} (${image.entries.length} paths)` : "off (AM_VM_IMAGE=0)"}; setup ${setupMs} ms`);
-    const t0 = Date.now();
-    vms = await cluster.startAll(
+    gm = await GuestMesh.boot(
+      "mesh",
       names.map((name, i) => ({ name, modules: ["wireguard", "dm_crypt"], diskMiB: 64, provisionTpm: true, services: { meshd: meshd(ipOf(i)) } })),
+      names.map((_, i) => ipOf(i)),
     );
-    vms.forEach((vm, i) => expect(vm.ip).toBe(ipOf(i)));
-    await gm.waitServing(vms, t0);
+    ({ cluster, vms, dir } = gm);
   }, 480_000);
 
   afterAll(async () => {
-    await gm?.adminTunnelDown(adminIf, dir);
-    await cluster?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    console.info(`vm file: mesh ${((Date.now() - fileStart) / 1000).toFixed(1)} s`);
+    await gm?.close(adminIf);
   }, 120_000);
 
   it("activates 1 Coordinator + 2 Nodes with a policy of the vTPMs' PCRs; everyone pings through kernel WireGuard", async () => {
