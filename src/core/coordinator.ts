@@ -307,11 +307,15 @@ export class Coordinator {
   }
 
   /**
-   * #triggerUpdates tells Nodes to update now. It waits for them at most triggerWaitMs: a Node that
-   * cannot be reached (partitioned, down) must not hold up the admin's answer; its trigger goes on in
-   * the background and the Node catches up on its own (its stream or next poll).
+   * #triggerUpdates tells Nodes to update now: those that hold no stream on this Coordinator (a
+   * streaming Node gets the change pushed; a trigger would cost an aTLS handshake, two quotes, for
+   * nothing). It waits for them at most triggerWaitMs: a Node that cannot be reached (partitioned,
+   * down) must not hold up the admin's answer; its trigger goes on in the background and the Node
+   * catches up on its own (its stream or next poll).
    */
-  async #triggerUpdates(nodes: PeerRecord[]): Promise<void> {
+  async #triggerUpdates(changed: PeerRecord[]): Promise<void> {
+    const nodes = changed.filter((n) => !this.#feed.streaming(n.vpnIP));
+    if (nodes.length < changed.length) this.#o.logger.debug("trigger node updates", { streaming: changed.length - nodes.length, triggered: nodes.length });
     if (nodes.length === 0) return;
     const credential = await this.credential();
     const all = Promise.all(

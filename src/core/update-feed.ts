@@ -17,6 +17,8 @@ export class UpdateFeed {
   readonly acks: AckTracker;
   readonly #clock: Clock;
   readonly #subscribers = new Set<() => void>();
+  /** #streams counts the open subscriptions per Node. */
+  readonly #streams = new Map<string, number>();
 
   constructor(clock: Clock, log = new ChangeLog(), acks = new AckTracker()) {
     this.#clock = clock;
@@ -49,10 +51,28 @@ export class UpdateFeed {
     return this.log.since(v);
   }
 
-  /** subscribe calls `wake` after every new version; returns the unsubscribe function. */
-  subscribe(wake: () => void): () => void {
+  /**
+   * subscribe calls `wake` after every new version; returns the unsubscribe function. `node` names
+   * the subscriber (a Node's VPN IP) so that streaming(node) knows it is reached by a push.
+   */
+  subscribe(wake: () => void, node?: string): () => void {
     this.#subscribers.add(wake);
-    return () => this.#subscribers.delete(wake);
+    if (node !== undefined) this.#streams.set(node, (this.#streams.get(node) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.#subscribers.delete(wake);
+      if (node === undefined) return;
+      const left = (this.#streams.get(node) ?? 1) - 1;
+      if (left > 0) this.#streams.set(node, left);
+      else this.#streams.delete(node);
+    };
+  }
+
+  /** streaming tells whether `node` holds a stream on this feed now (a change reaches it without a trigger). */
+  streaming(node: string): boolean {
+    return this.#streams.has(node);
   }
 
   /** ack records that `node` applied `version` now (from a stream or a poll). */

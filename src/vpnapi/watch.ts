@@ -72,7 +72,7 @@ export function serveWatch(call: grpc.ServerDuplexStream<WireWatchRequest, WireP
         f = feed();
         sent = v;
         if (v > 0) f.ack(node, v);
-        unsubscribe = f.subscribe(push);
+        unsubscribe = f.subscribe(push, node);
         push();
         return;
       }

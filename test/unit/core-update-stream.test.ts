@@ -3,6 +3,7 @@ import { AckTracker } from "../../src/core/ack-tracker.js";
 import { ChangeLog } from "../../src/core/change-log.js";
 import { systemClock } from "../../src/core/clock.js";
 import { Histogram } from "../../src/core/histogram.js";
+import { UpdateFeed } from "../../src/core/update-feed.js";
 import { nullLogger } from "../../src/core/logger.js";
 import type { PeerRecord } from "../../src/core/peer.js";
 import { UpdateLoop } from "../../src/core/update-loop.js";
@@ -148,3 +149,22 @@ describe("update path property: random changes, stream drops and Coordinator res
 function sorted<T extends { vpnIP: string }>(xs: readonly T[]): T[] {
   return [...xs].sort((a, b) => a.vpnIP.localeCompare(b.vpnIP));
 }
+
+describe("update feed subscriptions", () => {
+  it("knows which Nodes hold a stream (they are not triggered): counted per Node, released once per unsubscribe", () => {
+    const feed = new UpdateFeed(systemClock);
+    const a1 = feed.subscribe(() => {}, "10.118.1.1");
+    const a2 = feed.subscribe(() => {}, "10.118.1.1"); // a reconnect before the old stream closed
+    const anon = feed.subscribe(() => {});
+    expect(feed.streaming("10.118.1.1")).toBe(true);
+    expect(feed.streaming("10.118.1.2")).toBe(false);
+    expect(feed.watchers).toBe(3);
+    a1();
+    a1(); // twice: no effect
+    expect(feed.streaming("10.118.1.1")).toBe(true);
+    a2();
+    expect(feed.streaming("10.118.1.1")).toBe(false);
+    anon();
+    expect(feed.watchers).toBe(0);
+  });
+});
