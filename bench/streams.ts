@@ -21,16 +21,22 @@ interface Stats {
 
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
 
-/** benchStreams measures `nodes` Nodes in `mode`; pollIntervalMs applies to polling. */
-export async function benchStreams(nodes: number, mode: "stream" | "poll", workers = 4, pollIntervalMs = 2000): Promise<Record<string, number>> {
+/**
+ * benchStreams measures `nodes` Nodes in `mode`; pollIntervalMs applies to polling. joinCurrent:
+ * the Nodes start at the current version instead of taking the whole set first (see stream-worker.ts).
+ */
+export async function benchStreams(nodes: number, mode: "stream" | "poll", o: { workers?: number; pollIntervalMs?: number; joinCurrent?: boolean } = {}): Promise<Record<string, number>> {
+  const workers = o.workers ?? 4;
+  const pollIntervalMs = o.pollIntervalMs ?? 2000;
   const coord = fork(here("./stream-coordinator.js"), [String(nodes)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const children: ChildProcess[] = [coord];
   try {
     const { port } = await reply<{ port: number }>(coord);
     const baseStats = await ask(coord, {});
+    const joinAt = o.joinCurrent ? baseStats.version : 0;
     const per = Math.ceil(nodes / workers);
     const ws = Array.from({ length: workers }, (_, w) =>
-      fork(here("./stream-worker.js"), [`127.0.0.1:${port}`, String(w * per), String(Math.min(per, nodes - w * per)), mode, String(pollIntervalMs)], {
+      fork(here("./stream-worker.js"), [`127.0.0.1:${port}`, String(w * per), String(Math.min(per, nodes - w * per)), mode, String(pollIntervalMs), String(joinAt)], {
         stdio: ["ignore", "inherit", "inherit", "ipc"],
         execArgv: ["--max-old-space-size=4096"],
       }),
@@ -38,6 +44,13 @@ export async function benchStreams(nodes: number, mode: "stream" | "poll", worke
     children.push(...ws);
     const t0 = Date.now();
     await Promise.all(ws.map((w) => reply(w)));
+    if (mode === "stream") {
+      // Every stream open on the Coordinator (joined Nodes at the current version get no first message).
+      for (let s = await ask(coord, {}); s.watchers < nodes; s = await ask(coord, {})) {
+        if (Date.now() - t0 > 600_000) throw new Error(`bench: only ${s.watchers} of ${nodes} streams open after 10 min`);
+        await sleep(200);
+      }
+    }
     const connectMs = Date.now() - t0;
     // Idle: nothing changes for 3 s.
     await sleep(1000);
@@ -58,7 +71,7 @@ export async function benchStreams(nodes: number, mode: "stream" | "poll", worke
     }
     const d = s.delaysMs;
     const q = (p: number) => d[Math.min(d.length - 1, Math.ceil(p * d.length) - 1)] ?? -1;
-    const prefix = `${mode}_${nodes}`;
+    const prefix = `${mode}_${nodes}${o.joinCurrent ? "_joined" : ""}`;
     return {
       [`${prefix}_connect_ms`]: connectMs,
       [`${prefix}_idle_cpu_pct`]: round(idleCpuPct),
