@@ -76,9 +76,15 @@ export class Admin {
     this.#tunnel = true;
   }
 
-  /** peers runs `meshctl peers --json` through the tunnel against the Coordinator's vpnapi. */
+  /**
+   * peers runs `meshctl peers --json` through the tunnel against the Coordinator's vpnapi. A call
+   * that times out is made once more: after the Coordinator's device was recreated (a restart),
+   * the admin's WireGuard keeps sending on its old session until it re-handshakes, ~15 s of silence
+   * (WireGuard's keepalive and rekey timeouts), longer than one call's deadline.
+   */
   async peers(coordinatorVPNIP: string): Promise<MeshctlPeer[]> {
-    const r = await this.meshctl(["peers", "--json", "--vpn-endpoint", coordinatorVPNIP], 30_000);
+    let r = await this.meshctl(["peers", "--json", "--vpn-endpoint", coordinatorVPNIP], 30_000);
+    if (r.exitCode !== 0 && /DEADLINE_EXCEEDED|Deadline exceeded/.test(r.stderr)) r = await this.meshctl(["peers", "--json", "--vpn-endpoint", coordinatorVPNIP], 30_000);
     if (r.exitCode !== 0) throw new Error(`meshctl peers failed (exit ${r.exitCode}): ${lastLine(r.stderr)}`);
     const parsed = JSON.parse(r.stdout) as { peers: Array<{ peer: MeshctlPeer }> };
     return parsed.peers.map((p) => p.peer);
