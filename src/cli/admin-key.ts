@@ -1,6 +1,7 @@
 import { lstat, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import nacl from "tweetnacl";
+import { readAdminFile } from "./admin-file.js";
 import { writeFileAtomic } from "../core/store-memory.js";
 import type { AdminSigner } from "../pubapi/admin.js";
 
@@ -48,20 +49,11 @@ export async function readAdminKey(dir: string): Promise<AdminKey & AdminSigner>
   if ((info.mode & 0o077) !== 0) throw new Error(`admin key ${path}: readable by others (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it`);
   if (info.size !== adminKeySeedBytes) throw new Error(`admin key ${path}: must hold ${adminKeySeedBytes} bytes, holds ${info.size}`);
   const key = keyOf(await readFile(path));
-  const jsonPath = join(dir, "admin.json");
-  const admin = await readFile(jsonPath, "utf8").then(
-    (t) => JSON.parse(t) as { adminPubKey?: unknown; clusterId?: unknown },
-    (err: NodeJS.ErrnoException) => {
-      throw new Error(`${jsonPath}: ${err.code === "ENOENT" ? "not found (admin-signed commands need the admin.json that meshctl activate wrote beside admin.key)" : err.message}`);
-    },
-  );
-  if (typeof admin.adminPubKey === "string" && admin.adminPubKey !== key.publicKey.toString("base64")) {
-    throw new Error(`admin key ${path}: does not match adminPubKey in ${jsonPath}`);
+  const admin = await readAdminFile(dir, "admin-signed commands need the admin.json that meshctl activate wrote beside admin.key");
+  if (admin.adminPubKey !== undefined && admin.adminPubKey !== key.publicKey.toString("base64")) {
+    throw new Error(`admin key ${path}: does not match adminPubKey in ${admin.path}`);
   }
-  if (typeof admin.clusterId !== "string" || !/^[0-9a-f]{64}$/.test(admin.clusterId)) {
-    throw new Error(`${jsonPath}: clusterId must be 64 lower-case hex characters (the admin signs for that cluster only)`);
-  }
-  return { ...key, clusterID: Buffer.from(admin.clusterId, "hex") };
+  return { ...key, clusterID: admin.clusterID };
 }
 
 function keyOf(seed: Uint8Array): AdminKey {

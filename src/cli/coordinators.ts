@@ -1,25 +1,9 @@
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { writeFileAtomic } from "../core/store-memory.js";
 import { CoreError, errorMessage } from "../core/errors.js";
 import type { PeerRecord } from "../core/peer.js";
+import { readAdminFileIfAny, updateCoordinatorEndpoints } from "./admin-file.js";
 import { UsageError, type IO } from "./command.js";
 import { endpointFlag } from "./endpoint.js";
-
-/** AdminFile is the part of admin.json the admin commands read. */
-interface AdminFile {
-  coordinatorPublicEndpoint?: string;
-  /** coordinatorEndpoints are every Coordinator's pubapi endpoint the admin knows (HOST:PORT). */
-  coordinatorEndpoints?: string[];
-}
-
-async function readAdminFile(adminDir: string): Promise<AdminFile | undefined> {
-  try {
-    return JSON.parse(await readFile(join(adminDir, "admin.json"), "utf8")) as AdminFile;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * coordinatorEndpoints returns the Coordinators an admin command may talk to: --coordinator first
@@ -28,10 +12,8 @@ async function readAdminFile(adminDir: string): Promise<AdminFile | undefined> {
 export async function coordinatorEndpoints(flag: string | boolean | undefined, adminDir: string): Promise<string[]> {
   const out: string[] = [];
   if (typeof flag === "string" && flag !== "") out.push(endpointFlag(flag, "--coordinator"));
-  const admin = await readAdminFile(adminDir);
-  for (const e of [...(admin?.coordinatorEndpoints ?? []), ...(admin?.coordinatorPublicEndpoint ? [admin.coordinatorPublicEndpoint] : [])]) {
-    if (typeof e === "string" && !out.includes(e)) out.push(e);
-  }
+  const admin = await readAdminFileIfAny(adminDir);
+  for (const e of admin?.coordinatorEndpoints ?? []) if (!out.includes(e)) out.push(e);
   if (out.length === 0) throw new UsageError(`--coordinator is required (${join(adminDir, "admin.json")} lists no Coordinator)`);
   return out;
 }
@@ -74,15 +56,4 @@ export async function rememberCoordinators(adminDir: string, coordinators: reado
 /** forgetCoordinator drops a removed Coordinator's endpoint from admin.json's coordinatorEndpoints. */
 export async function forgetCoordinator(adminDir: string, endpoint: string): Promise<void> {
   await updateCoordinatorEndpoints(adminDir, (known) => known.filter((e) => e !== endpoint));
-}
-
-/** updateCoordinatorEndpoints rewrites admin.json's coordinatorEndpoints (atomically); no admin.json, nothing to do. */
-async function updateCoordinatorEndpoints(adminDir: string, change: (known: string[]) => string[]): Promise<void> {
-  const admin = (await readAdminFile(adminDir)) as (AdminFile & Record<string, unknown>) | undefined;
-  if (!admin) return;
-  const before = admin.coordinatorEndpoints ?? [];
-  const after = change(before);
-  if (after.length === before.length && after.every((e, i) => e === before[i])) return;
-  admin.coordinatorEndpoints = after;
-  await writeFileAtomic(join(adminDir, "admin.json"), `${JSON.stringify(admin, null, 2)}\n`);
 }

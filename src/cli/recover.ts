@@ -1,8 +1,8 @@
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { deriveOwnerID } from "../core/keys.js";
 import { recoverCoordinator } from "../pubapi/recover.js";
 import { readMasterSecret } from "./activate.js";
+import { readAdminFile } from "./admin-file.js";
 import { required, UsageError, type Command } from "./command.js";
 import { endpointFlag } from "./endpoint.js";
 import { loadValidators, measurementsFlag } from "./validators.js";
@@ -48,19 +48,8 @@ Options:
   },
 };
 
-/** readClusterIDs reads ownerId and clusterId (64 lower-case hex each) from DIR/admin.json. */
+/** readClusterIDs reads ownerId and clusterId from DIR/admin.json. */
 async function readClusterIDs(dir: string): Promise<{ ownerID: Buffer; clusterID: Buffer }> {
-  const path = join(dir, "admin.json");
-  let admin: { ownerId?: unknown; clusterId?: unknown };
-  try {
-    admin = JSON.parse(await readFile(path, "utf8")) as typeof admin;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new Error(`${path}: ${code === "ENOENT" ? "not found (meshctl recover reads the admin.json meshctl activate wrote: --admin-dir DIR)" : (err as Error).message}`);
-  }
-  for (const f of ["ownerId", "clusterId"] as const) {
-    const x = admin[f];
-    if (typeof x !== "string" || !/^[0-9a-f]{64}$/.test(x)) throw new Error(`${path}: ${f} must be 64 lower-case hex characters`);
-  }
-  return { ownerID: Buffer.from(admin.ownerId as string, "hex"), clusterID: Buffer.from(admin.clusterId as string, "hex") };
+  const admin = await readAdminFile(dir, "meshctl recover reads the admin.json meshctl activate wrote: --admin-dir DIR");
+  return { ownerID: admin.ownerID, clusterID: admin.clusterID };
 }
