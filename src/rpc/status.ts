@@ -1,6 +1,9 @@
 import * as grpc from "@grpc/grpc-js";
+import { NativeError } from "../attestation/native.js";
 import { CoreError, errorMessage, type CoreErrorCode } from "../core/errors.js";
 import type { Logger } from "../core/logger.js";
+import { DiskError } from "../diskencryption/errors.js";
+import { WireGuardError, type WireGuardErrorCode } from "../wireguard/errors.js";
 
 const toGrpc: Record<CoreErrorCode, grpc.status> = {
   "invalid-argument": grpc.status.INVALID_ARGUMENT,
@@ -17,12 +20,44 @@ const toGrpc: Record<CoreErrorCode, grpc.status> = {
 
 const fromGrpc = new Map<grpc.status, CoreErrorCode>(Object.entries(toGrpc).map(([k, v]) => [v, k as CoreErrorCode]));
 
+/** wireGuardCodes maps the WireGuard layer's codes to core's. */
+const wireGuardCodes: Record<WireGuardErrorCode, CoreErrorCode> = {
+  "invalid-argument": "invalid-argument",
+  "permission-denied": "permission-denied",
+  "tool-missing": "failed-precondition",
+  unsupported: "failed-precondition",
+  "interface-missing": "failed-precondition",
+  "not-wireguard": "failed-precondition",
+  busy: "unavailable",
+  "apply-failed": "aborted",
+  inconsistent: "internal",
+  timeout: "deadline-exceeded",
+  closed: "unavailable",
+  internal: "internal",
+};
+
 /**
- * toStatus turns any error into a gRPC status at the server edge: CoreErrors keep their code and
- * message; anything else becomes INTERNAL with the operation's name (logged with its detail).
+ * coreCodeOf is the one table from every layer's errors to core's codes: core errors keep theirs,
+ * disk errors carry theirs (a pushed key that does not open the disk is permission-denied, final,
+ * not an internal error retried forever), WireGuard errors map through wireGuardCodes, a native
+ * (TPM, SNP) failure is unavailable when the device asked for a retry; anything else is internal.
+ */
+export function coreCodeOf(err: unknown): CoreErrorCode {
+  if (err instanceof CoreError || err instanceof DiskError) return err.code;
+  if (err instanceof WireGuardError) return wireGuardCodes[err.code];
+  if (err instanceof NativeError) return err.retryable ? "unavailable" : "internal";
+  return "internal";
+}
+
+/**
+ * toStatus turns any error into a gRPC status at the server edge, its code from coreCodeOf. Errors
+ * of our own layers keep their message; anything else is INTERNAL with the operation's name
+ * (logged with its detail).
  */
 export function toStatus(err: unknown, operation: string, logger: Logger): Partial<grpc.StatusObject> {
-  if (err instanceof CoreError) return { code: toGrpc[err.code], details: err.message };
+  const code = coreCodeOf(err);
+  if (err instanceof CoreError) return { code: toGrpc[code], details: err.message };
+  if (code !== "internal") return { code: toGrpc[code], details: `${operation}: ${errorMessage(err)}` };
   logger.error(`${operation}: internal error`, { error: errorMessage(err) });
   return { code: grpc.status.INTERNAL, details: `${operation}: internal error: ${errorMessage(err)}` };
 }
