@@ -82,13 +82,37 @@ function probe(port: number): Promise<boolean> {
       sock.destroy();
       resolve(ok);
     };
-    sock.setTimeout(1000, () => done(false));
+    sock.setTimeout(5000, () => done(false)); // generous: a probe cut off mid-command under load is a risk of its own
     sock.once("error", () => done(false));
     sock.on("data", (d: Buffer) => {
       got = Buffer.concat([got, d]);
       if (got.length >= 10) done(got.readUInt16BE(0) === 0x8001 && got.readUInt32BE(6) === 0);
     });
     sock.connect(port, host, () => sock.write(cmd));
+  });
+}
+
+/**
+ * probeCtrl sends swtpm's control command CMD_GET_CAPABILITY and resolves true on its 8-byte answer
+ * with result 0: the control port is this swtpm's (regression: a swtpm that lost its control port
+ * to another one's server port passed the TPM probe, and the TCTI then waited on that other
+ * swtpm's busy server, 90 s, until the test timed out).
+ */
+function probeCtrl(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = new Socket();
+    let got = Buffer.alloc(0);
+    const done = (ok: boolean) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(5000, () => done(false)); // generous: a probe cut off mid-command under load is a risk of its own
+    sock.once("error", () => done(false));
+    sock.on("data", (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (got.length >= 8) done(got.readUInt32BE(0) === 0);
+    });
+    sock.connect(port, host, () => sock.write(Buffer.from("00000001", "hex")));
   });
 }
 
@@ -144,6 +168,7 @@ async function startOnce(keepDir?: string): Promise<Swtpm | "port-taken"> {
   registerCleanup(killAllSync);
 
   const deadline = Date.now() + readyTimeoutMs;
+  let ctrlDeadline = Date.now() + 2000;
   for (;;) {
     if (exited) {
       const r = await child;
@@ -155,7 +180,14 @@ async function startOnce(keepDir?: string): Promise<Swtpm | "port-taken"> {
       const why = r.failed && r.exitCode === undefined ? r.shortMessage : `exit code ${r.exitCode}: ${msg}`;
       throw new Error(`swtpm exited before it was ready (${why})`);
     }
-    if (await probe(port)) break;
+    if (await probe(port)) {
+      if (await probeCtrl(ctrlPort)) break;
+      // The TPM answers but the control port is not this swtpm's: take other ports.
+      if (Date.now() > ctrlDeadline) {
+        await entry.stop();
+        return "port-taken";
+      }
+    } else ctrlDeadline = Date.now() + 2000;
     if (Date.now() > deadline) {
       await entry.stop();
       throw new Error(`swtpm on ${host}:${port} did not answer TPM commands within ${readyTimeoutMs} ms`);
@@ -182,17 +214,42 @@ export async function startSwtpm(options: StartSwtpmOptions = {}): Promise<Swtpm
   for (let i = 0; i < maxStartAttempts; i++) {
     const s = await startOnce(options.stateDir);
     if (s === "port-taken") continue;
-    if (options.provision !== false) {
-      const tpm = await Tpm.open(s.tcti);
-      try {
-        await provisionSimulatedTpm(tpm, { kinds: options.provision ?? ["ecc"] });
-      } finally {
-        await tpm.close();
-      }
-    }
+    if (options.provision !== false && !(await provisionWithin(s, options.provision ?? ["ecc"], options.stateDir !== undefined))) continue;
     return s;
   }
   throw new Error(`swtpm: ports were taken on each of ${maxStartAttempts} attempts`);
+}
+
+/** provisionTimeoutMs bounds provisioning a fresh swtpm (milliseconds when all is well). */
+const provisionTimeoutMs = 20_000;
+
+/**
+ * provisionWithin provisions `s` within provisionTimeoutMs; past it, the swtpm is stopped (state
+ * kept when `keep`) and false returned, for a retry on a new swtpm. Under load (CI, 2 cores, VMs
+ * beside) a swtpm now and then stops answering one of several concurrent test peers' connections;
+ * the TCTI waits without a deadline, so without this the test hung until its own timeout. Stopping
+ * the swtpm ends the waiting call with an error.
+ */
+async function provisionWithin(s: Swtpm, kinds: readonly AKKind[], keep: boolean): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const work = (async () => {
+    const tpm = await Tpm.open(s.tcti);
+    try {
+      await provisionSimulatedTpm(tpm, { kinds });
+    } finally {
+      await tpm.close().catch(() => {});
+    }
+  })();
+  const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), provisionTimeoutMs)));
+  try {
+    if ((await Promise.race([work.then(() => "done" as const), late])) === "done") return true;
+  } finally {
+    clearTimeout(timer);
+  }
+  process.stderr.write(`swtpm on port ${s.port} did not finish provisioning within ${provisionTimeoutMs} ms: starting another one\n`);
+  await (keep ? s.powerOff() : s.stop());
+  await work.catch(() => {});
+  return false;
 }
 
 /** swtpmPCRs are the PCRs a fresh swtpm shows as zeros and swtpmPolicy pins: the boot chain 0-10. */
