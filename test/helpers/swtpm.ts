@@ -72,49 +72,41 @@ async function freePortPair(): Promise<number> {
   throw new Error("swtpm: found no two adjacent free ports on 127.0.0.1");
 }
 
-/** probe sends TPM2_GetRandom(8) and resolves true if the TPM answers with TPM_RC_SUCCESS. */
-function probe(port: number): Promise<boolean> {
-  const cmd = Buffer.from("80010000000c0000017b0008", "hex");
+/**
+ * exchange sends `request` to 127.0.0.1:port and resolves with `ok` of the first `length` bytes of
+ * the answer; false on an error, a closed connection or no answer within 5 s (generous: a probe cut
+ * off mid-command under load is a risk of its own).
+ */
+function exchange(port: number, request: Buffer, length: number, ok: (answer: Buffer) => boolean): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = new Socket();
     let got = Buffer.alloc(0);
-    const done = (ok: boolean) => {
+    const done = (v: boolean) => {
       sock.destroy();
-      resolve(ok);
+      resolve(v);
     };
-    sock.setTimeout(5000, () => done(false)); // generous: a probe cut off mid-command under load is a risk of its own
+    sock.setTimeout(5000, () => done(false));
     sock.once("error", () => done(false));
+    sock.once("close", () => done(false));
     sock.on("data", (d: Buffer) => {
       got = Buffer.concat([got, d]);
-      if (got.length >= 10) done(got.readUInt16BE(0) === 0x8001 && got.readUInt32BE(6) === 0);
+      if (got.length >= length) done(ok(got));
     });
-    sock.connect(port, host, () => sock.write(cmd));
+    sock.connect(port, host, () => sock.write(request));
   });
 }
+
+/** probe sends TPM2_GetRandom(8) and resolves true if the TPM answers with TPM_RC_SUCCESS. */
+const probe = (port: number): Promise<boolean> =>
+  exchange(port, Buffer.from("80010000000c0000017b0008", "hex"), 10, (a) => a.readUInt16BE(0) === 0x8001 && a.readUInt32BE(6) === 0);
 
 /**
  * probeCtrl sends swtpm's control command CMD_GET_CAPABILITY and resolves true on its 8-byte answer
  * with result 0: the control port is this swtpm's (regression: a swtpm that lost its control port
  * to another one's server port passed the TPM probe, and the TCTI then waited on that other
- * swtpm's busy server, 90 s, until the test timed out).
+ * swtpm's busy server until the test timed out).
  */
-function probeCtrl(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = new Socket();
-    let got = Buffer.alloc(0);
-    const done = (ok: boolean) => {
-      sock.destroy();
-      resolve(ok);
-    };
-    sock.setTimeout(5000, () => done(false)); // generous: a probe cut off mid-command under load is a risk of its own
-    sock.once("error", () => done(false));
-    sock.on("data", (d: Buffer) => {
-      got = Buffer.concat([got, d]);
-      if (got.length >= 8) done(got.readUInt32BE(0) === 0);
-    });
-    sock.connect(port, host, () => sock.write(Buffer.from("00000001", "hex")));
-  });
-}
+const probeCtrl = (port: number): Promise<boolean> => exchange(port, Buffer.from("00000001", "hex"), 8, (a) => a.readUInt32BE(0) === 0);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
