@@ -206,23 +206,25 @@ export async function startSwtpm(options: StartSwtpmOptions = {}): Promise<Swtpm
   for (let i = 0; i < maxStartAttempts; i++) {
     const s = await startOnce(options.stateDir);
     if (s === "port-taken") continue;
-    if (options.provision !== false && !(await provisionWithin(s, options.provision ?? ["ecc"], options.stateDir !== undefined))) continue;
+    if (options.provision !== false && !(await provisionWithin(s, options.provision ?? ["ecc"], options.stateDir === undefined ? provisionTimeoutMs : undefined))) continue;
     return s;
   }
   throw new Error(`swtpm: ports were taken on each of ${maxStartAttempts} attempts`);
 }
 
 /** provisionTimeoutMs bounds provisioning a fresh swtpm (milliseconds when all is well). */
-const provisionTimeoutMs = 20_000;
+const provisionTimeoutMs = 30_000;
 
 /**
- * provisionWithin provisions `s` within provisionTimeoutMs; past it, the swtpm is stopped (state
- * kept when `keep`) and false returned, for a retry on a new swtpm. Under load (CI, 2 cores, VMs
+ * provisionWithin provisions `s`, within timeoutMs when given; past it, the swtpm is stopped (its
+ * state removed) and false returned, for a retry on a new swtpm. Under load (CI, 2 cores, VMs
  * beside) a swtpm now and then stops answering one of several concurrent test peers' connections;
  * the TCTI waits without a deadline, so without this the test hung until its own timeout. Stopping
- * the swtpm ends the waiting call with an error.
+ * the swtpm ends the waiting call with an error. Only for a fresh TPM: a caller's state dir (a
+ * reboot, the VM harness) is never cut off mid-write (an NV index defined but not written would be
+ * taken as provisioned); such callers bound the time themselves.
  */
-async function provisionWithin(s: Swtpm, kinds: readonly AKKind[], keep: boolean): Promise<boolean> {
+async function provisionWithin(s: Swtpm, kinds: readonly AKKind[], timeoutMs: number | undefined): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const work = (async () => {
     const tpm = await Tpm.open(s.tcti);
@@ -232,14 +234,18 @@ async function provisionWithin(s: Swtpm, kinds: readonly AKKind[], keep: boolean
       await tpm.close().catch(() => {});
     }
   })();
-  const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), provisionTimeoutMs)));
+  if (timeoutMs === undefined) {
+    await work;
+    return true;
+  }
+  const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), timeoutMs)));
   try {
     if ((await Promise.race([work.then(() => "done" as const), late])) === "done") return true;
   } finally {
     clearTimeout(timer);
   }
-  process.stderr.write(`swtpm on port ${s.port} did not finish provisioning within ${provisionTimeoutMs} ms: starting another one\n`);
-  await (keep ? s.powerOff() : s.stop());
+  process.stderr.write(`swtpm on port ${s.port} did not finish provisioning within ${timeoutMs} ms: starting another one\n`);
+  await s.stop();
   await work.catch(() => {});
   return false;
 }
