@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Sets up everything (scripts/setup.sh) and runs every test tier: unit, integration, e2e, vm.
+# Sets up everything (scripts/setup.sh), type-checks, and runs every test tier: unit, integration, e2e, vm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Compile-time checks first (tests, bench and sources, strict, no unused locals): a type error fails fast.
+npm run typecheck --silent
 exec npx vitest run "$@"

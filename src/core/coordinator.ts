@@ -1,17 +1,17 @@
 import type { Clock } from "./clock.js";
 import { ClusterStore } from "./cluster-store.js";
 import type { StateDisk } from "./disk.js";
-import { errorMessage, FailedPreconditionError, NotFoundError, PermissionDeniedError, UnavailableError } from "./errors.js";
-import { deriveDataKey, deriveOwnerID, stateDiskKey } from "./keys.js";
+import { errorMessage, FailedPreconditionError, NotFoundError } from "./errors.js";
+import { checkDiskUUID, deriveOwnerID, stateDiskKey } from "./keys.js";
 import type { Logger } from "./logger.js";
 import type { PeerRecord } from "./peer.js";
 import type { PeerClient, PeerUpdate } from "./remote.js";
+import { KeyRelease } from "./key-release.js";
 import { UpdateFeed } from "./update-feed.js";
 import { UpdateLoop } from "./update-loop.js";
 import { activateCoordinator } from "./coordinator-join.js";
 import type { StoreMembers } from "./store-members.js";
 import { CoordinatorCredential } from "./coordinator-auth.js";
-import { checkDiskUUID } from "./keys.js";
 import { parseEndpoint } from "./validate.js";
 import { toVPNPeers } from "./vpn-peers.js";
 import type { VPN } from "./vpn.js";
@@ -88,9 +88,11 @@ export class Coordinator {
   readonly #heartbeats = new Map<string, number>();
   #unwatch: (() => void) | undefined;
   readonly #feed: UpdateFeed;
+  readonly #keys: KeyRelease;
 
   constructor(options: CoordinatorOptions) {
     this.#o = options;
+    this.#keys = new KeyRelease({ store: options.store, peerClient: options.peerClient, logger: options.logger, ...(options.members ? { members: options.members } : {}) });
     this.#feed = new UpdateFeed(options.clock);
     this.#loop = new UpdateLoop({
       fetch: (v) => this.getUpdate(v),
@@ -355,48 +357,13 @@ export class Coordinator {
     return this.#heartbeats;
   }
 
-  /**
-   * getDataKey derives a data key (never a disk key: keys.ts) for a registered peer: callerVPNIP is
-   * the source address of the vpnapi connection, which WireGuard authenticates; undefined (not a VPN
-   * address) or an address without a peer record is PERMISSION_DENIED.
-   */
-  async getDataKey(dataKeyID: string, length: number, callerVPNIP: string | undefined): Promise<Buffer> {
-    if (callerVPNIP === undefined || !(await this.#o.store.peer(callerVPNIP))) {
-      throw new PermissionDeniedError(`GetDataKey: caller ${callerVPNIP ?? "(not a VPN address)"} is not a registered peer of this cluster`);
-    }
-    const { masterSecret, clusterID } = await this.#o.store.secrets();
-    return deriveDataKey(masterSecret, clusterID, dataKeyID, length);
+  /** getDataKey serves vpnapi GetDataKey (see KeyRelease.getDataKey). */
+  getDataKey(dataKeyID: string, length: number, callerVPNIP: string | undefined): Promise<Buffer> {
+    return this.#keys.getDataKey(dataKeyID, length, callerVPNIP);
   }
 
-  /**
-   * requestStateDiskKey delivers the key of a known disk to the peer registered for it, over a
-   * connection on which the peer's attestation is verified (the PeerClient's aTLS).
-   *
-   * Without a store quorum it still answers, from this member's copy: a disk key is a function of
-   * secrets that never change and of the disk UUID, and a UUID is never claimed by another peer, so
-   * the copy can lag only in a claim or retirement made during the partition. Refusing would
-   * deadlock the cluster's own recovery: with two Coordinators, the rebooted one is the quorum the
-   * other lacks, and it needs its key to bring its member back.
-   */
-  async requestStateDiskKey(diskUUID: string): Promise<void> {
-    checkDiskUUID(diskUUID);
-    const read = await this.#readForKeys(diskUUID);
-    const peer = await this.#o.store.peerOfDisk(diskUUID, read);
-    if (!peer) throw new PermissionDeniedError(`stateDiskUUID: ${diskUUID} is not a disk of any activated peer`);
-    const { masterSecret, clusterID } = await this.#o.store.secrets(read);
-    const credential = CoordinatorCredential.derive(masterSecret, clusterID);
-    await this.#o.peerClient.pushStateDiskKey(`${peer.publicIP}:${peer.pubapiPort}`, diskUUID, stateDiskKey(masterSecret, clusterID, diskUUID), credential);
-  }
-
-  /** #readForKeys chooses the reads for a disk-key release: the cluster's view, or this member's copy when the quorum is lost. */
-  async #readForKeys(diskUUID: string): Promise<{ local?: boolean }> {
-    try {
-      await this.#o.members?.checkQuorum();
-      return {};
-    } catch (err) {
-      if (!(err instanceof UnavailableError)) throw err;
-      this.#o.logger.warn("store quorum lost: releasing a disk key from this member's copy", { diskUUID, cause: errorMessage(err) });
-      return { local: true };
-    }
+  /** requestStateDiskKey serves pubapi RequestStateDiskKey (see KeyRelease.requestStateDiskKey). */
+  requestStateDiskKey(diskUUID: string): Promise<void> {
+    return this.#keys.requestStateDiskKey(diskUUID);
   }
 }

@@ -7,7 +7,6 @@ import { stateDiskKey } from "../../src/core/keys.js";
 import {
   AlreadyFormattedError,
   DeviceNotFoundError,
-  DiskError,
   KeyFileNotFoundError,
   LUKSVersionError,
   NoFreeKeyslotError,
@@ -15,7 +14,7 @@ import {
   WrongKeyError,
 } from "../../src/diskencryption/errors.js";
 import { LUKSDisk } from "../../src/diskencryption/luks-disk.js";
-import { createLUKSFile, createPlainFile, cryptsetupUUID, fastPBKDF, haveCryptsetup, keyForms, makeTempDir, opensWithKeyFile, writeWrapper, type TempDir, trackTempDirs, caughtDiskError } from "../helpers/luks.js";
+import { createLUKSFile, createPlainFile, cryptsetupUUID, fastPBKDF, haveCryptsetup, keyForms, makeTempDir, opensWithKeyFile, writeWrapper, trackTempDirs, caughtDiskError } from "../helpers/luks.js";
 
 const track = trackTempDirs();
 

@@ -15,7 +15,7 @@ import {
   updateBootstrapToken,
   writeBootstrapToken,
 } from "../../src/diskencryption/bootstrap-token.js";
-import { CorruptMetadataError, DiskError, LUKSVersionError, NotLUKSError, TokenTooLargeError } from "../../src/diskencryption/errors.js";
+import { CorruptMetadataError, LUKSVersionError, NotLUKSError, TokenTooLargeError } from "../../src/diskencryption/errors.js";
 import { LUKSDisk } from "../../src/diskencryption/luks-disk.js";
 import { createLUKSFile, createPlainFile, fastPBKDF, haveCryptsetup, opensWithKeyFile, trackTempDirs, caughtDiskError } from "../helpers/luks.js";
 

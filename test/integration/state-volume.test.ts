@@ -8,7 +8,7 @@ import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
-import { DeviceNotBlankError, DiskError, LUKSVersionError } from "../../src/diskencryption/errors.js";
+import { DeviceNotBlankError, LUKSVersionError } from "../../src/diskencryption/errors.js";
 import { StateVolume } from "../../src/diskencryption/state-volume.js";
 import { createLUKSFile, createPlainFile, cryptsetupUUID, fastPBKDF, haveCryptsetup, opensWithKeyFile, trackTempDirs, caughtDiskError } from "../helpers/luks.js";
 
