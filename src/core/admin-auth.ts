@@ -1,6 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import nacl from "tweetnacl";
 import type { Clock } from "./clock.js";
+import type { ClusterStore } from "./cluster-store.js";
 import { InvalidArgumentError, PermissionDeniedError } from "./errors.js";
 
 /** adminPubKeyBytes is the length of the admin's Ed25519 public key. */
@@ -152,4 +153,43 @@ export class AdminChallenges {
 export function checkAdminPubKey(key: Uint8Array | undefined, field = "adminPubKey"): Buffer {
   if (!key || key.length !== adminPubKeyBytes) throw new InvalidArgumentError(`${field}: must be ${adminPubKeyBytes} bytes (Ed25519), got ${key?.length ?? 0}`);
   return Buffer.from(key);
+}
+
+/**
+ * AdminGate checks admin requests on a Coordinator: single-use challenges, and the signature by the
+ * admin key the store holds over the method, this cluster's ID, the challenge and the request bytes.
+ */
+export class AdminGate {
+  readonly #cluster: ClusterStore;
+  readonly #challenges: AdminChallenges;
+  /** #known caches the cluster ID and admin public key once read (see identity). */
+  #known: { clusterID: Buffer; adminKey: Buffer } | undefined;
+
+  constructor(cluster: ClusterStore, clock: Clock) {
+    this.#cluster = cluster;
+    this.#challenges = new AdminChallenges({ clock });
+  }
+
+  /** challenge returns a fresh single-use challenge. */
+  challenge(): Buffer {
+    return this.#challenges.issue();
+  }
+
+  /** authorize returns the grant an admin operation needs, or throws PermissionDeniedError naming the failed check; it changes nothing else. */
+  async authorize(req: SignedAdminRequest, method: string): Promise<AdminGrant> {
+    const { clusterID, adminKey } = await this.identity();
+    return this.#challenges.verify(req, method, adminKey, clusterID);
+  }
+
+  /**
+   * identity is the cluster ID and the admin's public key, read from the store once: both are
+   * public and fixed for the cluster's life, so checking an admin's signature needs no store read —
+   * with the store's quorum lost the admin then hears that, not a failed read.
+   */
+  async identity(): Promise<{ clusterID: Buffer; adminKey: Buffer | undefined }> {
+    if (this.#known) return this.#known;
+    const [{ clusterID }, adminKey] = await Promise.all([this.#cluster.secrets(), this.#cluster.adminKey()]);
+    if (adminKey) this.#known = { clusterID, adminKey };
+    return { clusterID, adminKey };
+  }
 }

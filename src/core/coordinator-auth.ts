@@ -1,7 +1,7 @@
 import { hkdfSync } from "node:crypto";
 import nacl from "tweetnacl";
 import { checkMasterSecret, clusterIDBytes } from "./keys.js";
-import { InvalidArgumentError } from "./errors.js";
+import { InvalidArgumentError, PermissionDeniedError } from "./errors.js";
 
 /** coordinatorAuthInfo is the HKDF label of the cluster credential (DESIGN.md "Keys and IDs"). */
 export const coordinatorAuthInfo = "coordinator-auth";
@@ -63,6 +63,17 @@ export class CoordinatorCredential {
    */
   signRecovery(ekm: Uint8Array): Buffer {
     return Buffer.from(nacl.sign.detached(connectionMessage(ekm, recoveryDomain), this.#secretKey));
+  }
+}
+
+/**
+ * checkRecoverySignature throws PermissionDeniedError (naming the cluster-credential check) unless
+ * `signature` is the recovery signature over this connection's `ekm` by the credential `clusterKey`.
+ */
+export function checkRecoverySignature(op: string, clusterKey: Uint8Array | undefined, ekm: Uint8Array, signature: Uint8Array): void {
+  if (!clusterKey) throw new PermissionDeniedError(`${op}: cluster credential: this Coordinator's node state holds none, so it cannot check who sends the key`);
+  if (!verifyRecoverySignature(clusterKey, ekm, signature)) {
+    throw new PermissionDeniedError(`${op}: cluster credential: the caller did not sign this connection with the credential of this Coordinator's cluster (another master secret, or a signature made for another connection)`);
   }
 }
 

@@ -2,6 +2,8 @@ import type { StateDisk } from "./disk.js";
 import { InvalidArgumentError } from "./errors.js";
 import type { Logger } from "./logger.js";
 import type { InitMarker } from "./marker.js";
+import type { MeshPeerOptions } from "./mesh-peer-options.js";
+import { Node } from "./node.js";
 import type { NodeState, NodeStateStore } from "./node-state.js";
 import type { PeerRecord } from "./peer.js";
 import type { NodeActivationRequest, NodeExchange } from "./remote.js";
@@ -58,4 +60,20 @@ export function nodeStateOf(
   coordinatorPeers: PeerRecord[],
 ): NodeState {
   return { role, vpnIP, ownerID: ownerID.toString("hex"), clusterID: clusterID.toString("hex"), coordinatorVPNIPs, coordinatorEndpoints, coordinatorPeers };
+}
+
+/** startNodeRole starts following the Coordinators (stream, polls) as the Node at vpnIP. */
+export function startNodeRole(o: MeshPeerOptions, vpnIP: string, coordinatorVPNIPs: string[], onPeers: (peers: PeerRecord[]) => Promise<void>): Node {
+  const n = new Node({
+    vpnIP,
+    coordinatorVPNIPs,
+    onPeers,
+    dial: o.dialCoordinator,
+    vpn: o.vpn,
+    updateIntervalMs: o.updateIntervalMs,
+    clock: o.clock,
+    logger: o.logger.child("node"),
+  });
+  n.start();
+  return n;
 }

@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
-import { InternalError, PermissionDeniedError } from "./errors.js";
+import { errorMessage, InternalError, PermissionDeniedError } from "./errors.js";
+import type { Logger } from "./logger.js";
 import { writeFileAtomic } from "./store-memory.js";
 import { checkPeerSet, type PeerRecord } from "./peer.js";
 import { checkSealedKey, type SealedKey } from "./sealer.js";
@@ -189,4 +190,41 @@ export function canonicalJSON(v: unknown): string {
     return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonicalJSON((v as Record<string, unknown>)[k])}`).join(",")}}`;
   }
   return JSON.stringify(v) ?? "null";
+}
+
+/**
+ * KnownCoordinators keeps the node state's Coordinators current (VPN IPs, endpoints, records), so
+ * that after a restart a peer can reach every Coordinator there is, not only those of its
+ * activation. Failures are logged: the running peer does not depend on them.
+ */
+export class KnownCoordinators {
+  readonly #nodeState: NodeStateStore;
+  readonly #log: Logger;
+  /** #written is the Coordinator set last written (JSON). */
+  #written: string | undefined;
+
+  constructor(nodeState: NodeStateStore, log: Logger) {
+    this.#nodeState = nodeState;
+    this.#log = log;
+  }
+
+  /** remember writes the Coordinators among `peers` to the node state when they changed. */
+  async remember(peers: readonly PeerRecord[]): Promise<void> {
+    const coordinators = peers.filter((p) => p.role === "coordinator").sort((a, b) => (a.vpnIP < b.vpnIP ? -1 : 1));
+    const key = JSON.stringify(coordinators);
+    if (coordinators.length === 0 || key === this.#written) return;
+    try {
+      const saved = await this.#nodeState.load();
+      if (!saved) return;
+      await this.#nodeState.save({
+        ...saved,
+        coordinatorVPNIPs: coordinators.map((p) => p.vpnIP),
+        coordinatorEndpoints: coordinators.map((p) => `${p.publicIP}:${p.pubapiPort}`),
+        coordinatorPeers: coordinators,
+      });
+      this.#written = key;
+    } catch (err) {
+      this.#log.warn("could not remember the current Coordinators in the node state", { error: errorMessage(err) });
+    }
+  }
 }

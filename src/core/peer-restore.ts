@@ -2,15 +2,37 @@ import type { Clock } from "./clock.js";
 import type { ClusterStore } from "./cluster-store.js";
 import type { StateDisk } from "./disk.js";
 import type { DiskKeyRequest } from "./disk-key-request.js";
-import { CoreError, errorMessage, InternalError } from "./errors.js";
+import { CoreError, errorMessage, FailedPreconditionError, InternalError } from "./errors.js";
 import { stateDiskKey } from "./keys.js";
 import type { Logger } from "./logger.js";
+import type { InitMarker } from "./marker.js";
 import type { Node } from "./node.js";
 import type { NodeState, NodeStateStore } from "./node-state.js";
 import { PeerState, type StateMachine } from "./state.js";
 import type { StoreMembers } from "./store-members.js";
 import { toVPNPeers } from "./vpn-peers.js";
 import type { VPN } from "./vpn.js";
+
+/**
+ * readStart reads the node state and the TPM marker at start and returns the node state of a peer
+ * activated before, or undefined for a fresh one. An inconsistent marker, or a marker without node
+ * state, is refused; a marker the reboot reset is set again before anything else, so the peer can
+ * never be activated a second time.
+ */
+export async function readStart(o: { nodeState: NodeStateStore; marker: InitMarker; logger: Logger }): Promise<NodeState | undefined> {
+  const [saved, marker] = await Promise.all([o.nodeState.load(), o.marker.read()]);
+  if (marker.kind === "inconsistent") throw new FailedPreconditionError(`start: initialized marker is inconsistent: ${marker.detail}`);
+  if (!saved) {
+    if (marker.kind === "activated") throw new FailedPreconditionError(`start: the TPM marker says this peer was activated, but ${o.nodeState.path} is missing`);
+    o.logger.info("fresh peer: accepting activation");
+    return undefined;
+  }
+  if (marker.kind === "fresh") {
+    o.logger.info("activated before and the TPM was reset (reboot): marking it again");
+    await o.marker.mark(Buffer.from(saved.ownerID, "hex"), Buffer.from(saved.clusterID, "hex"));
+  }
+  return saved;
+}
 
 /** RestoreDeps is what restoring a rebooted or restarted peer's role uses (MeshPeer supplies them). */
 export interface RestoreDeps {
