@@ -76,7 +76,16 @@ export class DiskKeyRequest {
     if (!waiting || waiting.delivered || waiting.uuid !== uuid || !this.#o.disk) {
       throw new FailedPreconditionError(`PushStateDiskKey: this peer is not waiting for the key of disk ${uuid}`);
     }
-    await this.#o.disk.unlock(key);
+    try {
+      await this.#o.disk.unlock(key);
+    } catch (err) {
+      // The key derived for this UUID opens no keyslot: this is not the disk that was activated
+      // with that UUID (the UUID is public: a host can format a disk with it). Final, never retried.
+      if ((err as { code?: unknown }).code === "permission-denied") {
+        throw new PermissionDeniedError(`PushStateDiskKey: the key for disk ${uuid} does not open this peer's state disk: it is not the disk activated with that UUID (replaced or reformatted?): ${errorMessage(err)}`, { cause: err });
+      }
+      throw err;
+    }
     waiting.delivered = true;
     waiting.wake();
   }

@@ -70,6 +70,8 @@ export interface LUKSFileOptions {
   initialKey?: Uint8Array;
   /** keyslotsSize is `--luks2-keyslots-size` (e.g. "256k" leaves room for one keyslot only). */
   keyslotsSize?: string;
+  /** uuid is `--uuid` (a host making a disk that claims another's identity). */
+  uuid?: string;
 }
 
 /**
@@ -87,6 +89,7 @@ export async function createLUKSFile(opts: LUKSFileOptions = {}): Promise<LUKSFi
     const type = opts.type ?? "luks2";
     const extra = type === "luks1" ? ["--pbkdf-force-iterations", "1000"] : [...fastPBKDFArgs];
     if (opts.keyslotsSize) extra.push("--luks2-keyslots-size", opts.keyslotsSize);
+    if (opts.uuid) extra.push("--uuid", opts.uuid);
     await execa("cryptsetup", ["luksFormat", "--type", type, "--batch-mode", ...extra, "--key-file", initialKeyFile, path], {
       stdin: "ignore",
     });

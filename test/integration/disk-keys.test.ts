@@ -3,7 +3,9 @@ import { stateDiskKey } from "../../src/core/keys.js";
 import { PeerState } from "../../src/core/state.js";
 import { activateAsCoordinator } from "../../src/pubapi/admin.js";
 import { PubAPIClient } from "../../src/pubapi/client.js";
-import { cryptsetupUUID, opensWithKeyFile } from "../helpers/luks.js";
+import { copyFile, rename } from "node:fs/promises";
+import { execa } from "execa";
+import { createLUKSFile, cryptsetupUUID, opensWithKeyFile } from "../helpers/luks.js";
 import { until } from "../helpers/wait.js";
 import { TestMesh, type TestPeer } from "../helpers/mesh.js";
 import nacl from "tweetnacl";
@@ -55,6 +57,42 @@ describe("state-disk keys from the master secret (real LUKS2 files, real cryptse
     expect(await opensWithKeyFile(node.hardware.luks!.path, stateDiskKey(secret, clusterID, uuid))).toBe(true);
     const key = stateDiskKey(secret, clusterID, uuid).toString("hex");
     expect(mesh.logs.join("\n")).not.toContain(key);
+  });
+
+  it("a host that swaps a rebooted Node's disk for one it made with the same UUID gets nothing: the derived key does not open it, the Node fails naming it, the host's disk is untouched; with its own disk back the Node re-joins", async () => {
+    const { nodes, clusterID } = await activated();
+    const node = nodes[0]!;
+    const real = node.hardware.luks!;
+    const uuid = await cryptsetupUUID(real.path);
+    const derived = stateDiskKey(secret, clusterID, uuid);
+    // The host powers the Node off, keeps its disk aside and puts in one it formatted itself with
+    // the same UUID (the UUID is public in the LUKS header), hoping the Node will use it.
+    await node.stopSoftware();
+    const hostMade = await createLUKSFile({ sizeMiB: 20, uuid });
+    try {
+      expect(await cryptsetupUUID(hostMade.path)).toBe(uuid);
+      await rename(real.path, `${real.path}.real`);
+      await copyFile(hostMade.path, real.path);
+      const again = await mesh.restartPeer(node, { reboot: true });
+      await until("the rebooted Node gives up on the swapped disk", () => again.peer.state === PeerState.Failed, 20_000);
+      const log = again.logs.join("\n");
+      expect(log).toMatch(/refused the key of disk/);
+      expect(log).toMatch(new RegExp(`the key for disk ${uuid} does not open this peer's state disk: it is not the disk activated with that UUID`));
+      expect(again.vpn.vpnIP).toBeUndefined(); // it never came back into the VPN
+      // The host's disk still has its single keyslot: the Node wrote nothing to it.
+      expect(await opensWithKeyFile(real.path, hostMade.initialKey)).toBe(true);
+      expect(await opensWithKeyFile(real.path, derived)).toBe(false);
+      const dump = (await execa("cryptsetup", ["luksDump", real.path], { stdin: "ignore" })).stdout;
+      expect(dump.match(/^\s+\d+: luks2$/gm)?.length).toBe(1);
+      expect(mesh.logs.join("\n")).not.toContain(derived.toString("hex"));
+      // The host gives the real disk back: the Node's next start unlocks it and re-joins.
+      await rename(`${real.path}.real`, real.path);
+      const back = await mesh.restartPeer(again, { reboot: true });
+      await until("the Node re-joins with its own disk", () => back.peer.state === PeerState.IsNode, 20_000);
+      expect(await opensWithKeyFile(real.path, derived)).toBe(true);
+    } finally {
+      await hostMade.cleanup();
+    }
   });
 
   it("a Coordinator refuses the key of a disk it never saw, saying why", async () => {
