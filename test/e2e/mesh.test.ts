@@ -123,6 +123,28 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
     expect(await routeGet(mesh, node1.netns, node2.publicIP)).toBe("eth0");
   }, 45_000);
 
+  it("a neighbour on the public network that routes the VPN IP to the Coordinator cannot reach meshd's vpnapi; without meshd's filter it could", async () => {
+    diagnoseOnFailure();
+    // The host (or any neighbour) sends packets for 10.118.0.1 to the Coordinator's public address:
+    // they arrive on eth0, not through WireGuard, so their source is not authenticated by it.
+    const host = mesh.net.addNode("host");
+    await mesh.net.exec(host.name, "ip", ["route", "add", "10.118.0.1/32", "via", coordinator.publicIP]);
+    const connects = async (ns: string): Promise<boolean> =>
+      (await mesh.net.exec(ns, "timeout", ["3", "bash", "--norc", "-c", "exec 3<>/dev/tcp/10.118.0.1/9027"], { reject: false })).exitCode === 0;
+    expect(await connects(host.name), "the public side is dropped").toBe(false);
+    expect(await connects(nodes[0]!.netns), "a Node through WireGuard still connects").toBe(true);
+    // The control: with meshd's table taken away the same packets reach the vpnapi. Put back after.
+    const table = vpnapiFilterTable(coordinator.wgInterface);
+    const saved = (await mesh.net.exec(coordinator.netns, "nft", ["list", "table", "inet", table])).stdout;
+    await mesh.net.exec(coordinator.netns, "nft", ["delete", "table", "inet", table]);
+    try {
+      expect(await connects(host.name), "without the filter the neighbour connects").toBe(true);
+    } finally {
+      await mesh.net.exec(coordinator.netns, "nft", ["-f", "-"], { input: saved });
+    }
+    expect(await connects(host.name), "the restored filter drops it again").toBe(false);
+  }, 45_000);
+
   it("meshctl add-nodes adds a fifth peer; within one update interval every peer's wg show lists it", async () => {
     diagnoseOnFailure();
     const [node4] = (await mesh.startPeers(["node4"])) as [LocalPeer];
