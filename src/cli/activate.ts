@@ -7,7 +7,8 @@ import { masterSecretMaxBytes, masterSecretMinBytes } from "../core/keys.js";
 import type { AdminConfig } from "../core/mesh-peer.js";
 import { writeFileAtomic } from "../core/store-memory.js";
 import { activateAsCoordinator } from "../pubapi/admin.js";
-import { adminWGConfig, generateAdminKeyPair } from "./admin-config.js";
+import { adminWGConfig, adminWGFileName, generateAdminKeyPair } from "./admin-config.js";
+import { adminFileName } from "./admin-file.js";
 import { adminKeyFile, generateAdminKey, writeAdminKey } from "./admin-key.js";
 import { list, required, UsageError, type Command, type IO } from "./command.js";
 import { endpointFlag } from "./endpoint.js";
@@ -97,7 +98,7 @@ export async function runActivate(o: ActivateOptions, io: IO): Promise<number> {
   await writeAdminKey(o.outDir, admin.seed);
   await writeOutputs(o.outDir, cfg, keys.privateKey, admin.key.publicKey);
   io.out(`Coordinator ${cfg.coordinator.publicIP} is ${cfg.coordinator.vpnIP}; admin is ${cfg.adminVPNIP}`);
-  io.out(`wrote ${join(o.outDir, "wg0.conf")}, ${join(o.outDir, "admin.json")} and ${join(o.outDir, adminKeyFile)}`);
+  io.out(`wrote ${join(o.outDir, adminWGFileName)}, ${join(o.outDir, adminFileName)} and ${join(o.outDir, adminKeyFile)}`);
   if (cfg.failed.length > 0) {
     for (const f of cfg.failed) io.err(`  failed: ${f.endpoint}: ${f.error}`);
     const retry = [
@@ -128,7 +129,7 @@ export async function readMasterSecret(path: string, io: IO): Promise<Buffer> {
 
 async function checkOutDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  for (const f of ["wg0.conf", "admin.json", adminKeyFile]) {
+  for (const f of [adminWGFileName, adminFileName, adminKeyFile]) {
     const p = join(dir, f);
     const exists = await access(p).then(
       () => true,
@@ -139,7 +140,7 @@ async function checkOutDir(dir: string): Promise<void> {
 }
 
 async function writeOutputs(dir: string, cfg: AdminConfig, adminPrivateKey: string, adminPubKey: Buffer): Promise<void> {
-  await writeFileAtomic(join(dir, "wg0.conf"), adminWGConfig(cfg, adminPrivateKey));
+  await writeFileAtomic(join(dir, adminWGFileName), adminWGConfig(cfg, adminPrivateKey));
   const admin = {
     ownerId: cfg.ownerID.toString("hex"),
     clusterId: cfg.clusterID.toString("hex"),
@@ -150,5 +151,5 @@ async function writeOutputs(dir: string, cfg: AdminConfig, adminPrivateKey: stri
     coordinatorEndpoints: cfg.peers.filter((p) => p.role === "coordinator").map((p) => `${p.publicIP}:${p.pubapiPort}`),
     adminPubKey: adminPubKey.toString("base64"),
   };
-  await writeFileAtomic(join(dir, "admin.json"), `${JSON.stringify(admin, null, 2)}\n`);
+  await writeFileAtomic(join(dir, adminFileName), `${JSON.stringify(admin, null, 2)}\n`);
 }

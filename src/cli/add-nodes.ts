@@ -1,6 +1,7 @@
 import { createATLSChannelCredentials } from "../atls/client.js";
 import { retryLines } from "./retry.js";
 import { activateAdditionalNodes } from "../pubapi/admin.js";
+import { describeChange, mergeAdminWGConfig, readAdminWGConfig } from "./admin-config.js";
 import { readAdminKey } from "./admin-key.js";
 import { list, required, UsageError, type Command } from "./command.js";
 import { coordinatorEndpoints, tryCoordinators } from "./coordinators.js";
@@ -11,22 +12,24 @@ import { loadValidators, measurementsFlag } from "./validators.js";
 export const addNodes: Command = {
   name: "add-nodes",
   summary: "ask the Coordinator to activate more Nodes",
-  usage: `Usage: meshctl add-nodes [--coordinator ENDPOINT] --nodes ENDPOINT,... --measurements FILE [--admin-dir DIR]
+  usage: `Usage: meshctl add-nodes [--coordinator ENDPOINT] --nodes ENDPOINT,... --measurements FILE [--admin-dir DIR] [--out DIR]
 
 Verifies the Coordinator's attestation (aTLS) and asks it to activate each fresh peer in --nodes
 (the Coordinator verifies each Node's attestation). The request is signed with the admin key
 (admin.key in --admin-dir, written by meshctl activate) over a single-use challenge of the Coordinator. Progress goes to stderr. Peers that fail are
 named; the others stay activated, and the command can be run again for the failed ones.
-The admin's wg0.conf is not changed: add the printed peers, or use 'meshctl peers --wg' inside the VPN.
+With --out, the activated Nodes are added to DIR/wg0.conf (the admin's own key and every other peer
+kept); without it wg0.conf is not changed ('meshctl admin-config' rewrites it later from inside the VPN).
 
 Options:
   --coordinator ENDPOINT   the Coordinator to ask first (HOST[:PORT], port 9000 by default); then
                            every Coordinator admin.json lists, until one answers
   --nodes LIST             comma-separated Node endpoints (IP[:PORT])
   --admin-dir DIR          the directory of admin.json and admin.key (default .)
+  --out DIR                add the activated Nodes to DIR/wg0.conf (usually the --admin-dir)
   --measurements FILE      measurement policy for the Coordinator's attestation (required; get one
                            with meshctl measurements --from ENDPOINT)`,
-  options: { coordinator: { type: "string" }, nodes: { type: "string" }, "admin-dir": { type: "string" }, measurements: { type: "string" } },
+  options: { coordinator: { type: "string" }, nodes: { type: "string" }, "admin-dir": { type: "string" }, measurements: { type: "string" }, out: { type: "string" } },
   run: async (v, positionals, io) => {
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
     const adminDir = typeof v["admin-dir"] === "string" ? v["admin-dir"] : ".";
@@ -35,9 +38,13 @@ Options:
     if (nodes.length === 0) throw new UsageError("--nodes is empty");
     const validators = await loadValidators(measurementsFlag(v));
     const admin = await readAdminKey(adminDir);
+    const outDir = typeof v.out === "string" ? v.out : undefined;
+    // Checked before anything is activated: a wg0.conf we could not rewrite fails now, not after.
+    if (outDir !== undefined) await readAdminWGConfig(outDir);
     const creds = createATLSChannelCredentials(validators);
     const res = await tryCoordinators(coordinators, io, (ep) => activateAdditionalNodes(ep, creds, admin, nodes, (l) => io.err(`  ${l}`)));
     for (const p of res.activated) io.out(`activated ${p.publicIP}:${p.pubapiPort} as ${p.vpnIP} (WireGuard key ${p.vpnPubKey}, port ${p.wgPort})`);
+    if (outDir !== undefined && res.activated.length > 0) io.out(describeChange(outDir, await mergeAdminWGConfig(outDir, res.activated)));
     if (res.failed.length > 0) {
       for (const f of res.failed) io.err(`  failed: ${f.endpoint}: ${f.error}`);
       const retry = retryLines(res.failed, (eps) => `meshctl add-nodes --admin-dir ${adminDir} --nodes ${eps.join(",")}`);

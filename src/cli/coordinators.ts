@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { CoreError, errorMessage } from "../core/errors.js";
 import type { PeerRecord } from "../core/peer.js";
-import { readAdminFileIfAny, updateCoordinatorEndpoints } from "./admin-file.js";
+import { adminFileName, readAdminFileIfAny, updateCoordinatorEndpoints } from "./admin-file.js";
 import { UsageError, type IO } from "./command.js";
 import { endpointFlag } from "./endpoint.js";
 
@@ -14,7 +14,7 @@ export async function coordinatorEndpoints(flag: string | boolean | undefined, a
   if (typeof flag === "string" && flag !== "") out.push(endpointFlag(flag, "--coordinator"));
   const admin = await readAdminFileIfAny(adminDir);
   for (const e of admin?.coordinatorEndpoints ?? []) if (!out.includes(e)) out.push(e);
-  if (out.length === 0) throw new UsageError(`--coordinator is required (${join(adminDir, "admin.json")} lists no Coordinator)`);
+  if (out.length === 0) throw new UsageError(`--coordinator is required (${join(adminDir, adminFileName)} lists no Coordinator)`);
   return out;
 }
 

@@ -1,6 +1,7 @@
 import { activate } from "./activate.js";
 import { addCoordinators } from "./add-coordinators.js";
 import { addNodes } from "./add-nodes.js";
+import { adminConfig } from "./admin-config.js";
 import { runCommand, type Command, type IO } from "./command.js";
 import { evidence } from "./evidence.js";
 import { measurements } from "./measurements.js";
@@ -10,7 +11,7 @@ import { recover } from "./recover.js";
 import { verify } from "./verify.js";
 
 /** commands are meshctl's subcommands, one file each. */
-export const commands: Command[] = [activate, addNodes, addCoordinators, removeNode, removeCoordinator, recover, verify, measurements, peers, evidence];
+export const commands: Command[] = [activate, addNodes, addCoordinators, removeNode, removeCoordinator, recover, verify, measurements, peers, adminConfig, evidence];
 
 const usage = `Usage: meshctl COMMAND [flags]
 

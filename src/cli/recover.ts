@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { deriveOwnerID } from "../core/keys.js";
 import { recoverCoordinator } from "../pubapi/recover.js";
 import { readMasterSecret } from "./activate.js";
-import { readAdminFile } from "./admin-file.js";
+import { adminFileName, readAdminFile } from "./admin-file.js";
 import { required, UsageError, type Command } from "./command.js";
 import { endpointFlag } from "./endpoint.js";
 import { loadValidators, measurementsFlag } from "./validators.js";
@@ -38,7 +38,7 @@ Options:
     const { ownerID, clusterID } = await readClusterIDs(adminDir);
     const masterSecret = await readMasterSecret(required(v, "master-secret"), io);
     if (!deriveOwnerID(masterSecret).equals(ownerID)) {
-      throw new Error(`master secret file ${String(v["master-secret"])}: it is not the secret of the cluster in ${join(adminDir, "admin.json")} (its owner ID differs); nothing was sent`);
+      throw new Error(`master secret file ${String(v["master-secret"])}: it is not the secret of the cluster in ${join(adminDir, adminFileName)} (its owner ID differs); nothing was sent`);
     }
     const validators = await loadValidators(measurementsFlag(v));
     io.err(`verifying ${endpoint} (attestation and cluster marker) and delivering its state-disk key`);

@@ -23,8 +23,6 @@ export interface AdminOptions {
   meshctlScript: string;
 }
 
-const persistentKeepaliveSec = 25;
-
 /**
  * Admin is the admin's machine of a local mesh: a namespace on the same bridge as the peers, where
  * meshctl runs as a real process and the admin's WireGuard tunnel is brought up with wg-quick
@@ -91,24 +89,17 @@ export class Admin {
   }
 
   /**
-   * addTunnelPeers adds to the admin's device every mesh peer it lacks (a Node activated after
-   * wg0.conf was written), as wg0.conf would list it: its VPN IP /32, its endpoint, a keepalive.
-   * Returns the public keys it added.
+   * syncTunnel applies the admin's wg0.conf (as meshctl admin-config or add-nodes --out rewrote it)
+   * to the running tunnel with `wg syncconf` on `wg-quick strip`'s output: peers that are new are
+   * added, peers no longer listed are removed, sessions of the others are kept.
    */
-  async addTunnelPeers(peers: readonly MeshctlPeer[]): Promise<string[]> {
-    const have = new Set((await this.#o.net.exec(this.netns, "wg", ["show", this.wgInterface, "peers"])).stdout.split("\n").filter(Boolean));
-    const added: string[] = [];
-    for (const p of peers) {
-      if (p.role === "admin" || p.publicIP === "" || have.has(p.vpnPubKey)) continue;
-      await this.#o.net.exec(this.netns, "wg", [
-        "set", this.wgInterface, "peer", p.vpnPubKey,
-        "allowed-ips", `${p.vpnIP}/32`,
-        "endpoint", `${p.publicIP}:${p.wgPort}`,
-        "persistent-keepalive", String(persistentKeepaliveSec),
-      ]);
-      added.push(p.vpnPubKey);
-    }
-    return added;
+  async syncTunnel(wg0conf: string): Promise<void> {
+    if (!this.#tunnel) throw new Error(`admin tunnel ${this.wgInterface} is not up`);
+    const conf = join(this.dir, `${this.wgInterface}.conf`);
+    await copyFile(wg0conf, conf);
+    await chmod(conf, 0o600);
+    const r = await this.#o.net.exec(this.netns, "bash", ["--norc", "-c", 'wg syncconf "$1" <(wg-quick strip "$2")', "sync", this.wgInterface, conf], { reject: false });
+    if (r.exitCode !== 0) throw new Error(`wg syncconf ${this.wgInterface} from ${wg0conf} failed (exit ${r.exitCode}): ${lastLine(r.stderr)}`);
   }
 }
 

@@ -191,8 +191,11 @@ export class LocalMesh {
       local.vpnIP = p.vpnIP;
       local.vpnPubKey = p.vpnPubKey;
     }
-    const added = await this.admin.addTunnelPeers(peers);
-    if (added.length > 0) this.#o.progress(`added ${added.length} new peer(s) to the admin tunnel`);
+    // The admin's wg0.conf follows the mesh through the product's own command, then the tunnel follows the file.
+    const r = await this.admin.meshctl(["admin-config", "--out", this.#adminDir!, "--vpn-endpoint", this.#coordinatorVPNIP], 30_000);
+    if (r.exitCode !== 0) throw new Error(`meshctl admin-config failed (exit ${r.exitCode}): ${r.stderr.trim().split("\n").pop() ?? ""}`);
+    await this.admin.syncTunnel(this.#wg0conf!);
+    this.#o.progress(r.stdout.trim());
     return peers;
   }
 
@@ -204,6 +207,7 @@ export class LocalMesh {
     const r = await this.admin.meshctl([
       "add-nodes", "--nodes", nodes.map((n) => n.endpoint).join(","),
       "--admin-dir", this.#adminDir,
+      "--out", this.#adminDir,
       "--measurements", options.measurements ?? this.measurementsFile,
     ]);
     if (r.exitCode === 0 && this.admin.tunnelIsUp) await this.refresh();

@@ -90,3 +90,74 @@ function peerSection(p: WgQuickPeer | PeerConfig, f: string, explicitKeepalive: 
   else if (explicitKeepalive) lines.push("PersistentKeepalive = off");
   return lines;
 }
+
+/**
+ * parseWgQuickConfig reads a wg-quick file as renderWgQuickConfig writes it (and as an admin may
+ * have edited it): [Interface] with PrivateKey, Address (the first one) and ListenPort; [Peer]
+ * sections with PublicKey, AllowedIPs, Endpoint and PersistentKeepalive, each comment line right
+ * above a section kept as its comment. Keys wg-quick knows but we do not render (DNS, MTU, PostUp, …)
+ * are refused rather than silently dropped on a rewrite. Errors name the line, never a key's value.
+ */
+export function parseWgQuickConfig(text: string): WgQuickConfig {
+  let privKey: string | undefined;
+  let address: string | undefined;
+  let prefixLength: number | undefined;
+  let listenPort: number | undefined;
+  const peers: WgQuickPeer[] = [];
+  let section: "none" | "interface" | "peer" = "none";
+  let peer: { pubKey?: string; allowedIPs: string[]; endpoint?: string; persistentKeepaliveSec?: number; comment?: string } | undefined;
+  let comment: string | undefined;
+  const finishPeer = (line: number): void => {
+    if (!peer) return;
+    if (peer.pubKey === undefined) throw invalidArgument(`line ${line}`, "a [Peer] section has no PublicKey");
+    peers.push({ ...peer, pubKey: peer.pubKey });
+    peer = undefined;
+  };
+  const lines = text.split("\n");
+  lines.forEach((raw, i) => {
+    const at = `line ${i + 1}`;
+    const line = raw.trim();
+    if (line === "") return;
+    if (line.startsWith("#")) {
+      comment = line.replace(/^#\s?/, "");
+      return;
+    }
+    if (line === "[Interface]" || line === "[Peer]") {
+      finishPeer(i + 1);
+      if (line === "[Interface]") {
+        if (section !== "none") throw invalidArgument(at, "[Interface] must come first, once");
+        section = "interface";
+      } else {
+        if (section === "none") throw invalidArgument(at, "[Peer] before [Interface]");
+        section = "peer";
+        peer = { allowedIPs: [], ...(comment !== undefined ? { comment } : {}) };
+      }
+      comment = undefined;
+      return;
+    }
+    comment = undefined;
+    const m = /^([A-Za-z]+)\s*=\s*(.*)$/.exec(line);
+    if (!m) throw invalidArgument(at, "expected KEY = VALUE or a [section]");
+    const [, key, value] = m as unknown as [string, string, string];
+    if (section === "interface") {
+      if (key === "PrivateKey") privKey = checkKey(value, `${at} PrivateKey`);
+      else if (key === "Address") {
+        const first = value.split(",")[0]!.trim();
+        const cidr = canonicalCIDR(first.includes("/") ? first : `${first}/32`, `${at} Address`);
+        address = cidr.split("/")[0];
+        prefixLength = Number(cidr.split("/")[1]);
+      } else if (key === "ListenPort") listenPort = checkPort(Number(value), `${at} ListenPort`);
+      else throw invalidArgument(at, `[Interface] ${key} is not a key meshctl keeps on a rewrite; remove it or keep your own copy`);
+    } else if (section === "peer" && peer) {
+      if (key === "PublicKey") peer.pubKey = checkKey(value, `${at} PublicKey`);
+      else if (key === "AllowedIPs") peer.allowedIPs = value.split(",").map((c) => canonicalCIDR(c.trim(), `${at} AllowedIPs`));
+      else if (key === "Endpoint") peer.endpoint = canonicalEndpoint(value, `${at} Endpoint`);
+      else if (key === "PersistentKeepalive") peer.persistentKeepaliveSec = value === "off" ? 0 : checkPort(Number(value), `${at} PersistentKeepalive`);
+      else throw invalidArgument(at, `[Peer] ${key} is not a key meshctl keeps on a rewrite`);
+    } else throw invalidArgument(at, "a key outside any section");
+  });
+  finishPeer(lines.length);
+  if (privKey === undefined) throw invalidArgument("[Interface]", "no PrivateKey");
+  if (address === undefined) throw invalidArgument("[Interface]", "no Address");
+  return { privKey, address, ...(prefixLength !== undefined ? { prefixLength } : {}), ...(listenPort !== undefined ? { listenPort } : {}), peers };
+}

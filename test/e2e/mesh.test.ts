@@ -145,13 +145,17 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
     expect(await connects(host.name), "the restored filter drops it again").toBe(false);
   }, 45_000);
 
-  it("meshctl add-nodes adds a fifth peer; within one update interval every peer's wg show lists it", async () => {
+  it("meshctl add-nodes --out adds a fifth peer, also to the admin's wg0.conf; within one update interval every peer's wg show lists it, and the admin reaches it through the rewritten file", async () => {
     diagnoseOnFailure();
     const [node4] = (await mesh.startPeers(["node4"])) as [LocalPeer];
     const key = (await mesh.net.exec(node4.netns, "wg", ["show", node4.wgInterface, "public-key"])).stdout.trim();
     const r = await mesh.addNodes([node4]);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`activated ${node4.publicIP.replaceAll(".", "\\.")}:9000 as 10\\.118\\.0\\.\\d+`));
+    // add-nodes --out added node4 to the admin's wg0.conf; the tunnel then follows that file
+    // (LocalMesh.refresh: meshctl admin-config through the VPN, wg syncconf), and the admin reaches node4.
+    expect(r.stdout).toMatch(/wrote \S+wg0\.conf: 5 peer\(s\), 1 added, 0 removed/);
+    expect(progress.some((l) => /^wrote \S+wg0\.conf: 5 peer\(s\), 0 added, 0 removed/.test(l)), progress.join("\n")).toBe(true);
     const added = Date.now();
     const others = [coordinator, ...nodes];
     await waitFor(async () => ((await Promise.all(others.map((p) => mesh.wgPeers(p)))).every((keys) => keys.includes(key)) ? true : undefined), {
