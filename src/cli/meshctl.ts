@@ -8,10 +8,11 @@ import { measurements } from "./measurements.js";
 import { peers } from "./peers.js";
 import { removeCoordinator, removeNode } from "./remove-node.js";
 import { recover } from "./recover.js";
+import { status } from "./status.js";
 import { verify } from "./verify.js";
 
 /** commands are meshctl's subcommands, one file each. */
-export const commands: Command[] = [activate, addNodes, addCoordinators, removeNode, removeCoordinator, recover, verify, measurements, peers, adminConfig, evidence];
+export const commands: Command[] = [activate, addNodes, addCoordinators, removeNode, removeCoordinator, recover, verify, measurements, status, peers, adminConfig, evidence];
 
 const usage = `Usage: meshctl COMMAND [flags]
 

@@ -10,6 +10,7 @@ import { join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
+import type { MeshStatus } from "../../src/cli/status.js";
 import { LocalMesh } from "../../src/localmesh/local-mesh.js";
 import type { LocalPeer } from "../../src/localmesh/local-peer.js";
 import { localMeshTools } from "../../src/localmesh/requirements.js";
@@ -168,6 +169,29 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
     expect(await mesh.ping(node4.vpnIP!, nodes[0]!.netns)).toBeGreaterThan(0);
     nodes.push(node4);
   }, 30_000);
+
+  it("meshctl status --json through the VPN: the admin verifies every Coordinator and Node itself (tpm, the swtpm test CA) and every Node applied the current version", async () => {
+    diagnoseOnFailure();
+    const vpnIP = mesh.coordinatorVPNIP!;
+    let last = "";
+    const status = await waitFor(
+      async () => {
+        const r = await mesh.admin.meshctl(["status", "--json", "--vpn-endpoint", vpnIP, "--measurements", mesh.measurementsFile], 60_000);
+        last = `${r.exitCode}: ${r.stderr}${r.stdout.slice(0, 2000)}`;
+        return r.exitCode === 0 ? (JSON.parse(r.stdout) as MeshStatus) : undefined;
+      },
+      { what: "meshctl status to exit 0 (every Node current, every peer verified)", timeoutMs: convergeMs },
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; last meshctl status: ${last}`);
+    });
+    const meshPeers = status.peers.filter((p) => p.role !== "admin");
+    expect(meshPeers.map((p) => p.vpnIP).sort()).toEqual([coordinator, ...nodes].map((p) => p.vpnIP!).sort());
+    for (const p of meshPeers) {
+      expect(p.attestation, p.vpnIP).toMatchObject({ checked: true, ok: true, platform: "tpm" });
+      expect(p.attestation.root).toContain("simulated TPM test CA");
+    }
+    for (const p of meshPeers.filter((x) => x.role === "node")) expect([p.appliedVersion, p.lag]).toEqual([status.resourceVersion, 0]);
+  }, 90_000);
 
   it("a Node whose WireGuard peers were all removed converges back on the next poll", async () => {
     diagnoseOnFailure();

@@ -2,20 +2,16 @@
 // wg-quick parser reads back what we render, refuses keys a rewrite would drop, and never echoes a
 // private key; admin-config rewrites the peers from a real vpnapi (loopback gRPC) and keeps the
 // admin's [Interface].
-import * as grpc from "@grpc/grpc-js";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { adminWGPeers, mergeAdminWGConfig } from "../../src/cli/admin-config.js";
 import { main } from "../../src/cli/meshctl.js";
-import { systemClock } from "../../src/core/clock.js";
-import { nullLogger } from "../../src/core/logger.js";
 import type { PeerRecord } from "../../src/core/peer.js";
-import { UpdateFeed } from "../../src/core/update-feed.js";
-import { createVPNAPIServer } from "../../src/vpnapi/server.js";
 import { parseWgQuickConfig, renderWgQuickConfig } from "../../src/wireguard/config.js";
 import { generateKeyPair } from "../../src/wireguard/keys.js";
+import { startFakeVPNAPI, type FakeVPNAPI } from "../helpers/fake-vpnapi.js";
 
 const admin = generateKeyPair();
 const key = (): string => generateKeyPair().pubKey;
@@ -73,19 +69,12 @@ describe("wg-quick parser", () => {
 });
 
 describe("meshctl admin-config", () => {
-  let server: grpc.Server | undefined;
-  afterEach(() => server?.forceShutdown());
+  let server: FakeVPNAPI | undefined;
+  afterEach(() => server?.close());
 
   async function vpnapi(peers: PeerRecord[]): Promise<string> {
-    const backend = {
-      getUpdate: async () => ({ resourceVersion: 7, peers }),
-      getDataKey: async () => Buffer.alloc(0),
-      lastSeen: () => new Map<string, number>(),
-      updates: () => new UpdateFeed(systemClock),
-    };
-    server = createVPNAPIServer(backend, nullLogger);
-    const port = await new Promise<number>((resolve, reject) => server!.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
-    return `127.0.0.1:${port}`;
+    server = await startFakeVPNAPI(peers);
+    return server.endpoint;
   }
 
   it("rewrites the peers from the current peer set: added Nodes appear, removed ones go, the admin's [Interface] stays; mode 0600", async () => {

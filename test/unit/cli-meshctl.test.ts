@@ -28,7 +28,7 @@ describe("meshctl", () => {
   it("--help lists every command; each command has its own --help", async () => {
     const top = await run("--help");
     expect(top.code).toBe(0);
-    for (const c of ["activate", "add-nodes", "add-coordinators", "remove-node", "remove-coordinator", "recover", "verify", "measurements", "peers", "admin-config", "evidence"]) {
+    for (const c of ["activate", "add-nodes", "add-coordinators", "remove-node", "remove-coordinator", "recover", "verify", "measurements", "status", "peers", "admin-config", "evidence"]) {
       expect(top.out).toContain(c);
       const h = await run(c, "--help");
       expect(h.code).toBe(0);
