@@ -20,6 +20,11 @@ export interface ATLSServerOptions {
   now?: () => number;
   /** limiter bounds concurrent and queued issuer calls (limiter.ts); undefined: a HandshakeLimiter with its defaults. */
   limiter?: HandshakeLimiter;
+  /**
+   * onHandshake runs once per ClientHello: "served" when a certificate was made, else "refused" with
+   * the check that refused it ("sni nonce", "busy", "attest"). For metrics; it must not throw.
+   */
+  onHandshake?: (result: "served" | "refused", check?: string) => void;
 }
 
 /**
@@ -41,6 +46,7 @@ export class ATLSServerCredentials extends ServerCredentials {
 
     const connections = new ATLSConnections();
     const limiter = options.limiter ?? new HandshakeLimiter();
+    const counted = options.onHandshake ?? ((): void => {});
     // Node calls the SNI callback as a method of the server-side TLSSocket: that is the one place
     // the credentials see each connection (grpc-js keeps its http2 server to itself). The limiter
     // caps handshakes per source by its remoteAddress; caller proofs find the connection later.
@@ -49,6 +55,7 @@ export class ATLSServerCredentials extends ServerCredentials {
       if (!nonce) {
         // Scanners and plain TLS clients end here; debug keeps them from flooding the log.
         log.debug(`refused ClientHello: server name is not ${nonceServernameRule}`, { servername: servername.slice(0, 80) });
+        counted("refused", "sni nonce");
         cb(new Error(`aTLS: the TLS server name must be ${nonceServernameRule}`));
         return;
       }
@@ -58,13 +65,18 @@ export class ATLSServerCredentials extends ServerCredentials {
         .run(this instanceof TLSSocket ? this.remoteAddress : undefined, () => createAttestedCertificate(issuer, nonce, { validityMs, now: now() }))
         .then((pair) => createSecureContext({ key: pair.keyPem, cert: pair.certPem }))
         .then(
-          (ctx) => cb(null, ctx),
+          (ctx) => {
+            counted("served");
+            cb(null, ctx);
+          },
           (err: unknown) => {
             if (err instanceof ATLSError && err.check === "busy") {
+              counted("refused", "busy");
               log.debug("refused ClientHello: busy", { error: err.message });
               cb(err);
               return;
             }
+            counted("refused", "attest");
             log.warn("aTLS handshake refused: could not attest the certificate key", {
               platform: issuer.platform,
               error: err instanceof Error ? `${err.message}${err.cause instanceof Error ? `: ${err.cause.message}` : ""}` : String(err),

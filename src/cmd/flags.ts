@@ -30,6 +30,8 @@ export interface MeshdConfig {
   updateIntervalMs: number;
   measurements: string | undefined;
   logLevel: LogLevel;
+  /** metricsListen is where Prometheus metrics are served (loopback only); undefined: off. */
+  metricsListen: { host: string; port: number } | undefined;
 }
 
 /** EtcdTLSFiles are the PEM files of --etcd-ca/--etcd-cert/--etcd-key (cert and key both or neither). */
@@ -76,6 +78,8 @@ Flags:
   --measurements FILE          measurement policy for other peers (default: peers measured like this one)
   --update-interval SECONDS    how often Nodes poll the Coordinator (default 10)
   --log-level debug|info|warn|error   (default info)
+  --metrics-listen HOST:PORT   serve Prometheus metrics at http://HOST:PORT/metrics (off by default;
+                               HOST must be a loopback address: scrape through a local agent)
   -h, --help                   this help`;
 
 /** parseMeshdFlags validates argv; errors name the flag. `help` is true for --help. */
@@ -107,6 +111,7 @@ export function parseMeshdFlags(argv: string[]): { help: true } | { help: false;
       measurements: { type: "string" },
       "update-interval": { type: "string", default: "10" },
       "log-level": { type: "string", default: "info" },
+      "metrics-listen": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -123,6 +128,14 @@ export function parseMeshdFlags(argv: string[]): { help: true } | { help: false;
   if (!Number.isFinite(interval) || interval < 0.05 || interval > 3600) throw new InvalidArgumentError("--update-interval: seconds between 0.05 and 3600");
   const logLevel = values["log-level"]!;
   if (!["debug", "info", "warn", "error"].includes(logLevel)) throw new InvalidArgumentError("--log-level: debug, info, warn or error");
+  let metricsListen: MeshdConfig["metricsListen"];
+  if (values["metrics-listen"] !== undefined) {
+    const m = parseEndpoint(values["metrics-listen"], "--metrics-listen");
+    if (isIP(m.host) === 0 || !isLoopbackHost(m.host)) {
+      throw new InvalidArgumentError(`--metrics-listen: HOST must be a loopback address (127.0.0.1 or ::1), got ${JSON.stringify(m.host)}: metrics are not served to the network`);
+    }
+    metricsListen = { host: m.host, port: m.port };
+  }
   return {
     help: false,
     config: {
@@ -146,6 +159,7 @@ export function parseMeshdFlags(argv: string[]): { help: true } | { help: false;
       updateIntervalMs: Math.round(interval * 1000),
       measurements: values.measurements,
       logLevel: logLevel as LogLevel,
+      metricsListen,
     },
   };
 }

@@ -38,6 +38,8 @@ import { openStore } from "./store.js";
 import { DeferredStore } from "../core/store-members.js";
 import type { ManagedEtcd } from "../store/managed-etcd.js";
 import { openVPN } from "./vpn.js";
+import { MeshMetrics, serveMetrics, type MeshView } from "../metrics/metrics.js";
+import { formatEndpoint } from "../core/validate.js";
 
 /** Closer releases one resource at shutdown. */
 type Closer = () => Promise<void> | void;
@@ -77,7 +79,10 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     const issuer = await makeIssuer(config, tpm);
     closers.push(() => (issuer as { close?: () => Promise<void> }).close?.());
     const policy = await peerPolicy(config, issuer, logger);
-    const validators = validatorsFor(policy);
+    // Metrics read the peer at scrape time (peerRef is set once it started).
+    let peerRef: MeshPeer | undefined;
+    const metrics = config.metricsListen ? new MeshMetrics(meshView(() => peerRef)) : undefined;
+    const validators = metrics ? metrics.validators(validatorsFor(policy)) : validatorsFor(policy);
     const { disk, nodeState, locked, encrypted } = await openStateDisk(config, new TPMKeySealer(tpm), logger.child("disk"));
     const vpn = openVPN(config, logger.child("wireguard"));
     closers.push(() => vpn.close());
@@ -118,10 +123,11 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
       store = deferred;
       onStateUnlocked = async () => deferred.attach(await openStore(config, encrypted, logger));
     } else store = await openStore(config, encrypted, logger);
-    closers.push(() => store.close());
+    const closeStore = store;
+    closers.push(() => closeStore.close());
+    if (metrics) store = metrics.store(store);
     const peerClient = new PubAPIClient({ validators, issuer });
     closers.push(() => peerClient.close());
-    let peerRef: MeshPeer | undefined;
     const peer = await MeshPeer.start({
       publicIP: config.publicIP,
       pubapiPort: config.listenPort,
@@ -142,11 +148,12 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
       updateIntervalMs: config.updateIntervalMs,
       clock: systemClock,
       logger: logger.child("peer"),
+      ...(metrics ? { events: metrics.events } : {}),
       onCoordinator: async (vpnIP) => {
         // The filter first: the vpnapi trusts source addresses, which only WireGuard authenticates.
         const filter = await VPNAPIFilter.install({ wgInterface: config.wgInterface, vpnIP, port: vpnapiPort, logger: logger.child("vpnapi-filter") });
         closers.push(() => filter.remove());
-        const server = createVPNAPIServer(peerRef!, logger.child("vpnapi"));
+        const server = createVPNAPIServer(peerRef!, logger.child("vpnapi"), metrics ? { onPoll: () => metrics.poll() } : {});
         closers.push(() => server.forceShutdown());
         await bind(server, `${vpnIP}:${vpnapiPort}`, grpc.ServerCredentials.createInsecure());
         logger.info("serving the vpnapi", { address: `${vpnIP}:${vpnapiPort}` });
@@ -154,18 +161,45 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     });
     peerRef = peer;
     closers.push(() => peer.close());
-    const atls = createATLSServerCredentials(issuer, { logger: logger.child("atls") });
+    const atls = createATLSServerCredentials(issuer, { logger: logger.child("atls"), ...(metrics ? { onHandshake: (r, c) => metrics.handshake(r, c) } : {}) });
     const pub = createPubAPIServer({ peer, logger: logger.child("pubapi"), connections: atls.connections });
     closers.push(() => pub.forceShutdown());
     const address = config.listenHost.includes(":") ? `[${config.listenHost}]:${config.listenPort}` : `${config.listenHost}:${config.listenPort}`;
     await bind(pub, address, atls);
     logger.info("serving the pubapi over aTLS", { address, platform: issuer.platform, state: peer.state });
+    if (metrics && config.metricsListen) {
+      const served = await serveMetrics(metrics, config.metricsListen.host, config.metricsListen.port, logger.child("metrics"));
+      closers.push(() => served.close());
+      logger.info("serving Prometheus metrics", { address: `http://${formatEndpoint(config.metricsListen)}/metrics` });
+    }
     await peer.resume();
     return shutdown;
   } catch (err) {
     await shutdown();
     throw err;
   }
+}
+
+/** meshView is what the metrics read from the running peer at scrape time. */
+function meshView(peer: () => MeshPeer | undefined): MeshView {
+  return {
+    state: () => peer()?.state ?? "Starting",
+    resourceVersion: () => {
+      const p = peer();
+      return p?.coordinatorVPNIP !== undefined ? p.updates().version : p?.nodeResourceVersion;
+    },
+    peersByRole: async () => {
+      const p = peer();
+      if (p?.coordinatorVPNIP === undefined) return undefined;
+      const counts: Record<string, number> = { coordinator: 0, node: 0, admin: 0 };
+      for (const r of (await p.getUpdate(-1)).peers ?? []) counts[r.role] = (counts[r.role] ?? 0) + 1;
+      return counts;
+    },
+    openStreams: () => {
+      const p = peer();
+      return p?.coordinatorVPNIP !== undefined ? p.updates().watchers : 0;
+    },
+  };
 }
 
 /**

@@ -33,9 +33,12 @@ export class AckTracker {
   readonly #nodes = new Map<string, NodeAck>();
   readonly #commits = new Map<number, number>();
   readonly #recent = new Map<number, number[]>();
+  readonly #onDelay: ((delayMs: number) => void) | undefined;
 
-  constructor(histogram = new Histogram()) {
+  /** onDelay, when given, also receives every commit-to-acknowledgement delay (a metrics exporter). */
+  constructor(histogram = new Histogram(), onDelay?: (delayMs: number) => void) {
     this.histogram = histogram;
+    this.#onDelay = onDelay;
   }
 
   /** committed records when `version` was committed (first record wins). */
@@ -85,6 +88,7 @@ export class AckTracker {
     if (at === undefined) return;
     const delay = Math.max(0, nowMs - at);
     this.histogram.observe(delay);
+    this.#onDelay?.(delay);
     this.#recent.get(version)?.push(delay);
   }
 }

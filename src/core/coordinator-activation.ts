@@ -80,6 +80,7 @@ export async function startCoordinatorRole(o: MeshPeerOptions, cluster: ClusterS
     updateIntervalMs: o.updateIntervalMs,
     ...(o.activationConcurrency ? { activationConcurrency: o.activationConcurrency } : {}),
     ...(o.members ? { members: o.members } : {}),
+    ...(o.events ? { events: o.events } : {}),
     onPeers,
   });
 }

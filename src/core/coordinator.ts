@@ -6,6 +6,8 @@ import { checkDiskUUID, deriveOwnerID, stateDiskKey } from "./keys.js";
 import type { Logger } from "./logger.js";
 import type { PeerRecord } from "./peer.js";
 import type { PeerClient, PeerUpdate } from "./remote.js";
+import { AckTracker } from "./ack-tracker.js";
+import { noEvents, type MeshEvents } from "./events.js";
 import { KeyRelease } from "./key-release.js";
 import { UpdateFeed } from "./update-feed.js";
 import { UpdateLoop } from "./update-loop.js";
@@ -60,6 +62,8 @@ export interface CoordinatorOptions {
   members?: StoreMembers;
   /** onPeers runs after every peer set applied to the own device (the peer remembers its Coordinators). */
   onPeers?: (peers: PeerRecord[]) => Promise<void>;
+  /** events receives observations for metrics (default: none). */
+  events?: MeshEvents;
 }
 
 /** triggerWaitMs bounds how long an admin operation waits for the Nodes it told to update. */
@@ -92,8 +96,9 @@ export class Coordinator {
 
   constructor(options: CoordinatorOptions) {
     this.#o = options;
-    this.#keys = new KeyRelease({ store: options.store, peerClient: options.peerClient, logger: options.logger, ...(options.members ? { members: options.members } : {}) });
-    this.#feed = new UpdateFeed(options.clock);
+    const events = options.events ?? noEvents;
+    this.#keys = new KeyRelease({ store: options.store, peerClient: options.peerClient, logger: options.logger, events, ...(options.members ? { members: options.members } : {}) });
+    this.#feed = new UpdateFeed(options.clock, undefined, new AckTracker(undefined, events.propagation?.bind(events)));
     this.#loop = new UpdateLoop({
       fetch: (v) => this.getUpdate(v),
       apply: async (peers) => {
@@ -146,12 +151,15 @@ export class Coordinator {
     const deps = { store: this.#o.store, members: this.#o.members, peerClient: this.#o.peerClient, logger: this.#o.logger, syncVPN: () => this.syncVPN() };
     for (const [i, ep] of endpoints.entries()) {
       const progress: ActivationProgress = { committing: false };
+      const started = this.#o.clock.now();
       try {
         const peer = await activateCoordinator(deps, ep, progress);
+        this.#o.events?.activation?.("coordinator", "ok", this.#o.clock.now() - started);
         result.activated.push(peer);
         log(`[${i + 1}/${endpoints.length}] activated Coordinator ${ep} as ${peer.vpnIP}`);
       } catch (err) {
         const error = errorMessage(err);
+        this.#o.events?.activation?.("coordinator", "failed", this.#o.clock.now() - started);
         result.failed.push({ endpoint: ep, error, marked: progress.committing });
         log(`[${i + 1}/${endpoints.length}] FAILED to activate Coordinator ${ep}: ${error}`);
         this.#o.logger.warn("coordinator activation failed", { endpoint: ep, error });
@@ -198,12 +206,15 @@ export class Coordinator {
     const worker = async (): Promise<void> => {
       for (let ep = queue.shift(); ep !== undefined; ep = queue.shift()) {
         const progress: ActivationProgress = { committing: false };
+        const started = this.#o.clock.now();
         try {
           const peer = await this.#activateNode(ep, progress);
+          this.#o.events?.activation?.("node", "ok", this.#o.clock.now() - started);
           result.activated.push(peer);
           log(`[${++done}/${endpoints.length}] activated Node ${ep} as ${peer.vpnIP}`);
         } catch (err) {
           const error = errorMessage(err);
+          this.#o.events?.activation?.("node", "failed", this.#o.clock.now() - started);
           result.failed.push({ endpoint: ep, error, marked: progress.committing });
           log(`[${++done}/${endpoints.length}] FAILED to activate Node ${ep}: ${error}`);
           this.#o.logger.warn("node activation failed", { endpoint: ep, error });

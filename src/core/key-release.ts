@@ -1,6 +1,7 @@
 import type { ClusterStore } from "./cluster-store.js";
 import { CoordinatorCredential } from "./coordinator-auth.js";
 import { errorMessage, PermissionDeniedError, UnavailableError } from "./errors.js";
+import { resultOf, type MeshEvents } from "./events.js";
 import { checkDiskUUID, deriveDataKey, stateDiskKey } from "./keys.js";
 import type { Logger } from "./logger.js";
 import type { PeerClient } from "./remote.js";
@@ -14,6 +15,7 @@ export interface KeyReleaseOptions {
   logger: Logger;
   /** members is the shared store's membership (managed etcd); undefined: one store, always a quorum. */
   members?: StoreMembers;
+  events?: MeshEvents;
 }
 
 /**
@@ -34,7 +36,11 @@ export class KeyRelease {
    * the source address of the vpnapi connection, which WireGuard authenticates; undefined (not a VPN
    * address) or an address without a peer record is PERMISSION_DENIED.
    */
-  async getDataKey(dataKeyID: string, length: number, callerVPNIP: string | undefined): Promise<Buffer> {
+  getDataKey(dataKeyID: string, length: number, callerVPNIP: string | undefined): Promise<Buffer> {
+    return this.#counted("dataKey", () => this.#dataKey(dataKeyID, length, callerVPNIP));
+  }
+
+  async #dataKey(dataKeyID: string, length: number, callerVPNIP: string | undefined): Promise<Buffer> {
     if (callerVPNIP === undefined || !(await this.#o.store.peer(callerVPNIP))) {
       throw new PermissionDeniedError(`GetDataKey: caller ${callerVPNIP ?? "(not a VPN address)"} is not a registered peer of this cluster`);
     }
@@ -54,7 +60,11 @@ export class KeyRelease {
    * deadlock the cluster's own recovery: with two Coordinators, the rebooted one is the quorum the
    * other lacks, and it needs its key to bring its member back.
    */
-  async requestStateDiskKey(diskUUID: string): Promise<void> {
+  requestStateDiskKey(diskUUID: string): Promise<void> {
+    return this.#counted("diskKey", () => this.#diskKey(diskUUID));
+  }
+
+  async #diskKey(diskUUID: string): Promise<void> {
     checkDiskUUID(diskUUID);
     const read = await this.#readForKeys(diskUUID);
     const peer = await this.#o.store.peerOfDisk(diskUUID, read);
@@ -64,6 +74,18 @@ export class KeyRelease {
     const endpoint = `${peer.publicIP}:${peer.pubapiPort}`;
     await this.#o.peerClient.pushStateDiskKey(endpoint, diskUUID, stateDiskKey(masterSecret, clusterID, diskUUID), credential);
     this.#o.logger.info("released a state-disk key", { to: peer.vpnIP, endpoint, diskUUID, fromLocalCopy: read.local === true });
+  }
+
+  /** #counted reports the outcome of one release to the events. */
+  async #counted<T>(kind: "dataKey" | "diskKey", fn: () => Promise<T>): Promise<T> {
+    try {
+      const v = await fn();
+      this.#o.events?.[kind]?.("released");
+      return v;
+    } catch (err) {
+      this.#o.events?.[kind]?.(resultOf(err));
+      throw err;
+    }
   }
 
   /** #readForKeys chooses the reads for a disk-key release: the cluster's view, or this member's copy when the quorum is lost. */

@@ -1,6 +1,7 @@
 import type { CallerVerifier } from "./caller.js";
 import type { Clock } from "./clock.js";
 import type { StateDisk } from "./disk.js";
+import type { MeshEvents } from "./events.js";
 import type { Logger } from "./logger.js";
 import type { InitMarker } from "./marker.js";
 import type { NodeStateStore } from "./node-state.js";
@@ -49,4 +50,6 @@ export interface MeshPeerOptions {
   onCoordinator?: (vpnIP: string) => Promise<void>;
   clock: Clock;
   logger: Logger;
+  /** events receives observations for metrics (src/metrics/); undefined: none. */
+  events?: MeshEvents;
 }

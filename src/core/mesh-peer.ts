@@ -9,7 +9,7 @@ import { DiskKeyRequest } from "./disk-key-request.js";
 import type { Logger } from "./logger.js";
 import type { Node } from "./node.js";
 import { readStart, restorePeer } from "./peer-restore.js";
-import { commitNodeActivation, receiveDiskKey, startNodeRole } from "./node-activation.js";
+import { commitNodeActivation, firstContact, receiveDiskKey, startNodeRole } from "./node-activation.js";
 import { KnownCoordinators, type NodeState } from "./node-state.js";
 import { checkNodeActivation, checkNodeEndpoints } from "./requests.js";
 import type { CoordinatorExchange, NodeActivationRequest, NodeExchange, PeerUpdate } from "./remote.js";
@@ -288,7 +288,7 @@ export class MeshPeer {
     if (!node) throw new InternalError("JoinCluster: Node role missing");
     let version: number;
     try {
-      version = await node.update();
+      version = await firstContact(() => node.update(), this.#o.clock, this.#log);
     } catch (err) {
       throw wrap(`join cluster: reach the vpnapi of ${coordinatorVPNIP} through the VPN`, err);
     }

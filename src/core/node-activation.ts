@@ -1,5 +1,6 @@
 import type { StateDisk } from "./disk.js";
-import { InvalidArgumentError } from "./errors.js";
+import type { Clock } from "./clock.js";
+import { CoreError, errorMessage, InvalidArgumentError } from "./errors.js";
 import type { Logger } from "./logger.js";
 import type { InitMarker } from "./marker.js";
 import type { MeshPeerOptions } from "./mesh-peer-options.js";
@@ -76,4 +77,27 @@ export function startNodeRole(o: MeshPeerOptions, vpnIP: string, coordinatorVPNI
   });
   n.start();
   return n;
+}
+
+/** joinContactMs bounds how long a joining Node retries its first poll (see firstContact). */
+const joinContactMs = 20_000;
+
+/**
+ * firstContact runs a Node's first poll through the VPN (JoinCluster), retried for up to 20 s
+ * while the Coordinator cannot be reached: the first packets wait for a WireGuard handshake, and a
+ * lost handshake initiation is retried by WireGuard only after 5 s, longer than one poll's deadline
+ * on a short update interval. The Coordinator's JoinCluster call allows 30 s.
+ */
+export async function firstContact(poll: () => Promise<number>, clock: Clock, log: Logger): Promise<number> {
+  const until = clock.now() + joinContactMs;
+  for (;;) {
+    try {
+      return await poll();
+    } catch (err) {
+      const transient = err instanceof CoreError && (err.code === "unavailable" || err.code === "deadline-exceeded");
+      if (!transient || clock.now() >= until) throw err;
+      log.debug("join cluster: the Coordinator's vpnapi not reachable yet; trying again", { error: errorMessage(err) });
+      await clock.sleep(500);
+    }
+  }
 }

@@ -8,6 +8,8 @@ import { waitFor } from "./poll.js";
 export const pubapiPort = 9000;
 /** swtpmPort is each peer's TPM command port on 127.0.0.1 inside its own namespace (control: +1). */
 export const swtpmPort = 2321;
+/** metricsPort is where each local meshd serves Prometheus metrics, on its namespace's loopback. */
+export const metricsPort = 9100;
 /** policyPCRs are the PCRs the local measurement policy pins: the boot chain, 0-10 (11 and 12 are the activation marker). */
 export const policyPCRs: readonly number[] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
 
@@ -160,12 +162,21 @@ export class LocalPeer {
         "--insecure-state-dir",
         "--update-interval", String(o.updateIntervalSec),
         "--measurements", measurements,
+        "--metrics-listen", `127.0.0.1:${metricsPort}`,
         ...(o.managedStore ? ["--store", "managed"] : []),
       ],
       logFile: join(this.dir, "meshd.log"),
     });
     this.#meshd = meshd;
     await this.#waitListening(o, meshd, this.publicIP, pubapiPort);
+  }
+
+  /** metrics scrapes this peer's meshd (GET /metrics on its namespace's loopback) and returns the Prometheus text. */
+  async metrics(): Promise<string> {
+    const script = `fetch("http://127.0.0.1:${metricsPort}/metrics").then(async (r) => { if (!r.ok) throw new Error("HTTP " + r.status); process.stdout.write(await r.text()); })`;
+    const r = await this.#net.exec(this.netns, process.execPath, ["-e", script], { reject: false, timeoutMs: 10_000 });
+    if (r.exitCode !== 0) throw new Error(`scrape ${this.label}'s metrics failed (exit ${r.exitCode}): ${r.stderr.trim().split("\n").pop() ?? ""}`);
+    return r.stdout;
   }
 
   /**

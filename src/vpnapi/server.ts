@@ -23,6 +23,8 @@ export interface VPNAPIServerOptions {
    * drops packets to it that did not arrive through WireGuard. Tests on loopback map it.
    */
   callerVPNIP?: (grpcPeer: string) => string | undefined;
+  /** onPoll runs for every GetUpdate served (metrics). */
+  onPoll?: () => void;
 }
 
 /** VPNAPIBackend is what the vpnapi serves from: a MeshPeer in meshd (Coordinators only answer). */
@@ -45,6 +47,7 @@ export function createVPNAPIServer(peer: VPNAPIBackend, logger: Logger, options:
         if (!Number.isSafeInteger(v) || v < 0) throw new InvalidArgumentError("resourceVersion: must be a non-negative integer");
         const claimed = call.request.nodeVpnIp === "" ? undefined : checkIP(call.request.nodeVpnIp, "nodeVPNIP");
         const update = await peer.getUpdate(v, callerOf(call.getPeer()) ?? claimed);
+        options.onPoll?.();
         return { resourceVersion: update.resourceVersion, changed: update.peers !== undefined, peers: (update.peers ?? []).map(peerToWire) };
       })().then((r) => cb(null, r), fail("GetUpdate", cb));
     },

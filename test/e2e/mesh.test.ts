@@ -146,8 +146,31 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
     expect(await connects(host.name), "the restored filter drops it again").toBe(false);
   }, 45_000);
 
+  it("a ClientHello whose server name is not a nonce is refused, and the Coordinator's /metrics counts it under that check", async () => {
+    diagnoseOnFailure();
+    const refused = (t: string): number => metric(t, "meshd_atls_handshakes_total", { result: "refused", check: "sni nonce" }) ?? 0;
+    const before = refused(await coordinator.metrics());
+    const hello = `const s = require("node:tls").connect({ host: "${coordinator.publicIP}", port: 9000, servername: "not-a-nonce.example", rejectUnauthorized: false });
+      s.on("secureConnect", () => process.exit(3)); s.on("error", () => process.exit(0));`;
+    const r = await mesh.net.exec(mesh.admin.netns, process.execPath, ["-e", hello], { reject: false, timeoutMs: 10_000 });
+    expect(r.exitCode, "the handshake must fail").toBe(0);
+    await waitFor(async () => (refused(await coordinator.metrics()) === before + 1 ? true : undefined), { what: "the refused handshake in /metrics", timeoutMs: 5_000 });
+  }, 30_000);
+
   it("meshctl add-nodes --out adds a fifth peer, also to the admin's wg0.conf; within one update interval every peer's wg show lists it, and the admin reaches it through the rewritten file", async () => {
     diagnoseOnFailure();
+    // Metrics after the activation: what the Coordinator counted, and every Node at its version.
+    const m0 = await coordinator.metrics();
+    expect(metric(m0, "meshd_peers", { role: "node" })).toBe(3);
+    expect(metric(m0, "meshd_peers", { role: "coordinator" })).toBe(1);
+    expect(metric(m0, "meshd_activation_seconds_count", { role: "node", result: "ok" })).toBe(3);
+    expect(metric(m0, "meshd_peer_state", { state: "ActivatingNodes" })).toBe(1);
+    const v0 = metric(m0, "meshd_resource_version")!;
+    await waitFor(async () => ((await Promise.all(nodes.map(async (n) => metric(await n.metrics(), "meshd_resource_version")))).every((v) => v === v0) ? true : undefined), {
+      what: `every Node's meshd_resource_version to be ${v0}`,
+      timeoutMs: convergeMs,
+    });
+    const p0 = metric(await coordinator.metrics(), "meshd_propagation_seconds_count")!;
     const [node4] = (await mesh.startPeers(["node4"])) as [LocalPeer];
     const key = (await mesh.net.exec(node4.netns, "wg", ["show", node4.wgInterface, "public-key"])).stdout.trim();
     const r = await mesh.addNodes([node4]);
@@ -165,6 +188,18 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
     });
     progress.push(`every peer listed node4 ${Date.now() - added} ms after add-nodes returned`);
     expect(node4.vpnPubKey).toBe(key);
+    // The change as metrics: one new version; each of the 3 earlier Nodes acknowledged it once (the
+    // new Node's first acknowledgement is only its baseline), and the activation was counted.
+    await waitFor(async () => (metric(await coordinator.metrics(), "meshd_propagation_seconds_count") === p0 + 3 ? true : undefined), {
+      what: "3 propagation observations (one per earlier Node) on the Coordinator",
+      timeoutMs: convergeMs,
+    });
+    const m1 = await coordinator.metrics();
+    expect(metric(m1, "meshd_resource_version")).toBe(v0 + 1);
+    expect(metric(m1, "meshd_peers", { role: "node" })).toBe(4);
+    expect(metric(m1, "meshd_activation_seconds_count", { role: "node", result: "ok" })).toBe(4);
+    expect(metric(m1, "meshd_atls_handshakes_total", { result: "served", check: "" })).toBeGreaterThan(0);
+    expect(metric(await node4.metrics(), "meshd_peer_state", { state: "IsNode" })).toBe(1);
     expect(await mesh.ping(node4.vpnIP!)).toBeGreaterThan(0);
     expect(await mesh.ping(node4.vpnIP!, nodes[0]!.netns)).toBeGreaterThan(0);
     nodes.push(node4);
@@ -336,3 +371,19 @@ describe.skipIf(reason !== undefined)(`localmesh command${reason ? ` — skipped
     }
   }, 45_000);
 });
+
+/**
+ * metric reads one sample from Prometheus text: `name` with exactly `labels` (all of them; none when
+ * omitted). Undefined when absent.
+ */
+function metric(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split("\n")) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const got: Record<string, string> = {};
+    for (const [, k, v] of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) got[k!] = v!;
+    const keys = Object.keys(labels);
+    if (Object.keys(got).length === keys.length && keys.every((k) => got[k] === labels[k])) return Number(m[3]);
+  }
+  return undefined;
+}
