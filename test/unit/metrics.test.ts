@@ -112,3 +112,26 @@ describe("MeshMetrics", () => {
     }
   });
 });
+
+describe("deploy/grafana-dashboard.json", () => {
+  it("is a Grafana dashboard whose every query names only metrics meshd exports", async () => {
+    const { readFileSync } = await import("node:fs");
+    const d = JSON.parse(readFileSync(new URL("../../deploy/grafana-dashboard.json", import.meta.url), "utf8")) as { panels: Array<{ title: string; targets: Array<{ expr: string }> }> };
+    const m = new MeshMetrics(view);
+    m.poll();
+    const exported = new Set((await m.registry.getMetricsAsJSON()).map((x) => x.name));
+    const families = (name: string): string => name.replace(/_(bucket|count|sum)$/, "");
+    expect(d.panels.length).toBeGreaterThan(5);
+    for (const p of d.panels) {
+      expect(p.targets.length, p.title).toBeGreaterThan(0);
+      for (const t of p.targets) {
+        const names = [...t.expr.matchAll(/\bmeshd_[a-z_]+/g)].map((x) => families(x[0]));
+        expect(names.length, t.expr).toBeGreaterThan(0);
+        for (const n of names) expect(exported.has(n), `${p.title}: ${n}`).toBe(true);
+      }
+    }
+    // Every metric meshd exports is on the dashboard.
+    const used = new Set(d.panels.flatMap((p) => p.targets.flatMap((t) => [...t.expr.matchAll(/\bmeshd_[a-z_]+/g)].map((x) => families(x[0])))));
+    for (const n of exported) expect(used.has(n), n).toBe(true);
+  });
+});
