@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../core/errors.js";
-import type { LogLevel } from "../core/logger.js";
+import type { LogFormat, LogLevel } from "../core/logger.js";
 import { formatEndpoint, parseEndpoint } from "../core/validate.js";
 import { isLoopbackHost } from "../store/etcd-tls.js";
 
@@ -30,6 +30,7 @@ export interface MeshdConfig {
   updateIntervalMs: number;
   measurements: string | undefined;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   /** metricsListen is where Prometheus metrics are served (loopback only); undefined: off. */
   metricsListen: { host: string; port: number } | undefined;
 }
@@ -78,6 +79,8 @@ Flags:
   --measurements FILE          measurement policy for other peers (default: peers measured like this one)
   --update-interval SECONDS    how often Nodes poll the Coordinator (default 10)
   --log-level debug|info|warn|error   (default info)
+  --log-format json|text       json: one JSON object per line, for shipping (default); text: for a terminal.
+                               Every pubapi/vpnapi call is logged once ("audit": true): method, caller, code, duration
   --metrics-listen HOST:PORT   serve Prometheus metrics at http://HOST:PORT/metrics (off by default;
                                HOST must be a loopback address: scrape through a local agent)
   -h, --help                   this help`;
@@ -111,6 +114,7 @@ export function parseMeshdFlags(argv: string[]): { help: true } | { help: false;
       measurements: { type: "string" },
       "update-interval": { type: "string", default: "10" },
       "log-level": { type: "string", default: "info" },
+      "log-format": { type: "string", default: "json" },
       "metrics-listen": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -159,6 +163,7 @@ export function parseMeshdFlags(argv: string[]): { help: true } | { help: false;
       updateIntervalMs: Math.round(interval * 1000),
       measurements: values.measurements,
       logLevel: logLevel as LogLevel,
+      logFormat: oneOf(values["log-format"]!, ["json", "text"], "--log-format"),
       metricsListen,
     },
   };

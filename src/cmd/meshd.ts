@@ -289,7 +289,7 @@ export function run(): void {
     process.stdout.write(`${meshdUsage}\n`);
     return;
   }
-  const logger = createLogger((l) => process.stderr.write(`${l}\n`), { level: parsed.config.logLevel, component: "meshd" });
+  const logger = createLogger((l) => process.stderr.write(`${l}\n`), { level: parsed.config.logLevel, component: "meshd", format: parsed.config.logFormat });
   startMeshd(parsed.config, logger).then(
     (shutdown) => {
       let stopping = false;

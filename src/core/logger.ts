@@ -20,6 +20,20 @@ export type LogLevel = "debug" | "info" | "warn" | "error";
 
 const levelRank: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
+/** LogFormat: one JSON object per line (for shipping), or text for a person at a terminal. */
+export type LogFormat = "json" | "text";
+
+/**
+ * textLine renders a line as `TIME LEVEL component: msg key=value …`; values with spaces, quotes or
+ * control characters are JSON-quoted, so a line stays one line and parseable.
+ */
+function textLine(line: Record<string, unknown>): string {
+  const { time, level, component, msg, ...rest } = line;
+  const value = (v: unknown): string => (typeof v === "string" && /^[^\s"=\\\x00-\x1f]+$/.test(v) ? v : JSON.stringify(v));
+  const fields = Object.entries(rest).map(([k, v]) => `${k}=${value(v)}`);
+  return [String(time), String(level).toUpperCase().padEnd(5), `${component ? `${String(component)}: ` : ""}${JSON.stringify(msg).slice(1, -1)}`, ...fields].join(" ");
+}
+
 /** LineSink receives one finished log line (without newline). */
 export type LineSink = (line: string) => void;
 
@@ -27,14 +41,15 @@ export type LineSink = (line: string) => void;
  * createLogger returns a Logger that writes one JSON object per line to `sink`.
  * Safe to call concurrently; it keeps no state besides its level and component.
  */
-export function createLogger(sink: LineSink, options?: { level?: LogLevel; component?: string }): Logger {
+export function createLogger(sink: LineSink, options?: { level?: LogLevel; component?: string; format?: LogFormat }): Logger {
   const min = levelRank[options?.level ?? "info"];
+  const text = options?.format === "text";
   const make = (component: string): Logger => {
     const emit = (level: LogLevel, msg: string, fields?: LogFields): void => {
       if (levelRank[level] < min) return;
       const line: Record<string, unknown> = { time: new Date().toISOString(), level, component, msg };
       if (fields) for (const [k, v] of Object.entries(fields)) if (v !== undefined) line[k] = v;
-      sink(JSON.stringify(line));
+      sink(text ? textLine(line) : JSON.stringify(line));
     };
     return {
       debug: (m, f) => emit("debug", m, f),

@@ -10,6 +10,7 @@ import type { AdminGrant } from "../core/admin-auth.js";
 import { peerToWire } from "../rpc/peer-wire.js";
 import { adminPayloadCodec, maxMessageBytes, serviceOf, type AdminMethod } from "../rpc/proto.js";
 import { serveActivateAsAdditionalCoordinator } from "./activate-coordinator.js";
+import { auditLog } from "../rpc/audit.js";
 import { callerRateLimit, type CallerRateLimitOptions } from "../rpc/rate-limit.js";
 import { toStatus } from "../rpc/status.js";
 import { serveActivateAsNode } from "./activate-node-server.js";
@@ -42,7 +43,7 @@ export interface PubAPIServerOptions {
  * binds it with the aTLS server credentials whose `connections` it was given, and owns its shutdown.
  */
 export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
-  const server = new grpc.Server({ "grpc.max_receive_message_length": maxMessageBytes, interceptors: [callerRateLimit(o.callerRateLimit)] });
+  const server = new grpc.Server({ "grpc.max_receive_message_length": maxMessageBytes, interceptors: [auditLog(o.logger.child("audit")), callerRateLimit(o.callerRateLimit)] });
   const log = o.logger;
   const fail = <T>(op: string, cb: grpc.sendUnaryData<T>) => (err: unknown) => cb(toStatus(err, op, log) as grpc.ServiceError, null);
   const failStream = (op: string, call: grpc.ServerWritableStream<unknown, unknown>) => (err: unknown) =>

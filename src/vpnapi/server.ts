@@ -7,6 +7,7 @@ import type { UpdateFeed } from "../core/update-feed.js";
 import { checkIP } from "../core/validate.js";
 import { peerToWire } from "../rpc/peer-wire.js";
 import { maxMessageBytes, serviceOf } from "../rpc/proto.js";
+import { auditLog } from "../rpc/audit.js";
 import { toStatus } from "../rpc/status.js";
 import { serveWatch, type WirePeerChanges, type WireWatchRequest } from "./watch.js";
 
@@ -38,7 +39,12 @@ export type VPNAPIBackend = Pick<MeshPeer, "getUpdate" | "getDataKey" | "lastSee
  */
 export function createVPNAPIServer(peer: VPNAPIBackend, logger: Logger, options: VPNAPIServerOptions = {}): grpc.Server {
   const callerOf = options.callerVPNIP ?? sourceVPNIP;
-  const server = new grpc.Server({ "grpc.max_receive_message_length": 64 * 1024, "grpc.max_send_message_length": maxMessageBytes });
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": 64 * 1024,
+    "grpc.max_send_message_length": maxMessageBytes,
+    // Every call is audited; a Node's routine poll only at debug (meshd_polls_total counts them).
+    interceptors: [auditLog(logger.child("audit"), { vpn: true, quiet: (m) => m === "GetUpdate" })],
+  });
   const fail = (op: string, cb: grpc.sendUnaryData<unknown>) => (err: unknown) => cb(toStatus(err, op, logger) as grpc.ServiceError, null);
   server.addService(serviceOf("vpnapi").service, {
     GetUpdate: (call: grpc.ServerUnaryCall<{ resourceVersion: number; nodeVpnIp: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {

@@ -329,6 +329,57 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
     expect(existsSync(join(mesh.admin.dir, fresh.label, "wg0.conf"))).toBe(false);
   }, 30_000);
 
+  it("the audit logs of this run: refused attacks are named with their check and caller, calls carry who made them, and no meshd log holds a secret", async () => {
+    diagnoseOnFailure();
+    const node = nodes[0]!;
+    // Two attacks from the admin's namespace: an unsigned admin request, and a trigger without a caller proof.
+    const dist = (f: string) => JSON.stringify(pathToFileURL(join(repo, "dist", "src", f)).href);
+    const script = `
+      import { sendActivateAdditionalNodes } from ${dist("pubapi/admin.js")};
+      import { createATLSChannelCredentials } from ${dist("atls/client.js")};
+      import { loadValidators } from ${dist("cli/validators.js")};
+      import { channelOptions, serviceOf } from ${dist("rpc/proto.js")};
+      const creds = createATLSChannelCredentials(await loadValidators(process.argv[1]), {});
+      const unsigned = await sendActivateAdditionalNodes(process.argv[2], creds, { request: Buffer.alloc(0), challenge: Buffer.alloc(0), signature: Buffer.alloc(0) }, () => {}).then(() => "accepted", (e) => e.code);
+      const Client = serviceOf("pubapi");
+      const c = new Client(process.argv[3], creds, channelOptions);
+      const trigger = await new Promise((r) => c.TriggerNodeUpdate({ callerProof: null }, { deadline: Date.now() + 20000 }, (e) => r(e ? e.code : "accepted")));
+      c.close();
+      process.stdout.write(JSON.stringify([unsigned, trigger]));`;
+    const r = await mesh.net.exec(mesh.admin.netns, process.execPath, ["--input-type=module", "-e", script, mesh.measurementsFile, coordinator.endpoint, node.endpoint], { reject: false, timeoutMs: 60_000 });
+    expect(r.stdout, r.stderr).toBe(JSON.stringify(["permission-denied", 7]));
+    const audit = async (p: LocalPeer): Promise<Array<Record<string, unknown>>> =>
+      (await readFile(join(p.dir, "meshd.log"), "utf8"))
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.audit === true);
+    let coordAudit: Array<Record<string, unknown>> = [];
+    await waitFor(async () => ((coordAudit = await audit(coordinator)).some((l) => l.method === "ActivateAdditionalNodes" && l.code === "PERMISSION_DENIED") ? true : undefined), { what: "the refusal in the Coordinator's audit log", timeoutMs: 5_000 });
+    const refusedAdmin = coordAudit.find((l) => l.method === "ActivateAdditionalNodes" && l.code === "PERMISSION_DENIED")!;
+    expect(refusedAdmin.caller).toBe(`unauthenticated ${mesh.admin.publicIP}`);
+    expect(refusedAdmin.refusal).toMatch(/admin signature: missing/);
+    const nodeAudit = await audit(node);
+    const refusedTrigger = nodeAudit.find((l) => l.method === "TriggerNodeUpdate" && l.code === "PERMISSION_DENIED");
+    expect(refusedTrigger?.refusal).toMatch(/TriggerNodeUpdate: caller proof: missing/);
+    // Calls that succeeded name who proved what: the admin's signed add-nodes, the Coordinator on the Node.
+    expect(coordAudit.find((l) => l.method === "ActivateAdditionalNodes" && l.code === "OK")?.caller).toBe(`admin (signed request) at ${mesh.admin.publicIP}`);
+    expect(nodeAudit.find((l) => l.method === "JoinCluster" && l.code === "OK")?.caller).toBe(`Coordinator of this cluster (attested, cluster credential) at ${coordinator.publicIP}`);
+    expect(coordAudit.some((l) => l.method === "GetPeers" && l.code === "OK" && String(l.caller).startsWith("VPN peer 10.118."))).toBe(true);
+    // No secret in any meshd log: the master secret, and every peer's WireGuard private key (raw, hex, base64).
+    const secrets: string[] = [];
+    const master = await readFile(mesh.masterSecretFile);
+    secrets.push(master.toString("hex"), master.toString("base64"), master.toString("latin1"));
+    for (const p of [coordinator, ...nodes]) {
+      const wgKey = (await readFile(join(p.dir, "state", "wg.key"), "utf8")).trim();
+      secrets.push(wgKey, Buffer.from(wgKey, "base64").toString("hex"));
+    }
+    for (const p of [coordinator, ...nodes]) {
+      const log = await readFile(join(p.dir, "meshd.log"), "utf8");
+      for (const secret of secrets) expect(log.includes(secret), `${p.label}'s meshd.log holds a secret`).toBe(false);
+    }
+  }, 90_000);
+
   it("close() removes every process, namespace, WireGuard socket and the temp dir", async () => {
     const namespaces = [mesh.net.bridgeNs, mesh.admin.netns, ...mesh.peers.map((p) => p.netns)];
     const sockets = [mesh.admin.wgInterface, ...mesh.peers.map((p) => p.wgInterface)].map((i) => `/var/run/wireguard/${i}.sock`);

@@ -83,8 +83,29 @@ describe("admin RPCs need the admin's signature over a single-use challenge and 
       expect(await coord.peer.getUpdate(-1)).toEqual(before);
       expect(node.peer.state).toBe(PeerState.AcceptingInit);
       expect(node.marker.marks).toBe(0);
+      // The Coordinator's audit log has the refusal: unauthenticated caller, code, the failed check.
+      const refused = auditLines(coord.logs, "ActivateAdditionalNodes");
+      expect(refused).toHaveLength(1);
+      expect(refused[0]).toMatchObject({ level: "warn", msg: "rpc refused", code: "PERMISSION_DENIED", caller: "unauthenticated 127.0.0.1" });
+      expect(refused[0]!.refusal).toMatch(tc.msg);
     });
   }
+
+  it("the audit log names a signed admin call's caller as the admin, and every call once", async () => {
+    const { coord, node } = await activated();
+    const res = await activateAdditionalNodes(coord.endpoint, mesh.credentials(false), mesh.admin, [node.endpoint], () => {});
+    expect(res.failed).toEqual([]);
+    const [line, ...more] = auditLines(coord.logs, "ActivateAdditionalNodes");
+    expect(more).toEqual([]);
+    expect(line).toMatchObject({ level: "info", msg: "rpc", code: "OK", caller: "admin (signed request) at 127.0.0.1" });
+    expect(typeof line!.durationMs).toBe("number");
+    // The Node's side: the Coordinator proved itself on the connection before it acted.
+    expect(auditLines(node.logs, "ActivateAsNode")[0]).toMatchObject({ code: "OK", caller: "Coordinator (attested on this connection) at 127.0.0.1" });
+    expect(auditLines(node.logs, "JoinCluster")[0]).toMatchObject({ code: "OK", caller: "Coordinator of this cluster (attested, cluster credential) at 127.0.0.1" });
+    expect(auditLines(coord.logs, "GetAdminChallenge")[0]).toMatchObject({ code: "OK", caller: "unauthenticated 127.0.0.1" });
+    // The key release names who got it, never the key.
+    expect(coord.logs.join("\n")).not.toContain(secret.toString("hex"));
+  });
 
   it("a replayed admin request is refused: its challenge was used", async () => {
     const { coord, node } = await activated();
@@ -207,3 +228,10 @@ describe("a batch of new Nodes", () => {
     }
   });
 });
+
+/** auditLines are the audit log lines (JSON, audit: true) of `method` in `logs`. */
+function auditLines(logs: readonly string[], method: string): Array<Record<string, unknown>> {
+  return logs
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l.audit === true && l.method === method);
+}

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { HandshakeLimiter } from "../../src/atls/limiter.js";
 import { newNonce } from "../../src/atls/nonce.js";
 import { createATLSServerCredentials } from "../../src/atls/server.js";
-import { nullLogger } from "../../src/core/logger.js";
+import { createLogger } from "../../src/core/logger.js";
 import { PeerState } from "../../src/core/state.js";
 import { activateAsCoordinator, getState } from "../../src/pubapi/admin.js";
 import { createPubAPIServer } from "../../src/pubapi/server.js";
@@ -116,7 +116,8 @@ describe("bounded work per unauthenticated request", () => {
     mesh = new TestMesh({ attestation: "test" });
     const coord = await mesh.startPeer("coord");
     const atls = createATLSServerCredentials(new TestIssuer());
-    const server = createPubAPIServer({ peer: coord.peer, logger: nullLogger, connections: atls.connections, callerRateLimit: { burst: 5, perSecond: 10 } });
+    const lines: string[] = [];
+    const server = createPubAPIServer({ peer: coord.peer, logger: createLogger((l) => lines.push(l)), connections: atls.connections, callerRateLimit: { burst: 5, perSecond: 10 } });
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync("127.0.0.1:0", atls, (err, p) => (err ? reject(err) : resolve(p))),
     );
@@ -126,6 +127,11 @@ describe("bounded work per unauthenticated request", () => {
       const results = await Promise.all(Array.from({ length: 12 }, () => getState(endpoint, creds).then(() => "ok", (e: { code?: string; message: string }) => e.code ?? e.message)));
       expect(results.filter((r) => r === "ok").length).toBeLessThanOrEqual(6);
       expect(results).toContain("resource-exhausted");
+      // The audit log sees the calls the rate limit refused before any handler ran.
+      const refused = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.audit === true && l.code === "RESOURCE_EXHAUSTED");
+      expect(refused.length).toBe(results.filter((r) => r === "resource-exhausted").length);
+      expect(refused[0]).toMatchObject({ method: "GetState", caller: "unauthenticated 127.0.0.1" });
+      expect(refused[0]!.refusal).toMatch(/rate limit: too many calls from 127\.0\.0\.1/);
       await until("a token is back", async () => (await getState(endpoint, creds).then(() => true, () => false)), 3000);
     } finally {
       server.forceShutdown();
