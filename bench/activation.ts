@@ -12,7 +12,7 @@ const secret = Buffer.from("bench master secret, 32 bytes!!!");
 
 /** busyMs is the machine's CPU time spent so far, all cores (/proc/stat: everything but idle and iowait). */
 function busyMs(): number {
-  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
   const [user, nice, system, , , irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
   return ((user + nice + system + irq + softirq + (steal ?? 0)) * 1000) / 100; // USER_HZ is 100 on Linux
 }
@@ -38,7 +38,7 @@ async function activation(nodes: number): Promise<Run> {
     );
     const ms = performance.now() - t0;
     const cpuMs = busyMs() - c0;
-    if (cfg.failed.length > 0) throw new Error(`bench: ${cfg.failed.length} activations failed: ${cfg.failed[0]!.error}`);
+    if (cfg.failed.length > 0) throw new Error(`bench: ${cfg.failed.length} activations failed: ${cfg.failed[0].error}`);
     return { ms, cpuMs };
   } finally {
     await mesh.close();
@@ -47,7 +47,7 @@ async function activation(nodes: number): Promise<Run> {
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+  return s[Math.floor(s.length / 2)];
 }
 
 /**

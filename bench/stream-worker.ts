@@ -17,7 +17,7 @@ import { UpdateLoop } from "../src/core/update-loop.js";
 import { VPNAPIClient } from "../src/vpnapi/client.js";
 
 const [target, first, count, mode, intervalMs, joinAt] = [
-  process.argv[2]!, Number(process.argv[3]), Number(process.argv[4]), process.argv[5]!, Number(process.argv[6] ?? "1000"), Number(process.argv[7] ?? "0"),
+  process.argv[2], Number(process.argv[3]), Number(process.argv[4]), process.argv[5], Number(process.argv[6] ?? "1000"), Number(process.argv[7] ?? "0"),
 ];
 const applied: Array<() => number> = [];
 for (let i = 0; i < count; i++) {

@@ -79,7 +79,7 @@ export async function benchStreams(nodes: number, mode: "stream" | "poll", o: { 
       [`${prefix}_acked`]: d.length,
       [`${prefix}_ack_p50_ms`]: q(0.5),
       [`${prefix}_ack_p99_ms`]: q(0.99),
-      [`${prefix}_ack_max_ms`]: d.length > 0 ? d[d.length - 1]! : -1,
+      [`${prefix}_ack_max_ms`]: d.length > 0 ? d[d.length - 1] : -1,
       [`${prefix}_bytes_per_node`]: round((s.wchar - before.wchar) / nodes),
     };
   } finally {

@@ -73,8 +73,8 @@ export async function benchWireGuard(options: WireGuardBenchOptions = {}): Promi
       await d.start();
       return d;
     };
-    const big = await open(ifaces[0]!);
-    const small = await open(ifaces[1]!);
+    const big = await open(ifaces[0]);
+    const small = await open(ifaces[1]);
 
     const base = peers(n, 0);
     let t = performance.now();
@@ -134,7 +134,7 @@ function peers(count: number, first: number): WireGuardPeerSpec[] {
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 function round(x: number): number {

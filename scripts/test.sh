@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# Compile-time checks first (tests, bench and sources, strict, no unused locals): a type error fails fast.
+# Compile-time checks first (tests, bench and sources, strict, no unused locals), then the linter
+# (typescript-eslint, recommended type-checked rules): either fails fast, before any test runs.
 npm run typecheck --silent
+npm run lint --silent
 exec npx vitest run "$@"

@@ -41,7 +41,7 @@ export function newNonce(): Nonce {
 export function nonceFromServername(servername: string | undefined): Buffer | undefined {
   const m = servername === undefined ? null : servernamePattern.exec(servername);
   if (!m) return undefined;
-  return Buffer.from(m[1]! + m[2]!, "hex");
+  return Buffer.from(m[1] + m[2], "hex");
 }
 
 /** nonceServernameRule describes the accepted server name, for refusal messages. */

@@ -184,7 +184,7 @@ export function parseTPMDocument(bytes: Uint8Array): DecodedTPMDocument {
   const doc: DecodedTPMDocument = { akPublic, quote, signature, pcrs, userData };
   const hclFields = ["hclReport", "vcek", "certChain"].filter((k) => Object.hasOwn(root, k));
   if (Object.hasOwn(root, "akCertChain")) {
-    if (hclFields.length > 0) throw new DocumentError(hclFields[0]!, "a document carries either akCertChain or hclReport, not both");
+    if (hclFields.length > 0) throw new DocumentError(hclFields[0], "a document carries either akCertChain or hclReport, not both");
     doc.akCertChain = base64ArrayField(root.akCertChain, "akCertChain", 1, MAX_AK_CERTS, 1, MAX_CERT_BYTES);
   } else if (hclFields.length > 0) {
     for (const k of ["hclReport", "vcek", "certChain"]) if (!Object.hasOwn(root, k)) throw new DocumentError(k, "missing (hclReport comes with vcek and certChain)");

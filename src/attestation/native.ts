@@ -52,7 +52,7 @@ export function loadNativeFrom(paths: readonly string[]): NativeAddon {
     try {
       return require(path) as NativeAddon;
     } catch (err) {
-      tried.push({ path, reason: err instanceof Error ? err.message.split("\n")[0]! : String(err) });
+      tried.push({ path, reason: err instanceof Error ? err.message.split("\n")[0] : String(err) });
     }
   }
   throw new NativeLoadError(tried);

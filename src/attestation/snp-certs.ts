@@ -82,16 +82,16 @@ interface TLV {
 
 function readTLV(buf: Uint8Array, off: number, limit: number): TLV {
   if (off + 2 > limit) throw new CertError("DER: truncated header");
-  const tag = buf[off]!;
+  const tag = buf[off];
   if ((tag & 0x1f) === 0x1f) throw new CertError("DER: multi-byte tags not supported");
-  let len = buf[off + 1]!;
+  let len = buf[off + 1];
   let p = off + 2;
   if (len & 0x80) {
     const n = len & 0x7f;
     if (n === 0 || n > 3 || p + n > limit) throw new CertError("DER: bad length");
     if (buf[p] === 0) throw new CertError("DER: non-minimal length");
     len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + buf[p++]!;
+    for (let i = 0; i < n; i++) len = len * 256 + buf[p++];
     if (len < 0x80) throw new CertError("DER: non-minimal length");
   }
   if (p + len > limit) throw new CertError("DER: value runs past its container");
@@ -119,7 +119,7 @@ function value(buf: Uint8Array, t: TLV): Uint8Array {
 
 function oid(buf: Uint8Array, t: TLV): string {
   const v = value(buf, t);
-  if (v.length === 0 || v.length > 64 || (v[v.length - 1]! & 0x80) !== 0) throw new CertError("DER: bad OID");
+  if (v.length === 0 || v.length > 64 || (v[v.length - 1] & 0x80) !== 0) throw new CertError("DER: bad OID");
   const arcs: number[] = [];
   let acc = 0;
   for (const b of v) {
@@ -139,7 +139,7 @@ function oid(buf: Uint8Array, t: TLV): string {
 /** smallInt decodes a non-negative INTEGER up to 2^48, tolerating leading zero bytes (AMD's encoder emits them). */
 function smallInt(buf: Uint8Array, t: TLV, what: string): number {
   const v = value(buf, expect(t, TAG.int, what));
-  if (v.length === 0 || (v[0]! & 0x80) !== 0) throw new CertError(`${what}: not a non-negative INTEGER`);
+  if (v.length === 0 || (v[0] & 0x80) !== 0) throw new CertError(`${what}: not a non-negative INTEGER`);
   let n = 0;
   for (const b of v) {
     n = n * 256 + b;
@@ -175,14 +175,14 @@ export function parseCertificate(der: Uint8Array, what = "certificate"): SNPCert
     let i = 0;
     const ver = expect(tbs[i++], 0xa0, "version");
     const verInner = children(der, ver);
-    if (verInner.length !== 1 || smallInt(der, verInner[0]!, "version") !== 2) throw new CertError("not an X.509 v3 certificate");
+    if (verInner.length !== 1 || smallInt(der, verInner[0], "version") !== 2) throw new CertError("not an X.509 v3 certificate");
     expect(tbs[i++], TAG.int, "serialNumber");
     const innerAlg = expect(tbs[i++], TAG.seq, "signature");
     const issuer = expect(tbs[i++], TAG.seq, "issuer");
     const validity = children(der, expect(tbs[i++], TAG.seq, "validity"));
     const subject = expect(tbs[i++], TAG.seq, "subject");
     const spki = expect(tbs[i++], TAG.seq, "subjectPublicKeyInfo");
-    while (tbs[i] && (tbs[i]!.tag === 0x81 || tbs[i]!.tag === 0x82 || tbs[i]!.tag === 0xa1 || tbs[i]!.tag === 0xa2)) i++;
+    while (tbs[i] && (tbs[i].tag === 0x81 || tbs[i].tag === 0x82 || tbs[i].tag === 0xa1 || tbs[i].tag === 0xa2)) i++;
     const extensions = new Map<string, { critical: boolean; value: Uint8Array }>();
     if (tbs[i]) {
       const wrapper = children(der, expect(tbs[i++], 0xa3, "extensions"));
@@ -192,7 +192,7 @@ export function parseCertificate(der: Uint8Array, what = "certificate"): SNPCert
         const id = oid(der, expect(parts[0], TAG.oid, "extnID"));
         let critical = false;
         let vi = 1;
-        if (parts[1]?.tag === TAG.bool) critical = value(der, parts[vi++]!).some((b) => b !== 0);
+        if (parts[1]?.tag === TAG.bool) critical = value(der, parts[vi++]).some((b) => b !== 0);
         const v = expect(parts[vi], TAG.octets, `extension ${id}`);
         if (parts.length !== vi + 1 || extensions.has(id)) throw new CertError(`extension ${id}: malformed or repeated`);
         extensions.set(id, { critical, value: value(der, v) });
@@ -207,13 +207,13 @@ export function parseCertificate(der: Uint8Array, what = "certificate"): SNPCert
     if (sigBits.length < 2 || sigBits[0] !== 0) throw new CertError("signatureValue: bad BIT STRING");
     return {
       der,
-      tbs: slice(tbsT!),
+      tbs: slice(tbsT),
       signatureAlgorithm: slice(alg),
       signature: sigBits.subarray(1),
       issuer: slice(issuer),
       subject: slice(subject),
-      notBefore: time(der, validity[0]!, "notBefore"),
-      notAfter: time(der, validity[1]!, "notAfter"),
+      notBefore: time(der, validity[0], "notBefore"),
+      notAfter: time(der, validity[1], "notAfter"),
       spki: slice(spki),
       extensions,
     };
@@ -238,7 +238,7 @@ export function checkPSSAlgorithm(alg: Uint8Array): void {
   const explicit = (t: TLV | undefined, tag: number, what: string): TLV => {
     const inner = children(alg, expect(t, tag, what));
     if (inner.length !== 1) throw new CertError(`${what}: malformed`);
-    return inner[0]!;
+    return inner[0];
   };
   hashAlg(explicit(p[0], 0xa0, "PSS hash"), "PSS hash");
   const [mgf, mgfHash, ...more] = children(alg, expect(explicit(p[1], 0xa1, "PSS MGF"), TAG.seq, "PSS MGF"));

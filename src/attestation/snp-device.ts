@@ -127,17 +127,17 @@ export async function loadCertDir(dir: string): Promise<SNPCertificates> {
   try {
     const vcekFile = await readFirst(dir, ["vcek.der", "vcek.pem", "vcek.crt"]);
     if (!vcekFile) throw new Error("no vcek.der or vcek.pem");
-    const vcek = derCertificates(vcekFile)[0]!;
+    const vcek = derCertificates(vcekFile)[0];
     const chainFile = await readFirst(dir, ["cert_chain.pem"]);
     if (chainFile) {
       const chain = derCertificates(chainFile);
       if (chain.length !== 2) throw new Error(`cert_chain.pem holds ${chain.length} certificates, want ASK and ARK`);
-      return { vcek, ask: chain[0]!, ark: chain[1]! };
+      return { vcek, ask: chain[0], ark: chain[1] };
     }
     const askFile = await readFirst(dir, ["ask.der", "ask.pem"]);
     const arkFile = await readFirst(dir, ["ark.der", "ark.pem"]);
     if (!askFile || !arkFile) throw new Error("no cert_chain.pem, and no ask.{der,pem} and ark.{der,pem}");
-    return { vcek, ask: derCertificates(askFile)[0]!, ark: derCertificates(arkFile)[0]! };
+    return { vcek, ask: derCertificates(askFile)[0], ark: derCertificates(arkFile)[0] };
   } catch (cause) {
     throw new Error(`SEV-SNP certificates in ${dir}: ${(cause as Error).message}`, { cause });
   }

@@ -160,8 +160,8 @@ export function parseSNPReport(bytes: Uint8Array): SNPReport {
  */
 export function decodeTcb(raw: Uint8Array, turin: boolean): TcbVersion {
   if (raw.length !== 8) throw new SNPReportError(`TCB_VERSION is ${raw.length} bytes, want 8`);
-  if (turin) return { fmc: raw[0]!, bootloader: raw[1]!, tee: raw[2]!, snp: raw[3]!, microcode: raw[7]! };
-  return { bootloader: raw[0]!, tee: raw[1]!, snp: raw[6]!, microcode: raw[7]! };
+  if (turin) return { fmc: raw[0], bootloader: raw[1], tee: raw[2], snp: raw[3], microcode: raw[7] };
+  return { bootloader: raw[0], tee: raw[1], snp: raw[6], microcode: raw[7] };
 }
 
 /** encodeTcb is decodeTcb's inverse (reserved bytes zero); `turin` selects the layout as in decodeTcb. */

@@ -80,9 +80,9 @@ export async function generateSimulatedSNPChain(rsaBits = SIMULATED_SNP_RSA_BITS
   const arkName = name("ARK-Simulated");
   const askName = name("SEV-Simulated");
   const ca = [ext("2.5.29.19", true, seq(bool(true))), ext("2.5.29.15", true, tlv(0x03, Uint8Array.of(1, 0x06)))];
-  const arkDer = certificate({ issuer: arkName, subject: arkName, key: ark!.publicKey, signer: ark!.privateKey, years: 25, exts: ca });
-  const askDer = certificate({ issuer: arkName, subject: askName, key: ask!.publicKey, signer: ark!.privateKey, years: 25, exts: ca });
-  return { ark: { der: arkDer, privateKey: ark!.privateKey }, ask: { der: askDer, privateKey: ask!.privateKey }, chipId: randomBytes(64) };
+  const arkDer = certificate({ issuer: arkName, subject: arkName, key: ark.publicKey, signer: ark.privateKey, years: 25, exts: ca });
+  const askDer = certificate({ issuer: arkName, subject: askName, key: ask.publicKey, signer: ark.privateKey, years: 25, exts: ca });
+  return { ark: { der: arkDer, privateKey: ark.privateKey }, ask: { der: askDer, privateKey: ask.privateKey }, chipId: randomBytes(64) };
 }
 
 /** exportSimulatedSNPChain serializes a chain (certificates and PKCS#8 keys) so that several processes can share one test root. */
@@ -176,7 +176,7 @@ export class SimulatedSNPIssuer implements Issuer {
 
 function vcekFor(chain: SimulatedSNPChain, tcb: TcbVersion): Promise<{ der: Uint8Array; privateKey: KeyObject }> {
   let byTcb = vcekCache.get(chain);
-  if (!byTcb) vcekCache.set(chain, (byTcb = new Map()));
+  if (!byTcb) vcekCache.set(chain, (byTcb = new Map<string, Promise<{ der: Uint8Array; privateKey: KeyObject }>>()));
   const key = JSON.stringify([tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode]);
   let vcek = byTcb.get(key);
   if (!vcek) {
@@ -214,13 +214,13 @@ function int(n: number): Uint8Array {
     bytes.unshift(n & 0xff);
     n = Math.floor(n / 256);
   } while (n > 0);
-  if (bytes[0]! & 0x80) bytes.unshift(0);
+  if (bytes[0] & 0x80) bytes.unshift(0);
   return tlv(0x02, Uint8Array.from(bytes));
 }
 function oid(dotted: string): Uint8Array {
   const [a, b, ...rest] = dotted.split(".").map(Number);
   const out: number[] = [];
-  for (const arc of [a! * 40 + b!, ...rest]) {
+  for (const arc of [a * 40 + b, ...rest]) {
     const enc = [arc & 0x7f];
     for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) enc.unshift((v & 0x7f) | 0x80);
     out.push(...enc);

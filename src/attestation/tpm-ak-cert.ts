@@ -131,8 +131,8 @@ function basicConstraints(c: Cert): { ca: boolean; pathLen?: number } {
   const fields = der.children(seq, "basicConstraints");
   let i = 0;
   let ca = false;
-  if (fields[i]?.tag === der.Tag.boolean) ca = fields[i++]!.content.some((b) => b !== 0);
-  const n = fields[i]?.tag === der.Tag.integer ? fields[i]!.content : undefined;
+  if (fields[i]?.tag === der.Tag.boolean) ca = fields[i++].content.some((b) => b !== 0);
+  const n = fields[i]?.tag === der.Tag.integer ? fields[i].content : undefined;
   return { ca, ...(n && n.length <= 2 ? { pathLen: n.reduce((a, b) => a * 256 + b, 0) } : {}) };
 }
 
@@ -164,7 +164,7 @@ function spki(key: KeyObject): Buffer {
 export function verifyAKCertChain(chain: readonly Uint8Array[], ak: KeyObject, options: AKChainOptions): AKChainResult {
   try {
     if (chain.length === 0) throw new ChainError("no AK certificate");
-    const leaf = load(chain[0]!, "AK certificate");
+    const leaf = load(chain[0], "AK certificate");
     validAt(leaf, options.now);
     if (!spki(leaf.x509.publicKey).equals(spki(ak))) throw new ChainError("the AK certificate certifies another key, not the quote's AK");
     if (basicConstraints(leaf).ca) throw new ChainError("the AK certificate is a CA certificate");

@@ -53,7 +53,7 @@ export function hclAKPublicKey(claims: Uint8Array): KeyObject {
   if (!Array.isArray(keys)) throw new Error("HCL runtime claims have no keys array");
   const found = keys.filter((k): k is Record<string, unknown> => typeof k === "object" && k !== null && (k as { kid?: unknown }).kid === "HCLAkPub");
   if (found.length !== 1) throw new Error(`HCL runtime claims hold ${found.length} HCLAkPub keys, want exactly 1`);
-  const jwk = found[0]!;
+  const jwk = found[0];
   if (jwk.kty !== "RSA" && jwk.kty !== "EC") throw new Error(`HCLAkPub has kty ${JSON.stringify(jwk.kty)}`);
   try {
     const pick = jwk.kty === "RSA" ? { kty: "RSA", n: jwk.n, e: jwk.e } : { kty: "EC", crv: jwk.crv, x: jwk.x, y: jwk.y };

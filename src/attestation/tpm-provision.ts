@@ -90,7 +90,7 @@ export async function provisionSimulatedTpm(tpm: Tpm, options: ProvisionOptions 
       await tpm.flush(ak.handle);
     }
     const serial = randomBytes(16);
-    serial[0] = (serial[0]! & 0x7f) | 0x40;
+    serial[0] = (serial[0] & 0x7f) | 0x40;
     const cert = buildCertificate({
       issuer: tpmTestCASubject(),
       subject: nameDER(`attested-mesh simulated TPM AK (${kind.toUpperCase()})`),

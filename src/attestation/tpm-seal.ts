@@ -38,7 +38,7 @@ const ccPolicyPCR = 0x0000017f;
 export function pcrPolicyDigest(values: ReadonlyMap<number, Uint8Array>): Buffer {
   const indices = [...values.keys()].sort((a, b) => a - b);
   const select = Buffer.alloc(3);
-  for (const i of indices) select[i >> 3]! |= 1 << (i & 7);
+  for (const i of indices) select[i >> 3] |= 1 << (i & 7);
   const selection = Buffer.concat([Buffer.from([0, 0, 0, 1, 0x00, 0x0b, 3]), select]);
   const pcrDigest = createHash("sha256");
   for (const i of indices) pcrDigest.update(values.get(i)!);

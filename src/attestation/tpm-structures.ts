@@ -163,7 +163,7 @@ function readRSA(r: Reader): RSAParameters {
   const modAt = r.offset;
   const modulus = r.tpm2b("TPM2B_PUBLIC_KEY_RSA");
   if (modulus.length !== keyBits / 8) throw new TPMParseError("TPM2B_PUBLIC_KEY_RSA", modAt, `modulus is ${modulus.length} bytes, keyBits says ${keyBits / 8}`);
-  if ((modulus[0]! & 0x80) === 0) throw new TPMParseError("TPM2B_PUBLIC_KEY_RSA", modAt, `modulus is shorter than ${keyBits} bits`);
+  if ((modulus[0] & 0x80) === 0) throw new TPMParseError("TPM2B_PUBLIC_KEY_RSA", modAt, `modulus is shorter than ${keyBits} bits`);
   return { type: "rsa", symmetric, scheme, keyBits, exponent, modulus };
 }
 
@@ -256,7 +256,7 @@ function readPCRSelection(r: Reader): PCRSelection[] {
     if (size > 32) throw new TPMParseError(`TPMS_PCR_SELECTION[${i}].sizeofSelect`, sizeAt, `size ${size} exceeds 32`);
     const bitmap = r.take(size, `TPMS_PCR_SELECTION[${i}].pcrSelect`);
     const pcrs: number[] = [];
-    for (let bit = 0; bit < size * 8; bit++) if ((bitmap[bit >> 3]! >> (bit & 7)) & 1) pcrs.push(bit);
+    for (let bit = 0; bit < size * 8; bit++) if ((bitmap[bit >> 3] >> (bit & 7)) & 1) pcrs.push(bit);
     out.push({ hashAlg, pcrs });
   }
   return out;

@@ -75,7 +75,7 @@ export function ecdsaToDER(r: Uint8Array, s: Uint8Array): Uint8Array {
   const int = (v: Uint8Array): number[] => {
     const body = [...stripZeros(v)];
     if (body.length === 0) body.push(0);
-    if (body[0]! & 0x80) body.unshift(0);
+    if (body[0] & 0x80) body.unshift(0);
     return [0x02, ...derLength(body.length), ...body];
   };
   const body = [...int(r), ...int(s)];
@@ -161,7 +161,7 @@ export function verifyQuoteSignature(ak: TPMTPublic, attest: Uint8Array, signatu
  */
 export function checkSigner(ak: TPMTPublic, attest: TPMSAttest): Outcome {
   const qs = attest.qualifiedSigner;
-  const alg = qs.length >= 2 ? (qs[0]! << 8) | qs[1]! : -1;
+  const alg = qs.length >= 2 ? (qs[0] << 8) | qs[1] : -1;
   const size = hashAlgorithms.get(ak.nameAlg)!.size;
   if (alg !== ak.nameAlg || qs.length !== 2 + size) {
     return { ok: false, detail: `quote's qualifiedSigner (${Buffer.from(qs.subarray(0, 2)).toString("hex")}, ${qs.length} bytes) is not a name with the AK's nameAlg 0x${ak.nameAlg.toString(16)}` };
@@ -196,11 +196,11 @@ export function pcrDigest(values: Iterable<Uint8Array>, hashAlg: number = TPM_AL
 export function checkPCRSelection(quote: QuoteInfo, indices: readonly number[]): Outcome {
   const used = quote.pcrSelect.filter((s) => s.pcrs.length > 0);
   const listed = indices.join(",");
-  if (used.length !== 1 || used[0]!.hashAlg !== TPM_ALG.SHA256) {
+  if (used.length !== 1 || used[0].hashAlg !== TPM_ALG.SHA256) {
     const banks = used.map((s) => `0x${s.hashAlg.toString(16)}:${s.pcrs.join(",")}`).join(" ");
     return { ok: false, detail: `quote selects [${banks}], want sha256:${listed}` };
   }
-  const quoted = used[0]!.pcrs.join(",");
+  const quoted = used[0].pcrs.join(",");
   if (quoted !== listed) return { ok: false, detail: `quote selects sha256:${quoted}, document lists ${listed}` };
   return { ok: true, detail: `sha256:${quoted}` };
 }

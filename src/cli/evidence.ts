@@ -26,7 +26,7 @@ Options:
   options: { nonce: { type: "string" }, "user-data": { type: "string" }, measurements: { type: "string" }, json: { type: "boolean" } },
   run: async (v, positionals, io) => {
     if (positionals[0] !== "verify" || positionals.length !== 2) throw new UsageError("expected: evidence verify FILE");
-    const file = positionals[1]!;
+    const file = positionals[1];
     const nonce = hexFlag(v.nonce, "--nonce");
     const userData = hexFlag(v["user-data"], "--user-data");
     const policyFile = measurementsFlag(v);

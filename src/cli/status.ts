@@ -62,7 +62,7 @@ class Attester {
     const out: Attestation[] = new Array<Attestation>(rows.length);
     let next = 0;
     const worker = async (): Promise<void> => {
-      for (let i = next++; i < rows.length; i = next++) out[i] = await this.#one(rows[i]!.endpoint, rows[i]!.key);
+      for (let i = next++; i < rows.length; i = next++) out[i] = await this.#one(rows[i].endpoint, rows[i].key);
     };
     await Promise.all(Array.from({ length: Math.min(probeConcurrency, rows.length) }, worker));
     return out;
@@ -107,7 +107,7 @@ async function collect(client: VPNAPIClient, vpnEndpoint: string, attester: Atte
       lag: s.appliedVersion > 0 ? Math.max(0, res.resourceVersion - s.appliedVersion) : null,
       lastSeenMs: s.lastSeenMs,
       appliedMs: s.appliedMs,
-      attestation: attestations[i]!,
+      attestation: attestations[i],
     })),
   };
 }
@@ -132,8 +132,8 @@ export function printStatus(s: MeshStatus, io: IO, now = Date.now()): void {
   io.out(`mesh at ${s.vpnEndpoint}: resource version ${s.resourceVersion}, ${s.peers.length} peer(s), ${lagging} lagging, ${failing} failing attestation`);
   const rows = s.peers.map((p) => [p.role, p.vpnIP, p.publicEndpoint || "-", p.appliedVersion > 0 ? String(p.appliedVersion) : "-", p.lag === null ? "-" : String(p.lag), ago(p.lastSeenMs), attestationCell(p.attestation)]);
   const head = ["ROLE", "VPN IP", "PUBLIC", "APPLIED", "LAG", "LAST SEEN", "ATTESTATION"];
-  const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
-  for (const r of [head, ...rows]) io.out(r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]! + 2))).join(""));
+  const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
+  for (const r of [head, ...rows]) io.out(r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c] + 2))).join(""));
 }
 
 /** status is `meshctl status`: the mesh as one table, from inside the VPN. */

@@ -126,11 +126,11 @@ export function parseMeshdFlags(argv: string[]): { help: true } | { help: false;
   const publicIP = values["public-ip"] ?? listen.host;
   if (isIP(publicIP) === 0) throw new InvalidArgumentError(`--public-ip: not an IP address: ${JSON.stringify(publicIP)}`);
   if (publicIP === "0.0.0.0" || publicIP === "::") throw new InvalidArgumentError("--public-ip is required when --listen binds all addresses");
-  const wgInterface = values["wg-interface"]!;
+  const wgInterface = values["wg-interface"];
   if (!/^[A-Za-z0-9_=+.-]{1,15}$/.test(wgInterface)) throw new InvalidArgumentError("--wg-interface: 1-15 characters of letters, digits and _=+.-");
   const interval = Number(values["update-interval"]);
   if (!Number.isFinite(interval) || interval < 0.05 || interval > 3600) throw new InvalidArgumentError("--update-interval: seconds between 0.05 and 3600");
-  const logLevel = values["log-level"]!;
+  const logLevel = values["log-level"];
   if (!["debug", "info", "warn", "error"].includes(logLevel)) throw new InvalidArgumentError("--log-level: debug, info, warn or error");
   let metricsListen: MeshdConfig["metricsListen"];
   if (values["metrics-listen"] !== undefined) {
@@ -146,24 +146,24 @@ export function parseMeshdFlags(argv: string[]): { help: true } | { help: false;
       listenHost: listen.host,
       listenPort: listen.port,
       publicIP,
-      stateDir: values["state-dir"]!,
+      stateDir: values["state-dir"],
       vpn: oneOf(values.vpn ?? "auto", ["kernel", "userspace", "auto"], "--vpn"),
       wgInterface,
-      wgPort: port(values["wg-port"]!, "--wg-port"),
+      wgPort: port(values["wg-port"], "--wg-port"),
       attestation: oneOf(values.attestation ?? (existsSync("/dev/sev-guest") ? "snp" : "tpm"), ["tpm", "snp"], "--attestation"),
-      tcti: tctiOf(values.tpm!),
-      snp: oneOf(values.snp!, ["device", "simulated"], "--snp"),
+      tcti: tctiOf(values.tpm),
+      snp: oneOf(values.snp, ["device", "simulated"], "--snp"),
       disk: values.disk,
-      diskInitialKey: values["disk-initial-key"]!,
+      diskInitialKey: values["disk-initial-key"],
       store:
         values.store === "managed"
-          ? { kind: "managed", etcdBin: values["etcd-bin"]!, clientPort: port(values["etcd-client-port"]!, "--etcd-client-port"), peerPort: port(values["etcd-peer-port"]!, "--etcd-peer-port") }
-          : storeOf(values.store!, { ca: values["etcd-ca"], cert: values["etcd-cert"], key: values["etcd-key"] }),
+          ? { kind: "managed", etcdBin: values["etcd-bin"], clientPort: port(values["etcd-client-port"], "--etcd-client-port"), peerPort: port(values["etcd-peer-port"], "--etcd-peer-port") }
+          : storeOf(values.store, { ca: values["etcd-ca"], cert: values["etcd-cert"], key: values["etcd-key"] }),
       insecureStateDir: values["insecure-state-dir"] === true,
       updateIntervalMs: Math.round(interval * 1000),
       measurements: values.measurements,
       logLevel: logLevel as LogLevel,
-      logFormat: oneOf(values["log-format"]!, ["json", "text"], "--log-format"),
+      logFormat: oneOf(values["log-format"], ["json", "text"], "--log-format"),
       metricsListen,
     },
   };
@@ -198,7 +198,7 @@ function storeOf(v: string, tls: { ca: string | undefined; cert: string | undefi
   }
   const m = /^etcd:\/\/(.+)$/.exec(v);
   if (!m) throw new InvalidArgumentError(`--store: must be memory or etcd://HOST:PORT[,HOST:PORT...], got ${JSON.stringify(v)}`);
-  const parsed = m[1]!.split(",").map((e, i) => parseEndpoint(e, `--store etcd endpoint ${i}`));
+  const parsed = m[1].split(",").map((e, i) => parseEndpoint(e, `--store etcd endpoint ${i}`));
   const endpoints = parsed.map((ep) => formatEndpoint(ep));
   if ((tls.cert === undefined) !== (tls.key === undefined)) throw new InvalidArgumentError("--etcd-cert and --etcd-key: give both or neither");
   if (tls.ca === undefined) {
@@ -206,7 +206,7 @@ function storeOf(v: string, tls: { ca: string | undefined; cert: string | undefi
     const remote = parsed.filter((ep) => !isLoopbackHost(ep.host));
     if (remote.length > 0) {
       throw new InvalidArgumentError(
-        `--store: plaintext etcd only on loopback; ${formatEndpoint(remote[0]!)} needs TLS: give --etcd-ca, --etcd-cert and --etcd-key (the store holds the master secret)`,
+        `--store: plaintext etcd only on loopback; ${formatEndpoint(remote[0])} needs TLS: give --etcd-ca, --etcd-cert and --etcd-key (the store holds the master secret)`,
       );
     }
     return { kind: "etcd", endpoints };

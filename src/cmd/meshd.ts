@@ -80,7 +80,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     closers.push(() => (issuer as { close?: () => Promise<void> }).close?.());
     const policy = await peerPolicy(config, issuer, logger);
     // Metrics read the peer at scrape time (peerRef is set once it started).
-    let peerRef: MeshPeer | undefined;
+    let peerRef: MeshPeer | undefined; // eslint-disable-line prefer-const -- set below, once the peer started
     const metrics = config.metricsListen ? new MeshMetrics(meshView(() => peerRef)) : undefined;
     const validators = metrics ? metrics.validators(validatorsFor(policy)) : validatorsFor(policy);
     const { disk, nodeState, locked, encrypted } = await openStateDisk(config, new TPMKeySealer(tpm), logger.child("disk"));

@@ -86,8 +86,8 @@ export class ChangeLog {
   since(v: number): PeerDelta {
     if (v === this.#version) return { resourceVersion: v, fromVersion: v, snapshot: false, upserted: [], removed: [] };
     let i = this.#entries.length - 1;
-    while (i >= 0 && this.#entries[i]!.fromVersion > v) i--;
-    if (i < 0 || this.#entries[i]!.fromVersion !== v) return this.snapshot();
+    while (i >= 0 && this.#entries[i].fromVersion > v) i--;
+    if (i < 0 || this.#entries[i].fromVersion !== v) return this.snapshot();
     return this.#cached(v, () => {
       const merged = new Map<string, PeerRecord | undefined>();
       for (const e of this.#entries.slice(i)) {

@@ -51,7 +51,7 @@ export class DiskKeyRequest {
         return;
       }
       for (let attempt = 0; !waiting.delivered; attempt++) {
-        const ep = endpoints[attempt % endpoints.length]!;
+        const ep = endpoints[attempt % endpoints.length];
         try {
           await this.#o.peerClient.requestStateDiskKey(ep, uuid);
           if (!waiting.delivered) throw new UnavailableError(`${ep} answered but no key arrived`);

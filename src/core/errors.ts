@@ -92,7 +92,7 @@ export function errorMessage(err: unknown): string {
   const parts: string[] = [];
   let cur: unknown = err;
   for (let depth = 0; cur !== undefined && cur !== null && depth < 8; depth++) {
-    const msg = cur instanceof Error ? cur.message : String(cur);
+    const msg = cur instanceof Error ? cur.message : typeof cur === "string" ? cur : JSON.stringify(cur) ?? typeof cur;
     if (!parts.some((p) => p.includes(msg))) parts.push(msg);
     cur = cur instanceof Error ? (cur as { cause?: unknown }).cause : undefined;
   }

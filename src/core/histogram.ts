@@ -24,7 +24,7 @@ export class Histogram {
 
   /** constructor takes strictly increasing bucket bounds (default defaultLatencyBoundsMs). */
   constructor(bounds: readonly number[] = defaultLatencyBoundsMs) {
-    if (bounds.length === 0 || bounds.some((b, i) => !Number.isFinite(b) || (i > 0 && b <= bounds[i - 1]!))) {
+    if (bounds.length === 0 || bounds.some((b, i) => !Number.isFinite(b) || (i > 0 && b <= bounds[i - 1]))) {
       throw new RangeError("Histogram: bounds must be finite and strictly increasing");
     }
     this.#bounds = [...bounds];
@@ -38,10 +38,10 @@ export class Histogram {
     let hi = this.#bounds.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (v <= this.#bounds[mid]!) hi = mid;
+      if (v <= this.#bounds[mid]) hi = mid;
       else lo = mid + 1;
     }
-    this.#counts[lo]!++;
+    this.#counts[lo]++;
     this.#count++;
     this.#sum += v;
     if (v > this.#max) this.#max = v;
@@ -53,8 +53,8 @@ export class Histogram {
     const rank = Math.max(1, Math.ceil(q * this.#count));
     let seen = 0;
     for (let i = 0; i < this.#counts.length; i++) {
-      seen += this.#counts[i]!;
-      if (seen >= rank) return i < this.#bounds.length ? Math.min(this.#bounds[i]!, this.#max) : this.#max;
+      seen += this.#counts[i];
+      if (seen >= rank) return i < this.#bounds.length ? Math.min(this.#bounds[i], this.#max) : this.#max;
     }
     return this.#max;
   }

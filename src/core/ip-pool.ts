@@ -49,7 +49,7 @@ const freedPrefix = (pool: IPPool): string => `ippool/${pool.name}/freed/`;
 export async function allocateIP(tx: Transaction, pool: IPPool): Promise<string> {
   const freed = await tx.list(freedPrefix(pool));
   if (freed.length > 0) {
-    const [key] = freed.sort((a, b) => Number(a[0].slice(a[0].lastIndexOf("/") + 1)) - Number(b[0].slice(b[0].lastIndexOf("/") + 1)))[0]!;
+    const [key] = freed.sort((a, b) => Number(a[0].slice(a[0].lastIndexOf("/") + 1)) - Number(b[0].slice(b[0].lastIndexOf("/") + 1)))[0];
     tx.delete(key);
     return ipOf(Number(key.slice(key.lastIndexOf("/") + 1)));
   }

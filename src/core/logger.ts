@@ -27,11 +27,11 @@ export type LogFormat = "json" | "text";
  * textLine renders a line as `TIME LEVEL component: msg key=value …`; values with spaces, quotes or
  * control characters are JSON-quoted, so a line stays one line and parseable.
  */
-function textLine(line: Record<string, unknown>): string {
+function textLine(line: { time: string; level: LogLevel; component: string; msg: string; [field: string]: unknown }): string {
   const { time, level, component, msg, ...rest } = line;
   const value = (v: unknown): string => (typeof v === "string" && /^[^\s"=\\\x00-\x1f]+$/.test(v) ? v : JSON.stringify(v));
   const fields = Object.entries(rest).map(([k, v]) => `${k}=${value(v)}`);
-  return [String(time), String(level).toUpperCase().padEnd(5), `${component ? `${String(component)}: ` : ""}${JSON.stringify(msg).slice(1, -1)}`, ...fields].join(" ");
+  return [time, level.toUpperCase().padEnd(5), `${component ? `${component}: ` : ""}${JSON.stringify(msg).slice(1, -1)}`, ...fields].join(" ");
 }
 
 /** LineSink receives one finished log line (without newline). */
@@ -47,7 +47,7 @@ export function createLogger(sink: LineSink, options?: { level?: LogLevel; compo
   const make = (component: string): Logger => {
     const emit = (level: LogLevel, msg: string, fields?: LogFields): void => {
       if (levelRank[level] < min) return;
-      const line: Record<string, unknown> = { time: new Date().toISOString(), level, component, msg };
+      const line: { time: string; level: LogLevel; component: string; msg: string; [field: string]: unknown } = { time: new Date().toISOString(), level, component, msg };
       if (fields) for (const [k, v] of Object.entries(fields)) if (v !== undefined) line[k] = v;
       sink(text ? textLine(line) : JSON.stringify(line));
     };

@@ -105,7 +105,7 @@ export class Node {
   /** watch opens a stream on the current channel (the poll's failover moves both to the next Coordinator). */
   #watch(version: number): UpdateStream | undefined {
     const ips = this.#coordinators;
-    this.#client ??= this.#o.dial(ips[this.#current % ips.length]!);
+    this.#client ??= this.#o.dial(ips[this.#current % ips.length]);
     return this.#client.watchUpdates?.(version, this.#o.vpnIP);
   }
 
@@ -115,7 +115,7 @@ export class Node {
    */
   async #fetch(version: number): Promise<PeerUpdate> {
     const ips = this.#coordinators;
-    const rotation = ips.map((_, i) => ips[(this.#current + i) % ips.length]!);
+    const rotation = ips.map((_, i) => ips[(this.#current + i) % ips.length]);
     const order = [...rotation.filter((ip) => !this.#silent.has(ip)), ...rotation.filter((ip) => this.#silent.has(ip))];
     let lastErr: unknown;
     let answered: unknown; // an error a Coordinator answered with says more than a timeout

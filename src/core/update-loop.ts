@@ -202,7 +202,7 @@ export class UpdateLoop {
       return false;
     }
     if (!stream) return false;
-    const onAbort = (): void => stream!.close();
+    const onAbort = (): void => stream.close();
     signal.addEventListener("abort", onAbort, { once: true });
     let got = false;
     try {
@@ -229,7 +229,7 @@ export class UpdateLoop {
     while (!signal.aborted) {
       // A stream is opened only on a Coordinator that just answered: after a failed poll the loop
       // polls (which fails over) until one answers, never holds a stream open to a silent one.
-      if (this.#o.watch && this.#failures === 0) await this.#watch(this.#o.watch, signal);
+      if (this.#o.watch && this.#failures === 0) await this.#watch((v) => this.#o.watch!(v), signal);
       if (signal.aborted) return;
       // Polled when no stream is configured, and once (the fallback) each time a stream ends.
       try {

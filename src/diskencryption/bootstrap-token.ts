@@ -113,7 +113,7 @@ function encodeToken(data: unknown, dev: string, op: string): Buffer {
  * of an active mapping. Throws NotLUKSError, LUKSVersionError, DeviceNotFoundError, or
  * CorruptMetadataError for a malformed token. Serialized on the cryptsetup mutex.
  */
-export function readBootstrapToken(device: string, options?: BootstrapTokenOptions): Promise<unknown | undefined> {
+export function readBootstrapToken(device: string, options?: BootstrapTokenOptions): Promise<unknown> {
   const op = "read bootstrap token";
   const cs = runner(options);
   return cryptsetupMutex.run(async () => {
@@ -131,7 +131,7 @@ export function readBootstrapToken(device: string, options?: BootstrapTokenOptio
  * {@link writeBootstrapToken} to overwrite one). A payload over the size limit throws
  * TokenTooLargeError and writes nothing.
  */
-export function updateBootstrapToken(device: string, fn: (current: unknown | undefined) => unknown, options?: BootstrapTokenOptions): Promise<void> {
+export function updateBootstrapToken(device: string, fn: (current: unknown) => unknown, options?: BootstrapTokenOptions): Promise<void> {
   return writeToken(device, (found, dev, op) => fn(found ? dataOf(found, dev, op) : undefined), options);
 }
 

@@ -250,7 +250,7 @@ export class LocalMesh {
    */
   async up(nodes: number): Promise<PeerRow[]> {
     const [coordinator, ...rest] = await this.startPeers(["coordinator", ...Array.from({ length: nodes }, (_, i) => `node${i + 1}`)]);
-    const r = await this.activate(coordinator!, rest);
+    const r = await this.activate(coordinator, rest);
     if (r.exitCode !== 0) throw new Error(`meshctl activate failed (exit ${r.exitCode}): ${lastLine(r.stderr)}`);
     await this.connectAdmin();
     this.#o.progress("pinging every peer through the admin's tunnel");

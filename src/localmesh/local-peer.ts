@@ -186,7 +186,7 @@ export class LocalPeer {
   async readPCRs(indices: readonly number[] = policyPCRs): Promise<Map<number, string>> {
     const r = await this.#net.exec(this.netns, "tpm2_pcrread", ["-T", `swtpm:host=127.0.0.1,port=${swtpmPort}`, `sha256:${indices.join(",")}`]);
     const pcrs = new Map<number, string>();
-    for (const m of r.stdout.matchAll(/^\s*(\d+)\s*:\s*0x([0-9A-Fa-f]{64})\s*$/gm)) pcrs.set(Number(m[1]), m[2]!.toLowerCase());
+    for (const m of r.stdout.matchAll(/^\s*(\d+)\s*:\s*0x([0-9A-Fa-f]{64})\s*$/gm)) pcrs.set(Number(m[1]), m[2].toLowerCase());
     const missing = indices.filter((i) => !pcrs.has(i));
     if (missing.length > 0) throw new Error(`tpm2_pcrread in ${this.netns}: no SHA-256 value for PCR ${missing.join(",")} in its output`);
     return pcrs;

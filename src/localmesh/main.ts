@@ -28,8 +28,8 @@ export function formatTable(rows: readonly PeerRow[]): string {
     ["ROLE", "PUBLIC IP", "VPN IP", "PING (VPN)", "NAMESPACE"],
     ...rows.map((r) => [r.role, r.publicIP, r.vpnIP ?? "-", r.rttMs === undefined ? "-" : `${r.rttMs.toFixed(3)} ms`, r.netns]),
   ];
-  const widths = cells[0]!.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)));
-  return cells.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]! + 2))).join("")).join("\n");
+  const widths = cells[0].map((_, i) => Math.max(...cells.map((row) => row[i].length)));
+  return cells.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i] + 2))).join("")).join("\n");
 }
 
 function parse(argv: string[]): { help: true } | { help: false; nodes: number; keep: boolean } {
@@ -42,8 +42,8 @@ function parse(argv: string[]): { help: true } | { help: false; nodes: number; k
   if (values.help) return { help: true };
   if (positionals.length > 0) throw new Error(`unexpected argument ${JSON.stringify(positionals[0])}`);
   const nodes = Number(values.nodes);
-  if (!/^\d+$/.test(values.nodes!) || nodes < 1 || nodes > 50) throw new Error("--nodes: a number from 1 to 50");
-  return { help: false, nodes, keep: values.keep! };
+  if (!/^\d+$/.test(values.nodes) || nodes < 1 || nodes > 50) throw new Error("--nodes: a number from 1 to 50");
+  return { help: false, nodes, keep: values.keep };
 }
 
 const err = (line: string): void => {

@@ -168,7 +168,7 @@ function ip(...args: string[]): void {
 
 function linksIn(ns: string): string[] {
   const r = spawnSync("ip", ["-n", ns, "-o", "link", "show"], { encoding: "utf8" });
-  return r.status === 0 ? [...r.stdout.matchAll(/^\d+: ([^:@\s]+)/gm)].map((m) => m[1]!) : [];
+  return r.status === 0 ? [...r.stdout.matchAll(/^\d+: ([^:@\s]+)/gm)].map((m) => m[1]) : [];
 }
 
 function pidsIn(namespaces: readonly string[]): number[] {

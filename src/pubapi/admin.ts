@@ -192,7 +192,7 @@ function serverStream<M, R>(
   const client = newPubAPIClient(endpoint, credentials);
   return new Promise((resolve, reject) => {
     let result: R | undefined;
-    const fn = (client as unknown as Record<string, (r: unknown, o: grpc.CallOptions) => grpc.ClientReadableStream<M>>)[method]!;
+    const fn = (client as unknown as Record<string, (r: unknown, o: grpc.CallOptions) => grpc.ClientReadableStream<M>>)[method];
     const call = fn.call(client, request, { deadline: Date.now() + timeoutMs });
     call.on("data", (m: M) => {
       const r = pick(m);

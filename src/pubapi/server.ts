@@ -100,10 +100,11 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
       })().catch(failStream("ActivateAsCoordinator", call));
     },
 
-    ActivateAsNode: (call: grpc.ServerDuplexStream<unknown, unknown>) =>
+    ActivateAsNode: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
       serveActivateAsNode(call, o.peer, o.streamMessageTimeoutMs ?? 60_000, (proof) => callerOf(call, proof)).catch((err: unknown) =>
         call.emit("error", toStatus(err, "ActivateAsNode", log)),
-      ),
+      );
+    },
 
     GetAdminChallenge: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       Promise.resolve()
@@ -133,10 +134,11 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
       })().catch(failStream("ActivateAdditionalCoordinator", call as grpc.ServerWritableStream<unknown, unknown>));
     },
 
-    ActivateAsAdditionalCoordinator: (call: grpc.ServerDuplexStream<unknown, unknown>) =>
+    ActivateAsAdditionalCoordinator: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
       serveActivateAsAdditionalCoordinator(call, o.peer, o.streamMessageTimeoutMs ?? 60_000, (proof) => callerOf(call, proof)).catch((err: unknown) =>
         call.emit("error", toStatus(err, "ActivateAsAdditionalCoordinator", log)),
-      ),
+      );
+    },
 
     RemoveNode: (call: grpc.ServerUnaryCall<WireAdminRequest, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       (async () => {

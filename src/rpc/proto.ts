@@ -41,7 +41,7 @@ export function loadProtos(): grpc.GrpcObject {
 /** serviceOf returns a service client constructor (with its .service definition) by package and name. */
 export function serviceOf(pkg: "pubapi" | "vpnapi"): grpc.ServiceClientConstructor {
   const root = loadProtos() as unknown as { attestedmesh: Record<string, { API: grpc.ServiceClientConstructor }> };
-  return root.attestedmesh[pkg]!.API;
+  return root.attestedmesh[pkg].API;
 }
 
 /** AdminMethod names every admin-signed RPC. */
@@ -59,7 +59,7 @@ export interface AdminPayloadCodec<T> {
  */
 export function adminPayloadCodec<T>(method: AdminMethod): AdminPayloadCodec<T> {
   const root = loadProtos() as unknown as { attestedmesh: { pubapi: { AdminPayloads: grpc.ServiceClientConstructor } } };
-  const def = root.attestedmesh.pubapi.AdminPayloads.service[method]!;
+  const def = root.attestedmesh.pubapi.AdminPayloads.service[method];
   return { serialize: (p: T) => def.requestSerialize(p), deserialize: (b: Buffer) => def.requestDeserialize(b) as T };
 }
 

@@ -81,7 +81,7 @@ export function unaryCall<Req, Res>(
   timeoutMs: number,
 ): Promise<Res> {
   return new Promise((resolve, reject) => {
-    const fn = (client as unknown as Record<string, Function>)[method];
+    const fn = (client as unknown as Record<string, ((...args: unknown[]) => unknown) | undefined>)[method];
     if (typeof fn !== "function") {
       reject(new Error(`no method ${method}`));
       return;

@@ -111,7 +111,7 @@ export interface MemberCredentials {
 export function issueMemberCertificate(ca: EtcdCA, caSubjectOf: string, memberName: string, ips: string[]): MemberCredentials {
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
   const serial = randomBytes(16);
-  serial[0] = (serial[0]! & 0x7f) | 0x40;
+  serial[0] = (serial[0] & 0x7f) | 0x40;
   const now = Date.now();
   const cert = buildCertificate({
     serial,

@@ -32,7 +32,7 @@ export function isLoopbackHost(host: string): boolean {
 function endpointHost(endpoint: string): string {
   const rest = endpoint.replace(/^[a-z]+:\/\//i, "");
   const v6 = /^\[([^\]]+)\]/.exec(rest);
-  if (v6) return v6[1]!;
+  if (v6) return v6[1];
   const i = rest.lastIndexOf(":");
   return i >= 0 && rest.indexOf(":") === i ? rest.slice(0, i) : rest;
 }

@@ -214,7 +214,7 @@ export class ManagedEtcd implements StoreMembers {
 
   async #tlsFiles(): Promise<{ ca: Buffer; cert: Buffer; key: Buffer }> {
     const [ca, cert, key] = await Promise.all(["ca.pem", "member.pem", "member.key"].map((f) => readFile(join(this.#tls, f))));
-    return { ca: ca!, cert: cert!, key: key! };
+    return { ca: ca, cert: cert, key: key };
   }
 
   async #admin(): Promise<Etcd3> {

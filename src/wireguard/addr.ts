@@ -42,7 +42,7 @@ export function canonicalEndpoint(endpoint: unknown, field: string): string {
   if (typeof endpoint !== "string") throw invalidArgument(field, `not an endpoint (IP:PORT): ${show(endpoint)}`);
   const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(endpoint) ?? /^([^:[\]]+):(\d{1,5})$/.exec(endpoint);
   if (!m) throw invalidArgument(field, `not an endpoint (IP:PORT or [IPv6]:PORT): ${show(endpoint)}`);
-  return formatEndpoint(m[1]!, Number(m[2]), field);
+  return formatEndpoint(m[1], Number(m[2]), field);
 }
 
 /** checkPort throws a WireGuardError naming `field` unless port is an integer in 1..65535. */

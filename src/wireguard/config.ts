@@ -142,7 +142,7 @@ export function parseWgQuickConfig(text: string): WgQuickConfig {
     if (section === "interface") {
       if (key === "PrivateKey") privKey = checkKey(value, `${at} PrivateKey`);
       else if (key === "Address") {
-        const first = value.split(",")[0]!.trim();
+        const first = value.split(",")[0].trim();
         const cidr = canonicalCIDR(first.includes("/") ? first : `${first}/32`, `${at} Address`);
         address = cidr.split("/")[0];
         prefixLength = Number(cidr.split("/")[1]);

@@ -94,7 +94,7 @@ export function checkUnique(peers: readonly PeerConfig[], field = "peers"): void
     for (const ip of p.allowedIPs) {
       const other = byIP.get(ip);
       if (other !== undefined && other !== i) {
-        throw invalidArgument(`${field}[${i}].vpnIP`, `duplicate VPN IP ${stripHost(ip)} (also ${field}[${other}] ${peers[other]!.pubKey})`);
+        throw invalidArgument(`${field}[${i}].vpnIP`, `duplicate VPN IP ${stripHost(ip)} (also ${field}[${other}] ${peers[other].pubKey})`);
       }
       byIP.set(ip, i);
     }
@@ -149,7 +149,7 @@ export function samePeer(c: PeerConfig, w: PeerConfig): boolean {
 }
 
 function ipSetKey(ips: readonly string[]): string {
-  return ips.length === 1 ? ips[0]! : [...ips].sort().join(",");
+  return ips.length === 1 ? ips[0] : [...ips].sort().join(",");
 }
 
 function stripHost(cidr: string): string {

@@ -61,7 +61,8 @@ export const execaRunner: CommandRunner = async (file, args, options = {}) => {
   } catch (err) {
     const e = err as { code?: string; exitCode?: number; stderr?: unknown; stdout?: unknown; timedOut?: boolean };
     if (e.timedOut) throw new WireGuardError("timeout", `${command}: did not finish within ${options.timeoutMs ?? 10_000} ms`, { cause: err });
-    const output = (String(e.stderr ?? "").trim() || String(e.stdout ?? "").trim()).slice(0, 2000);
+    const text = (v: unknown): string => (typeof v === "string" ? v.trim() : Buffer.isBuffer(v) ? v.toString("utf8").trim() : "");
+    const output = (text(e.stderr) || text(e.stdout)).slice(0, 2000);
     throw new CommandError(command, e.exitCode, output, e.code === "ENOENT", { cause: err });
   }
 };

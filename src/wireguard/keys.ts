@@ -18,9 +18,9 @@ const base64Pattern = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]
  */
 export function clampPrivateKey(key: Uint8Array): Uint8Array {
   if (key.length !== keyLength) throw invalidArgument("privKey", `must be ${keyLength} bytes, got ${key.length}`);
-  key[0]! &= 248;
-  key[31]! &= 127;
-  key[31]! |= 64;
+  key[0] &= 248;
+  key[31] &= 127;
+  key[31] |= 64;
   return key;
 }
 

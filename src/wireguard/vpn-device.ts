@@ -171,8 +171,11 @@ export abstract class WireGuardVPN {
     const k = this.options.persistentKeepaliveSec;
     const cache = new Map<string, PeerConfig>();
     const want = peers.map((p, i) => {
+      // Specs may come from untyped callers: the cache key reads them defensively, peerConfigFromSpec validates.
+      // eslint-disable-next-line @typescript-eslint/no-unsafe-member-access
       const id = typeof p === "object" && p !== null ? `${p.pubKey}|${p.vpnIP}|${p.publicIP}|${p.port ?? ""}` : "";
       const hit = this.specCache.get(id);
+      // eslint-disable-next-line @typescript-eslint/no-unsafe-argument
       const c = hit ?? peerConfigFromSpec(p, k, `peers[${i}]`); // canonical already
       cache.set(id, c);
       return c;
@@ -261,7 +264,7 @@ export abstract class WireGuardVPN {
     }
     const keep = cause instanceof WireGuardError && ["interface-missing", "permission-denied", "tool-missing", "not-wireguard"].includes(cause.code);
     const detail = problem instanceof Error ? problem.message : String(problem);
-    throw new WireGuardError(keep ? (cause as WireGuardError).code : "inconsistent", `update peers on ${this.interfaceName}: ${why}; restoring the previous peers failed: ${detail}`, { cause });
+    throw new WireGuardError(keep ? (cause).code : "inconsistent", `update peers on ${this.interfaceName}: ${why}; restoring the previous peers failed: ${detail}`, { cause });
   }
 
   private requireRunning(operation: string): void {

@@ -87,18 +87,18 @@ export function parseWgShowDump(text: string): DeviceState {
   const lines = text.split("\n").filter((l) => l.trim() !== "");
   const head = lines.shift()?.split("\t");
   if (!head || head.length < 4) throw new WireGuardError("internal", "wg show dump: missing device line");
-  const state: DeviceState = { listenPort: num(head[2]!), fwmark: head[3] === "off" ? 0 : num(head[3]!), peers: [] };
+  const state: DeviceState = { listenPort: num(head[2]), fwmark: head[3] === "off" ? 0 : num(head[3]), peers: [] };
   if (head[1] !== "(none)") state.publicKey = checkKey(head[1], "wg show dump: public key");
   for (const line of lines) {
     const f = line.split("\t");
     if (f.length < 8) throw new WireGuardError("internal", `wg show dump: malformed peer line with ${f.length} fields`);
     const peer: DevicePeer = {
       pubKey: checkKey(f[0], "wg show dump: peer public key"),
-      allowedIPs: f[3] === "(none)" ? [] : f[3]!.split(",").map((c) => canonicalCIDR(c, "wg show dump: allowed ip")),
-      persistentKeepaliveSec: f[7] === "off" ? 0 : num(f[7]!),
-      lastHandshakeSec: num(f[4]!),
-      rxBytes: num(f[5]!),
-      txBytes: num(f[6]!),
+      allowedIPs: f[3] === "(none)" ? [] : f[3].split(",").map((c) => canonicalCIDR(c, "wg show dump: allowed ip")),
+      persistentKeepaliveSec: f[7] === "off" ? 0 : num(f[7]),
+      lastHandshakeSec: num(f[4]),
+      rxBytes: num(f[5]),
+      txBytes: num(f[6]),
     };
     if (f[2] !== "(none)") peer.endpoint = canonicalEndpoint(f[2], "wg show dump: endpoint");
     state.peers.push(peer);

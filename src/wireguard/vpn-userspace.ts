@@ -213,7 +213,7 @@ function wireguardGoPids(iface: string): number[] {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").filter(Boolean);
-      if (argv.length >= 2 && basename(argv[0]!) === "wireguard-go" && argv.at(-1) === iface) out.push(Number(entry));
+      if (argv.length >= 2 && basename(argv[0]) === "wireguard-go" && argv.at(-1) === iface) out.push(Number(entry));
     } catch {
       // gone meanwhile
     }

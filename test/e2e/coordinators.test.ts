@@ -30,7 +30,7 @@ describe.skipIf(reason !== undefined)(`3 Coordinators on managed etcd${reason ? 
     waitFor(
       async () => {
         const lists = await Promise.all(peers.map((p) => mesh.wgPeers(p)));
-        const missing = peers.filter((_, i) => !lists[i]!.includes(k)).map((p) => p.label);
+        const missing = peers.filter((_, i) => !lists[i].includes(k)).map((p) => p.label);
         if (missing.length > 0) throw new Error(`still without it: ${missing.join(", ")}`);
         return true;
       },
@@ -124,6 +124,6 @@ describe.skipIf(reason !== undefined)(`3 Coordinators on managed etcd${reason ? 
     const out = (await mesh.net.exec(p.netns, "ip", ["-4", "-o", "addr", "show", "dev", p.wgInterface])).stdout;
     const m = /inet (\d+\.\d+\.\d+\.\d+)/.exec(out);
     if (!m) throw new Error(`${p.label} has no VPN address on ${p.wgInterface}: ${out}`);
-    return m[1]!;
+    return m[1];
   }
 });

@@ -44,7 +44,7 @@ async function routes(mesh: LocalMesh, ns: string): Promise<Route[]> {
 }
 
 async function routeGet(mesh: LocalMesh, ns: string, ip: string): Promise<string> {
-  return (JSON.parse((await mesh.net.exec(ns, "ip", ["-j", "route", "get", ip])).stdout) as Route[])[0]!.dev;
+  return (JSON.parse((await mesh.net.exec(ns, "ip", ["-j", "route", "get", ip])).stdout) as Route[])[0].dev;
 }
 
 /** tunnelPeers lists a peer's WireGuard peers as "key allowed-ips" (endpoints of dial-in admins move, so they are left out). */
@@ -133,7 +133,7 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
     const connects = async (ns: string): Promise<boolean> =>
       (await mesh.net.exec(ns, "timeout", ["3", "bash", "--norc", "-c", "exec 3<>/dev/tcp/10.118.0.1/9027"], { reject: false })).exitCode === 0;
     expect(await connects(host.name), "the public side is dropped").toBe(false);
-    expect(await connects(nodes[0]!.netns), "a Node through WireGuard still connects").toBe(true);
+    expect(await connects(nodes[0].netns), "a Node through WireGuard still connects").toBe(true);
     // The control: with meshd's table taken away the same packets reach the vpnapi. Put back after.
     const table = vpnapiFilterTable(coordinator.wgInterface);
     const saved = (await mesh.net.exec(coordinator.netns, "nft", ["list", "table", "inet", table])).stdout;
@@ -201,7 +201,7 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
     expect(metric(m1, "meshd_atls_handshakes_total", { result: "served", check: "" })).toBeGreaterThan(0);
     expect(metric(await node4.metrics(), "meshd_peer_state", { state: "IsNode" })).toBe(1);
     expect(await mesh.ping(node4.vpnIP!)).toBeGreaterThan(0);
-    expect(await mesh.ping(node4.vpnIP!, nodes[0]!.netns)).toBeGreaterThan(0);
+    expect(await mesh.ping(node4.vpnIP!, nodes[0].netns)).toBeGreaterThan(0);
     nodes.push(node4);
   }, 30_000);
 
@@ -230,7 +230,7 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
 
   it("a Node whose WireGuard peers were all removed converges back on the next poll", async () => {
     diagnoseOnFailure();
-    const node2 = nodes[1]!;
+    const node2 = nodes[1];
     const before = await tunnelPeers(mesh, node2);
     expect(before).toHaveLength(nodes.length + 1); // the Coordinator, the other Nodes and the admin
     const keys = await mesh.wgPeers(node2);
@@ -245,15 +245,15 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
     // Packets flow again once node2 handshakes afresh (it knows the other peers' endpoints); node1's
     // stale session is replaced by that handshake, so node1 reaches node2 again right away. (The admin,
     // which node2 cannot dial, gets through after WireGuard's own re-handshake, ~15 s of silence.)
-    expect(await mesh.ping(nodes[0]!.vpnIP!, node2.netns)).toBeGreaterThan(0);
-    expect(await mesh.ping(node2.vpnIP!, nodes[0]!.netns, 3000)).toBeGreaterThan(0);
+    expect(await mesh.ping(nodes[0].vpnIP!, node2.netns)).toBeGreaterThan(0);
+    expect(await mesh.ping(node2.vpnIP!, nodes[0].netns, 3000)).toBeGreaterThan(0);
   }, 30_000);
 
   it("meshd SIGKILLed alone (its wireguard-go and device left running) and started again: the Coordinator serves the vpnapi again within 5 s, a Node re-joins, both converge on the next change", async () => {
     diagnoseOnFailure();
     const vpnapiUp = async (from: LocalPeer): Promise<boolean> =>
       (await mesh.net.exec(from.netns, "timeout", ["1", "bash", "--norc", "-c", "exec 3<>/dev/tcp/10.118.0.1/9027"], { reject: false })).exitCode === 0;
-    const node1 = nodes[0]!;
+    const node1 = nodes[0];
     const change = async (label: string): Promise<void> => {
       const [n] = (await mesh.startPeers([label])) as [LocalPeer];
       const r = await mesh.addNodes([n]);
@@ -282,7 +282,7 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
 
   it("a Node that roams (its address as its peers see it changes) stays reachable through the endpoint its peers learned, across changes and repairs", async () => {
     diagnoseOnFailure();
-    const [roamer, observer] = [nodes[1]!, nodes[2]!];
+    const [roamer, observer] = [nodes[1], nodes[2]];
     const key = (await mesh.net.exec(roamer.netns, "wg", ["show", roamer.wgInterface, "public-key"])).stdout.trim();
     const endpointAt = async (p: LocalPeer): Promise<string | undefined> =>
       (await mesh.net.exec(p.netns, "wg", ["show", p.wgInterface, "endpoints"])).stdout.split("\n").map((l) => l.split("\t")).find((f) => f[0] === key)?.[1];
@@ -311,7 +311,7 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
     diagnoseOnFailure();
     const [fresh] = (await mesh.startPeers(["fresh"])) as [LocalPeer];
     const policy = JSON.parse(await readFile(mesh.measurementsFile, "utf8")) as { tpm: { pcrs: Record<string, string> } };
-    const pcr0 = policy.tpm.pcrs["0"]!;
+    const pcr0 = policy.tpm.pcrs["0"];
     policy.tpm.pcrs["0"] = `${pcr0.slice(0, -1)}${pcr0.endsWith("0") ? "1" : "0"}`;
     const wrong = join(mesh.workDir, "wrong-measurements.json");
     await writeFile(wrong, JSON.stringify(policy));
@@ -321,7 +321,7 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
     const errors = r.stderr.split("\n").filter((l) => l.startsWith("meshctl activate:"));
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(/policy pcrs: PCR 0 is [0-9a-f]{64}, policy wants [0-9a-f]{64}/);
-    expect(r.stderr.trim().split("\n").at(-1)).toBe(errors[0]!.trim());
+    expect(r.stderr.trim().split("\n").at(-1)).toBe(errors[0].trim());
     expect(r.stdout).toBe("");
 
     // Nothing happened: the peer is still fresh (PCR 11/12 zero: aTLS with requireFresh passes) and AcceptingInit.
@@ -331,7 +331,7 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
 
   it("the audit logs of this run: refused attacks are named with their check and caller, calls carry who made them, and no meshd log holds a secret", async () => {
     diagnoseOnFailure();
-    const node = nodes[0]!;
+    const node = nodes[0];
     // Two attacks from the admin's namespace: an unsigned admin request, and a trigger without a caller proof.
     const dist = (f: string) => JSON.stringify(pathToFileURL(join(repo, "dist", "src", f)).href);
     const script = `
@@ -398,7 +398,7 @@ describe.skipIf(reason !== undefined)(`localmesh command${reason ? ` — skipped
     checkBuilt();
     const child = execa(process.execPath, [join(repo, "bin", "localmesh.js"), "--nodes", "1", "--keep"], { reject: false, all: false, buffer: true });
     let stderr = "";
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     try {
       await waitFor(async () => (stderr.includes("press Ctrl-C") ? true : undefined), { what: "localmesh to be up", timeoutMs: 30_000 }, () => {
         if (child.exitCode !== null) throw new Error(`localmesh exited early (${child.exitCode}): ${stderr}`);
@@ -432,7 +432,7 @@ function metric(text: string, name: string, labels: Record<string, string> = {})
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
     if (!m || m[1] !== name) continue;
     const got: Record<string, string> = {};
-    for (const [, k, v] of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) got[k!] = v!;
+    for (const [, k, v] of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) got[k] = v!;
     const keys = Object.keys(labels);
     if (Object.keys(got).length === keys.length && keys.every((k) => got[k] === labels[k])) return Number(m[3]);
   }

@@ -28,7 +28,7 @@ setInterval(() => {}, 1000);
 `;
 
 function namespaces(): string[] {
-  return spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout.split("\n").map((l) => l.split(" ")[0]!).filter(Boolean);
+  return spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout.split("\n").map((l) => l.split(" ")[0]).filter(Boolean);
 }
 
 describe.skipIf(reason !== undefined)(`netns harness teardown${reason ? ` — skipped: ${reason}` : ""}`, () => {
@@ -56,7 +56,7 @@ describe.skipIf(reason !== undefined)(`netns harness teardown${reason ? ` — sk
       let buf = "";
       child.stdout.on("data", (d: Buffer) => {
         buf += d.toString();
-        if (buf.includes("\n")) resolve(JSON.parse(buf.split("\n")[0]!));
+        if (buf.includes("\n")) resolve(JSON.parse(buf.split("\n")[0]));
       });
       child.on("exit", (code) => reject(new Error(`driver exited early (${code})`)));
     });

@@ -88,8 +88,8 @@ describe.skipIf(reason !== undefined)(`wireguard userspace backend e2e (root, na
     expect(back.exitCode, back.stdout).toBe(0);
 
     const [peer] = await va.listPeers();
-    expect(peer!.lastHandshakeSec).toBeGreaterThan(0);
-    expect(peer!.rxBytes).toBeGreaterThan(0);
+    expect(peer.lastHandshakeSec).toBeGreaterThan(0);
+    expect(peer.rxBytes).toBeGreaterThan(0);
     const addr = await net.exec(a.name, "ip", ["-o", "address", "show", "dev", va.interfaceName]);
     expect(addr.stdout).toContain("10.118.0.1/16");
     // Setting the same IP again is idempotent; a new one replaces the old.
@@ -107,8 +107,8 @@ describe.skipIf(reason !== undefined)(`wireguard userspace backend e2e (root, na
     await vpn.updatePeers(peers);
     expect(await wgShow(node, vpn)).toEqual(expectedRows(peers));
 
-    const rotated = { ...peers[2]!, pubKey: generateKeyPair().pubKey };
-    const changed = [...peers.slice(1, 2), rotated, { ...peers[3]!, publicIP: "198.18.9.9" }, ...peers.slice(4), ...randomPeers(1, 3000)];
+    const rotated = { ...peers[2], pubKey: generateKeyPair().pubKey };
+    const changed = [...peers.slice(1, 2), rotated, { ...peers[3], publicIP: "198.18.9.9" }, ...peers.slice(4), ...randomPeers(1, 3000)];
     const diff = await vpn.applyPeers(changed.map(toConfig));
     expect({ remove: diff.remove.length, add: diff.add.length, update: diff.update.length, rotate: diff.keyRotations.length }).toEqual({ remove: 1, add: 1, update: 1, rotate: 1 });
     expect(await wgShow(node, vpn)).toEqual(expectedRows(changed));
@@ -123,9 +123,9 @@ describe.skipIf(reason !== undefined)(`wireguard userspace backend e2e (root, na
     const peers = randomPeers(5);
     await vpn.updatePeers(peers);
     const bad: WireGuardPeerSpec[][] = [
-      [...peers, { ...peers[0]!, pubKey: generateKeyPair().pubKey }], // duplicate VPN IP
-      [...peers.slice(1), { ...peers[0]!, pubKey: "AAAA" }],
-      [...peers.slice(1), { ...peers[0]!, vpnIP: "10.118.0.256" }],
+      [...peers, { ...peers[0], pubKey: generateKeyPair().pubKey }], // duplicate VPN IP
+      [...peers.slice(1), { ...peers[0], pubKey: "AAAA" }],
+      [...peers.slice(1), { ...peers[0], vpnIP: "10.118.0.256" }],
     ];
     for (const set of bad) {
       await expect(vpn.updatePeers(set)).rejects.toMatchObject({ code: "invalid-argument" });

@@ -97,7 +97,7 @@ async function startOnce(tls?: EtcdTLSOptions): Promise<Etcd | "port-taken"> {
   // setpriv makes the kernel SIGKILL etcd if this process dies without running any handler.
   const [command, ...prefix] = existsSync(setpriv) ? [setpriv, "--pdeathsig", "KILL", "etcd"] : ["etcd"];
   const child = execa(
-    command!,
+    command,
     [
       ...prefix,
       "--name", "default",

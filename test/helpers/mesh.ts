@@ -111,7 +111,7 @@ export class TestMesh {
    */
   readonly admin: { publicKey: Buffer; secretKey: Uint8Array; readonly clusterID: Buffer } = (() => {
     const kp = nacl.sign.keyPair();
-    const mesh = this;
+    const mesh = this; // eslint-disable-line @typescript-eslint/no-this-alias -- the getter below runs with another `this`
     return {
       publicKey: Buffer.from(kp.publicKey),
       secretKey: kp.secretKey,
@@ -237,7 +237,7 @@ export class TestMesh {
     const store: Store = deferred ?? (await openStore());
     const peerClient = new PubAPIClient({ validators: this.validators(), issuer });
     const vpnServers: grpc.Server[] = [];
-    let peerRef: MeshPeer | undefined;
+    let peerRef: MeshPeer | undefined; // eslint-disable-line prefer-const -- set once the peer started
     let peer: MeshPeer;
     try {
       peer = await MeshPeer.start({
@@ -316,7 +316,7 @@ export class TestMesh {
       const there = coord ? this.net.route(from, coordinatorVPNIP) : `no device has ${coordinatorVPNIP}`;
       const back = coord && from.vpnIP ? this.net.route(coord, from.vpnIP) : "sender has no VPN IP";
       if (typeof there === "string" || typeof back === "string") {
-        throw new UnavailableError(`fake VPN: ${typeof there === "string" ? there : back}`);
+        throw new UnavailableError(`fake VPN: ${typeof there === "string" ? there : typeof back === "string" ? back : "unreachable"}`);
       }
       const addr = this.vpnapi.get(coordinatorVPNIP);
       if (!addr) throw new UnavailableError(`fake VPN: no vpnapi at ${coordinatorVPNIP}`);

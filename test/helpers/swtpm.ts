@@ -120,7 +120,7 @@ async function startOnce(keepDir?: string): Promise<Swtpm | "port-taken"> {
   // if this process dies without running any handler (SIGKILL, OOM): no orphan survives a test run.
   const [command, ...prefix] = existsSync(setpriv) ? [setpriv, "--pdeathsig", "KILL", "swtpm"] : ["swtpm"];
   const child = execa(
-    command!,
+    command,
     [
       ...prefix,
       "socket", "--tpm2",

@@ -147,7 +147,7 @@ export function marshalQuote(f: QuoteFields): Uint8Array {
   w.u32(f.selection.length);
   for (const s of f.selection) {
     const bitmap = new Uint8Array(3);
-    for (const i of s.pcrs) bitmap[i >> 3]! |= 1 << (i & 7);
+    for (const i of s.pcrs) bitmap[i >> 3] |= 1 << (i & 7);
     w.u16(s.hashAlg).u8(3).bytes(bitmap);
   }
   return w.tpm2b(f.pcrDigest).done();
@@ -162,17 +162,17 @@ export function signQuote(ak: TestAK, data: Uint8Array, over: { sigAlg?: number;
   const key = over.key ?? ak.privateKey;
   const w = new Writer().u16(sigAlg).u16(hashAlg);
   if (sigAlg === ALG.ECDSA) {
-    const rs = sign(hashName[hashAlg]!, data, { key, dsaEncoding: "ieee-p1363" });
+    const rs = sign(hashName[hashAlg], data, { key, dsaEncoding: "ieee-p1363" });
     const half = rs.length / 2;
     return w.tpm2b(rs.subarray(0, half)).tpm2b(rs.subarray(half)).done();
   }
   const padding = sigAlg === ALG.RSAPSS ? constants.RSA_PKCS1_PSS_PADDING : constants.RSA_PKCS1_PADDING;
-  return w.tpm2b(sign(hashName[hashAlg]!, data, { key, padding, saltLength: constants.RSA_PSS_SALTLEN_DIGEST })).done();
+  return w.tpm2b(sign(hashName[hashAlg], data, { key, padding, saltLength: constants.RSA_PSS_SALTLEN_DIGEST })).done();
 }
 
 /** digestOf hashes the concatenation of `values` with the TPM hash algorithm `hashAlg`. */
 export function digestOf(values: Uint8Array[], hashAlg: number = ALG.SHA256): Uint8Array {
-  const h = createHash(hashName[hashAlg]!);
+  const h = createHash(hashName[hashAlg]);
   for (const v of values) h.update(v);
   return new Uint8Array(h.digest());
 }
@@ -265,7 +265,7 @@ export async function loadGCEEvidence(): Promise<GCEEvidence> {
       .trim()
       .split("\n")
       .map((l) => /^(\d+): ([0-9a-f]{64})$/.exec(l.trim())!)
-      .map((m) => [Number(m[1]), new Uint8Array(Buffer.from(m[2]!, "hex"))] as const),
+      .map((m) => [Number(m[1]), new Uint8Array(Buffer.from(m[2], "hex"))] as const),
   );
   return {
     akTPMTPublic,

@@ -45,7 +45,7 @@ describe("activation chain in one process", () => {
     expect(conf).toContain(`AllowedIPs = 10.118.0.1/32\nEndpoint = 127.0.0.1:${coord.vpn.port}`);
     // The admin's private key never left this process: the Coordinator knows only the public key.
     const adminPeer = (await coord.peer.getUpdate(-1)).peers!.find((p) => p.role === "admin")!;
-    const priv = /PrivateKey = (\S+)/.exec(conf)![1]!;
+    const priv = /PrivateKey = (\S+)/.exec(conf)![1];
     expect(Buffer.from(nacl.scalarMult.base(Buffer.from(priv, "base64"))).toString("base64")).toBe(adminPeer.vpnPubKey);
     expect(mesh.logs.join("\n")).not.toContain(priv);
     // The admin signing key sits beside admin.json, 0600, and admin.json names its public key.
@@ -59,9 +59,9 @@ describe("activation chain in one process", () => {
     expect(new Set(ips).size).toBe(3);
 
     await until("nodes see each other", () => nodes.every((n) => n.vpn.peers.length === 4));
-    expect(mesh.net.send(nodes[0]!.vpn, nodes[1]!.vpn.vpnIP!, "hello")).toBe(true);
-    expect(nodes[1]!.vpn.inbox).toEqual([{ fromVPNIP: nodes[0]!.vpn.vpnIP, payload: "hello" }]);
-    expect(nodes[2]!.vpn.inbox).toEqual([]);
+    expect(mesh.net.send(nodes[0].vpn, nodes[1].vpn.vpnIP!, "hello")).toBe(true);
+    expect(nodes[1].vpn.inbox).toEqual([{ fromVPNIP: nodes[0].vpn.vpnIP, payload: "hello" }]);
+    expect(nodes[2].vpn.inbox).toEqual([]);
 
     const node4 = await mesh.startPeer("node4");
     const res = await activateAdditionalNodes(coord.endpoint, mesh.credentials(false), adminSigner, [node4.endpoint], () => {});

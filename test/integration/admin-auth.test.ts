@@ -87,7 +87,7 @@ describe("admin RPCs need the admin's signature over a single-use challenge and 
       const refused = auditLines(coord.logs, "ActivateAdditionalNodes");
       expect(refused).toHaveLength(1);
       expect(refused[0]).toMatchObject({ level: "warn", msg: "rpc refused", code: "PERMISSION_DENIED", caller: "unauthenticated 127.0.0.1" });
-      expect(refused[0]!.refusal).toMatch(tc.msg);
+      expect(refused[0].refusal).toMatch(tc.msg);
     });
   }
 
@@ -98,7 +98,7 @@ describe("admin RPCs need the admin's signature over a single-use challenge and 
     const [line, ...more] = auditLines(coord.logs, "ActivateAdditionalNodes");
     expect(more).toEqual([]);
     expect(line).toMatchObject({ level: "info", msg: "rpc", code: "OK", caller: "admin (signed request) at 127.0.0.1" });
-    expect(typeof line!.durationMs).toBe("number");
+    expect(typeof line.durationMs).toBe("number");
     // The Node's side: the Coordinator proved itself on the connection before it acted.
     expect(auditLines(node.logs, "ActivateAsNode")[0]).toMatchObject({ code: "OK", caller: "Coordinator (attested on this connection) at 127.0.0.1" });
     expect(auditLines(node.logs, "JoinCluster")[0]).toMatchObject({ code: "OK", caller: "Coordinator of this cluster (attested, cluster credential) at 127.0.0.1" });
@@ -137,26 +137,26 @@ describe("admin RPCs need the admin's signature over a single-use challenge and 
     const lines: string[] = [];
     const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
     try {
-      expect(await runActivate({ coordinator: coord.endpoint, nodes: [keep!.endpoint, gone!.endpoint], coordinators: [], masterSecret: secret, outDir: out, credentials: mesh.credentials(true) }, io), lines.join("\n")).toBe(0);
-      const goneIP = gone!.vpn.vpnIP!;
+      expect(await runActivate({ coordinator: coord.endpoint, nodes: [keep.endpoint, gone.endpoint], coordinators: [], masterSecret: secret, outDir: out, credentials: mesh.credentials(true) }, io), lines.join("\n")).toBe(0);
+      const goneIP = gone.vpn.vpnIP!;
       const policy = join(out, "measurements.json");
       await writeFile(policy, JSON.stringify(policyToJSON(swtpmPolicy())));
       const version = (await coord.peer.getUpdate(-1)).resourceVersion;
-      await until("keep sees gone", () => keep!.vpn.peers.some((p) => p.vpnIP === goneIP));
+      await until("keep sees gone", () => keep.vpn.peers.some((p) => p.vpnIP === goneIP));
       // A key file others can read is refused before anything is sent.
       await chmod(join(out, "admin.key"), 0o644);
       expect(await main(["remove-node", "--coordinator", coord.endpoint, "--vpn-ip", goneIP, "--admin-dir", out, "--measurements", policy], io)).toBe(1);
       expect(lines.at(-1)).toMatch(/admin key .*readable by others/);
       await chmod(join(out, "admin.key"), 0o600);
       expect(await main(["remove-node", "--coordinator", coord.endpoint, "--vpn-ip", goneIP, "--admin-dir", out, "--measurements", policy], io), lines.join("\n")).toBe(0);
-      expect(lines.at(-1)).toBe(`removed ${goneIP} (${gone!.endpoint}); the peer set is now at resource version ${version + 1}`);
+      expect(lines.at(-1)).toBe(`removed ${goneIP} (${gone.endpoint}); the peer set is now at resource version ${version + 1}`);
       const after = await coord.peer.getUpdate(-1);
       expect(after.resourceVersion).toBe(version + 1);
       expect(after.peers!.map((p) => p.vpnIP)).not.toContain(goneIP);
-      await until("keep and the Coordinator drop gone", () => ![keep!.vpn, coord.vpn].some((d: FakeVPN) => d.peers.some((p) => p.vpnIP === goneIP)));
+      await until("keep and the Coordinator drop gone", () => ![keep.vpn, coord.vpn].some((d: FakeVPN) => d.peers.some((p) => p.vpnIP === goneIP)));
       // Its disk key is never released again.
       const client = new PubAPIClient({ validators: mesh.validators(), issuer: coord.issuer });
-      const err = (await client.requestStateDiskKey(coord.endpoint, (gone!.disk as FakeDisk).diskUUID).catch((e: CoreError) => e)) as CoreError;
+      const err = (await client.requestStateDiskKey(coord.endpoint, (gone.disk as FakeDisk).diskUUID).catch((e: CoreError) => e)) as CoreError;
       client.close();
       expect(err.message).toMatch(/is not a disk of any activated peer/);
       // Its VPN IP goes to the next Node.
@@ -181,10 +181,10 @@ describe("admin RPCs need the admin's signature over a single-use challenge and 
     };
     const res = await activateAdditionalNodes(coord.endpoint, mesh.credentials(false), mesh.admin, [node.endpoint], () => {});
     expect(res.failed).toHaveLength(1);
-    expect(res.failed[0]!.endpoint).toBe(node.endpoint);
-    expect(res.failed[0]!.error).toMatch(/JoinCluster/);
+    expect(res.failed[0].endpoint).toBe(node.endpoint);
+    expect(res.failed[0].error).toMatch(/JoinCluster/);
     // It got its disk key (its commit point) before failing: it is marked, a plain retry cannot work.
-    expect(res.failed[0]!.marked).toBe(true);
+    expect(res.failed[0].marked).toBe(true);
     expect(node.marker.marks).toBe(1);
     expect(retryLines(res.failed, (eps) => `meshctl add-nodes --nodes ${eps.join(",")}`)).toEqual([
       `Reset, then retry (${node.endpoint} failed after receiving their activation and may have marked their TPM; give each a blank state disk and reboot it, which resets the marker): meshctl add-nodes --nodes ${node.endpoint}`,

@@ -20,7 +20,7 @@ describe("aTLS on simulated-TPM evidence (swtpm per peer)", () => {
     const peer = await mesh.startPeer("peer");
     const probe = await probeEndpoint("127.0.0.1", peer.hardware.port, mesh.validators());
     const policy = swtpmPolicy();
-    for (let i = 0; i <= 10; i++) policy.tpm.pcrs.set(i, probe.verdict.facts[`pcr${i}`]!);
+    for (let i = 0; i <= 10; i++) policy.tpm.pcrs.set(i, probe.verdict.facts[`pcr${i}`]);
     const strict = await probeEndpoint("127.0.0.1", peer.hardware.port, [createTPMValidator(policy)], { requireFresh: true });
     expect(strict.verdict.ok).toBe(true);
     expect(strict.verdict.checks.find((c) => c.name === "policy pcrs")!.status).toBe("passed");
@@ -33,7 +33,7 @@ describe("aTLS on simulated-TPM evidence (swtpm per peer)", () => {
     const policy = swtpmPolicy();
     policy.tpm.pcrs.set(4, "ab".repeat(32));
     const err = await probeEndpoint("127.0.0.1", peer.hardware.port, [createTPMValidator(policy)]).catch((e: Error) => e);
-    expect(String(err)).toMatch(/^aTLS: tpm policy pcrs: .*PCR 4/);
+    expect(String(err as Error)).toMatch(/^aTLS: tpm policy pcrs: .*PCR 4/);
     const grpcErr = await getState(peer.endpoint, createATLSChannelCredentials([createTPMValidator(policy)])).catch((e: Error) => e);
     expect(String((grpcErr as Error).message)).toMatch(/aTLS: tpm policy pcrs/);
   });

@@ -90,8 +90,8 @@ describe("bad input gets a clear error and loses nothing", () => {
       (l) => lines.push(l),
     );
     expect(cfg.failed).toHaveLength(1);
-    expect(cfg.failed[0]!.endpoint).toBe(`127.0.0.1:${port}`);
-    expect(cfg.failed[0]!.marked).toBe(false); // nothing reached it: still fresh, a plain retry works
+    expect(cfg.failed[0].endpoint).toBe(`127.0.0.1:${port}`);
+    expect(cfg.failed[0].marked).toBe(false); // nothing reached it: still fresh, a plain retry works
     expect(lines.join("\n")).toContain(`FAILED to activate Node 127.0.0.1:${port}`);
     expect(good.peer.state).toBe(PeerState.IsNode);
 
@@ -110,7 +110,7 @@ describe("bad input gets a clear error and loses nothing", () => {
     const vpnIP = node.vpn.vpnIP;
     const res = await activateAdditionalNodes(coord.endpoint, mesh.credentials(false), mesh.admin, [node.endpoint], () => {});
     expect(res.failed).toHaveLength(1);
-    expect(res.failed[0]!.error).toMatch(/fresh|FAILED_PRECONDITION|AcceptingInit/);
+    expect(res.failed[0].error).toMatch(/fresh|FAILED_PRECONDITION|AcceptingInit/);
     expect(node.peer.state).toBe(PeerState.IsNode);
     expect(node.vpn.vpnIP).toBe(vpnIP);
     expect(node.marker.marks).toBe(1);

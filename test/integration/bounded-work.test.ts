@@ -65,14 +65,14 @@ describe("bounded work per unauthenticated request", () => {
     const coord = await mesh.startPeer("coord");
     const nodes = [await mesh.startPeer("node1"), await mesh.startPeer("node2")];
     // The flooder is one host (127.0.0.2) hammering the Coordinator and a Node with ClientHellos.
-    const floods = [flood(Number(coord.endpoint.split(":")[1]), "127.0.0.2", 24), flood(Number(nodes[0]!.endpoint.split(":")[1]), "127.0.0.2", 24)];
+    const floods = [flood(Number(coord.endpoint.split(":")[1]), "127.0.0.2", 24), flood(Number(nodes[0].endpoint.split(":")[1]), "127.0.0.2", 24)];
     await until("the flood is refused as busy", () => (limiters.get("coord")?.stats.refused ?? 0) > 20);
     const adminVPNPubKey = Buffer.from(nacl.box.keyPair().publicKey).toString("base64");
     const cfg = await activateAsCoordinator(coord.endpoint, mesh.credentials(true), { adminVPNPubKey, adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: nodes.map((n) => n.endpoint), coordinatorEndpoints: [] }, () => {});
     expect(cfg.failed).toEqual([]);
     await until("the Nodes join", () => nodes.every((n) => n.peer.state === PeerState.IsNode), 20_000);
     const [onCoord, onNode] = await Promise.all(floods.map((f) => f.stop()));
-    for (const [name, counts] of [["coord", onCoord!], ["node1", onNode!]] as const) {
+    for (const [name, counts] of [["coord", onCoord], ["node1", onNode]] as const) {
       const stats = limiters.get(name)!.stats;
       expect(stats.peakRunning, name).toBeLessThanOrEqual(2);
       expect(counts.refused, name).toBeGreaterThan(0);
@@ -131,7 +131,7 @@ describe("bounded work per unauthenticated request", () => {
       const refused = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.audit === true && l.code === "RESOURCE_EXHAUSTED");
       expect(refused.length).toBe(results.filter((r) => r === "resource-exhausted").length);
       expect(refused[0]).toMatchObject({ method: "GetState", caller: "unauthenticated 127.0.0.1" });
-      expect(refused[0]!.refusal).toMatch(/rate limit: too many calls from 127\.0\.0\.1/);
+      expect(refused[0].refusal).toMatch(/rate limit: too many calls from 127\.0\.0\.1/);
       await until("a token is back", async () => (await getState(endpoint, creds).then(() => true, () => false)), 3000);
     } finally {
       server.forceShutdown();

@@ -74,7 +74,7 @@ describe("a Node acts only for a Coordinator proven on the call's own connection
       },
       msg: /ActivateAsNode: caller proof: tpm userData/,
     },
-    { name: "an unknown platform", proof: (coord) => async (ch) => ({ ...(await ch.proof(Date.now() + 10_000, undefined)), oid: "2.25.1" }), msg: /caller proof: platform "2.25.1" is not accepted/ },
+    { name: "an unknown platform", proof: (_coord) => async (ch) => ({ ...(await ch.proof(Date.now() + 10_000, undefined)), oid: "2.25.1" }), msg: /caller proof: platform "2.25.1" is not accepted/ },
   ];
   for (const tc of squats) {
     it(`squatting a fresh Node with ${tc.name} is refused with PERMISSION_DENIED; the Node stays fresh`, async () => {
@@ -132,7 +132,7 @@ describe("a Node acts only for a Coordinator proven on the call's own connection
     mesh = new TestMesh({ withDisks: true });
     const { nodes } = await activated(1, secret);
     const { coord: other, clusterID: otherCluster } = await activated(0, otherSecret);
-    const node = nodes[0]!;
+    const node = nodes[0];
     const foreign = CoordinatorCredential.derive(otherSecret, otherCluster);
     const client = new PubAPIClient({ validators: mesh.validators(), issuer: other.issuer });
     try {
@@ -156,16 +156,16 @@ describe("a Node acts only for a Coordinator proven on the call's own connection
     mesh = new TestMesh({ withDisks: true });
     const { coord, nodes, clusterID } = await activated(1);
     const credential = CoordinatorCredential.derive(secret, clusterID);
-    const a = new ProvenChannel(nodes[0]!.endpoint, mesh.validators(), coord.issuer, false);
+    const a = new ProvenChannel(nodes[0].endpoint, mesh.validators(), coord.issuer, false);
     const proofA = await a.proof(Date.now() + 10_000, credential);
-    const err = await sendProven(nodes[0]!.endpoint, mesh.validators(), coord.issuer, "TriggerNodeUpdate", async () => proofA, (callerProof) => ({ callerProof })).catch(
+    const err = await sendProven(nodes[0].endpoint, mesh.validators(), coord.issuer, "TriggerNodeUpdate", async () => proofA, (callerProof) => ({ callerProof })).catch(
       (e: grpc.ServiceError) => e,
     );
     a.close();
     expect((err as grpc.ServiceError).code).toBe(grpc.status.PERMISSION_DENIED);
     expect((err as grpc.ServiceError).details).toMatch(/TriggerNodeUpdate: cluster credential/);
     // The honest caller, on its own connection, is accepted.
-    const ok = await sendProven<{ resourceVersion: number }>(nodes[0]!.endpoint, mesh.validators(), coord.issuer, "TriggerNodeUpdate", async (ch) => ch.proof(Date.now() + 10_000, credential), (callerProof) => ({
+    const ok = await sendProven<{ resourceVersion: number }>(nodes[0].endpoint, mesh.validators(), coord.issuer, "TriggerNodeUpdate", async (ch) => ch.proof(Date.now() + 10_000, credential), (callerProof) => ({
       callerProof,
     }));
     expect(ok.resourceVersion).toBeGreaterThan(0);
@@ -175,7 +175,7 @@ describe("a Node acts only for a Coordinator proven on the call's own connection
     mesh = new TestMesh({ withDisks: true });
     const { coord, nodes } = await activated(1);
     const { coord: other, clusterID: otherCluster } = await activated(0, otherSecret);
-    const node = nodes[0]!;
+    const node = nodes[0];
     const uuid = (node.disk as FakeDisk).diskUUID;
     // The Coordinator is away: the rebooted Node waits for its key.
     await coord.stopSoftware();

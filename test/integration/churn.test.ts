@@ -22,7 +22,7 @@ describe("churn", () => {
     let coords = await Promise.all(["c1", "c2", "c3"].map((n) => mesh.startPeer(n)));
     const first = await Promise.all(["n1", "n2", "n3"].map((n) => mesh.startPeer(n)));
     const cfg = await activateAsCoordinator(
-      coords[0]!.endpoint,
+      coords[0].endpoint,
       mesh.credentials(true),
       { adminVPNPubKey: Buffer.from(nacl.box.keyPair().publicKey).toString("base64"), adminPubKey: mesh.admin.publicKey, masterSecret: secret, nodeEndpoints: first.map((n) => n.endpoint), coordinatorEndpoints: coords.slice(1).map((c) => c.endpoint) },
       () => {},
@@ -90,7 +90,7 @@ describe("churn", () => {
         nodes.set(n.name, n);
         adds++;
       } else if (i % 3 === 1 && nodes.size > 2) {
-        const victim = [...nodes.values()][i % nodes.size]!;
+        const victim = [...nodes.values()][i % nodes.size];
         nodes.delete(victim.name); // from now on it may be gone from the store
         lastVersion.delete(victim);
         await removePeer("RemoveNode", coordinator.endpoint, mesh.credentials(false), mesh.admin, victim.vpn.vpnIP!);
@@ -104,7 +104,7 @@ describe("churn", () => {
           coords = coords.map((c) => (c === old ? again : c));
           down.delete(name);
         }
-        const victim = coords[(i * 7) % coords.length]!;
+        const victim = coords[(i * 7) % coords.length];
         await victim.stopSoftware();
         down.add(victim.name);
         kills++;

@@ -50,7 +50,7 @@ describe("concurrent activations and polls", () => {
       }
     })();
     // Each batch also includes one endpoint of another batch: exactly one activation of it may win.
-    const shared = batches[0]![0]!.endpoint;
+    const shared = batches[0][0].endpoint;
     const results = await Promise.all(
       batches.map((batch, b) =>
         activateAdditionalNodes(coord.endpoint, mesh.credentials(false), mesh.admin, [...batch.map((n) => n.endpoint), ...(b > 0 ? [shared] : [])], () => {}),

@@ -60,31 +60,31 @@ describe("Coordinator reboot with a locked state disk", () => {
   it("gets its key from the other live Coordinator, unlocks, and serves again", async () => {
     mesh = new TestMesh({ withDisks: "luks", sharedStore: true, updateIntervalMs: 100 });
     const [c1, c2, n1] = await Promise.all(["c1", "c2", "n1"].map((n) => mesh.startPeer(n)));
-    const clusterID = await activate(c1!, [n1!], [c2!]);
-    const uuid = await cryptsetupUUID(c2!.hardware.luks!.path);
+    const clusterID = await activate(c1, [n1], [c2]);
+    const uuid = await cryptsetupUUID(c2.hardware.luks!.path);
 
-    const again = await mesh.restartPeer(c2!, { reboot: true, lockedState: true });
+    const again = await mesh.restartPeer(c2, { reboot: true, lockedState: true });
     await until("c2 is a Coordinator again", () => again.peer.coordinatorVPNIP === "10.118.0.2", 30_000).catch(explain(again));
     expect(again.logs.join("\n")).toMatch(/state disk is locked|waiting for its key from another Coordinator/);
     expect(again.logs.join("\n")).toContain("state disk unlocked with the delivered key");
     expect(again.peer.waitingDiskUUID).toBeUndefined();
     // It serves the peer set again, and its own device lists the others.
-    await until("c2 lists c1 and n1", () => ["10.118.0.1", n1!.vpn.vpnIP].every((ip) => again.vpn.peers.some((p) => p.vpnIP === ip)), 10_000);
+    await until("c2 lists c1 and n1", () => ["10.118.0.1", n1.vpn.vpnIP].every((ip) => again.vpn.peers.some((p) => p.vpnIP === ip)), 10_000);
     expect((await again.peer.getUpdate(0)).peers?.length).toBeGreaterThanOrEqual(4);
-    expect(await opensWithKeyFile(c2!.hardware.luks!.path, stateDiskKey(masterSecret, clusterID, uuid))).toBe(true);
+    expect(await opensWithKeyFile(c2.hardware.luks!.path, stateDiskKey(masterSecret, clusterID, uuid))).toBe(true);
     expect(mesh.logs.join("\n")).not.toContain(Buffer.from(stateDiskKey(masterSecret, clusterID, uuid)).toString("hex"));
   }, 90_000);
 
   it("the only Coordinator waits for meshctl recover; forged, relayed and misdirected recoveries are refused; then its Node re-joins", async () => {
     mesh = new TestMesh({ withDisks: "luks", updateIntervalMs: 100 });
     const [c1, n1, fresh] = await Promise.all(["c1", "n1", "fresh"].map((n) => mesh.startPeer(n)));
-    const clusterID = await activate(c1!, [n1!]);
-    const uuid = await cryptsetupUUID(c1!.hardware.luks!.path);
-    const nodeUUID = await cryptsetupUUID(n1!.hardware.luks!.path);
-    const nodeVPNIP = n1!.vpn.vpnIP;
+    const clusterID = await activate(c1, [n1]);
+    const uuid = await cryptsetupUUID(c1.hardware.luks!.path);
+    const nodeUUID = await cryptsetupUUID(n1.hardware.luks!.path);
+    const nodeVPNIP = n1.vpn.vpnIP;
 
-    const c = await mesh.restartPeer(c1!, { reboot: true, lockedState: true });
-    const n = await mesh.restartPeer(n1!, { reboot: true });
+    const c = await mesh.restartPeer(c1, { reboot: true, lockedState: true });
+    const n = await mesh.restartPeer(n1, { reboot: true });
     await until("c1 waits for its disk key", () => c.peer.waitingDiskUUID === uuid, 10_000).catch(explain(c));
     expect(c.logs.join("\n")).toContain("only meshctl recover can deliver it");
     // Nothing can be done through it meanwhile, and it says why.
@@ -110,7 +110,7 @@ describe("Coordinator reboot with a locked state disk", () => {
     const wrongSecret = await recover(c.endpoint, join(out, "other-secret"));
     expect(wrongSecret.code).not.toBe(0);
     expect(wrongSecret.text).toMatch(/not the secret of the cluster in .*admin\.json.*nothing was sent/);
-    const toFresh = await recover(fresh!.endpoint);
+    const toFresh = await recover(fresh.endpoint);
     expect(toFresh.code).not.toBe(0);
     expect(toFresh.text).toMatch(/cluster marker: PCR 11 is zero \(a fresh peer\)/);
     const toNode = await recover(n.endpoint);
@@ -128,7 +128,7 @@ describe("Coordinator reboot with a locked state disk", () => {
     const again = await recover(c.endpoint);
     expect(again.code).not.toBe(0);
     expect(again.text).toMatch(/waits for no state-disk key: there is nothing to recover/);
-    for (const [p, u] of [[c1!, uuid], [n1!, nodeUUID]] as const) {
+    for (const [p, u] of [[c1, uuid], [n1, nodeUUID]] as const) {
       expect(await opensWithKeyFile(p.hardware.luks!.path, stateDiskKey(masterSecret, clusterID, u)), p.name).toBe(true);
     }
     expect(mesh.logs.join("\n")).not.toContain(Buffer.from(key).toString("hex"));

@@ -36,40 +36,40 @@ describe("several Coordinators", () => {
     const lines: string[] = [];
     const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
     const code = await runActivate(
-      { coordinator: c1!.endpoint, nodes: [n1!.endpoint], coordinators: [c2!.endpoint], masterSecret, outDir: out, credentials: mesh.credentials(true) },
+      { coordinator: c1.endpoint, nodes: [n1.endpoint], coordinators: [c2.endpoint], masterSecret, outDir: out, credentials: mesh.credentials(true) },
       io,
     );
     expect(code, lines.join("\n")).toBe(0);
     expect(lines.join("\n")).toContain("activated Coordinator");
-    expect(c2!.peer.state).toBe(PeerState.ActivatingNodes);
-    expect(c2!.vpn.vpnIP).toBe("10.118.0.2");
+    expect(c2.peer.state).toBe(PeerState.ActivatingNodes);
+    expect(c2.vpn.vpnIP).toBe("10.118.0.2");
     // Its own disk key, derived like every disk key, registered for it.
     const clusterID = Buffer.from(JSON.parse(await readFile(join(out, "admin.json"), "utf8")).clusterId, "hex");
-    expect((c2!.disk as FakeDisk).passphrase).toEqual(Buffer.from(stateDiskKey(masterSecret, clusterID, await c2!.disk!.uuid())));
+    expect((c2.disk as FakeDisk).passphrase).toEqual(Buffer.from(stateDiskKey(masterSecret, clusterID, await c2.disk!.uuid())));
     const admin = JSON.parse(await readFile(join(out, "admin.json"), "utf8"));
-    expect(admin.coordinatorEndpoints).toEqual([c1!.endpoint, c2!.endpoint]);
+    expect(admin.coordinatorEndpoints).toEqual([c1.endpoint, c2.endpoint]);
     const conf = await readFile(join(out, "wg0.conf"), "utf8");
     expect(conf).toContain("AllowedIPs = 10.118.0.2/32");
 
     const policy = join(out, "measurements.json");
     await writeFile(policy, JSON.stringify(policyToJSON(swtpmPolicy())));
     lines.length = 0;
-    expect(await main(["add-coordinators", "--coordinators", c3!.endpoint, "--admin-dir", out, "--measurements", policy], io), lines.join("\n")).toBe(0);
-    expect(c3!.vpn.vpnIP).toBe("10.118.0.3");
+    expect(await main(["add-coordinators", "--coordinators", c3.endpoint, "--admin-dir", out, "--measurements", policy], io), lines.join("\n")).toBe(0);
+    expect(c3.vpn.vpnIP).toBe("10.118.0.3");
     expect(JSON.parse(await readFile(join(out, "admin.json"), "utf8")).coordinatorEndpoints).toHaveLength(3);
     // Every Coordinator and the Node converge on 3 Coordinators; the Node knows them all.
-    for (const p of [c1!, c2!, c3!, n1!]) {
+    for (const p of [c1, c2, c3, n1]) {
       await until(`${p.name} lists 3 Coordinators`, () => ["10.118.0.1", "10.118.0.2", "10.118.0.3"].every((ip) => p.vpn.vpnIP === ip || p.vpn.peers.some((x) => x.vpnIP === ip)));
     }
 
     // The first Coordinator dies: add-nodes goes through the next one admin.json lists.
-    await c1!.stopSoftware();
+    await c1.stopSoftware();
     lines.length = 0;
-    expect(await main(["add-nodes", "--nodes", n2!.endpoint, "--admin-dir", out, "--measurements", policy], io), lines.join("\n")).toBe(0);
+    expect(await main(["add-nodes", "--nodes", n2.endpoint, "--admin-dir", out, "--measurements", policy], io), lines.join("\n")).toBe(0);
     expect(lines.join("\n")).toMatch(/Coordinator 127\.0\.0\.1:\d+ did not answer/);
-    expect(n2!.peer.state).toBe(PeerState.IsNode);
+    expect(n2.peer.state).toBe(PeerState.IsNode);
     // n1 moves to a live Coordinator and learns n2.
-    await until("n1 lists n2", () => n1!.vpn.peers.some((x) => x.pubKey === n2!.vpn.pubKey), 10_000);
+    await until("n1 lists n2", () => n1.vpn.peers.some((x) => x.pubKey === n2.vpn.pubKey), 10_000);
   }, 90_000);
 
   it("remove-coordinator takes a Coordinator out of every device and admin.json and never releases its disk key; wrong roles are refused", async () => {
@@ -79,7 +79,7 @@ describe("several Coordinators", () => {
     const lines: string[] = [];
     const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
     const code = await runActivate(
-      { coordinator: c1!.endpoint, nodes: [n1!.endpoint], coordinators: [c2!.endpoint, c3!.endpoint], masterSecret, outDir: out, credentials: mesh.credentials(true) },
+      { coordinator: c1.endpoint, nodes: [n1.endpoint], coordinators: [c2.endpoint, c3.endpoint], masterSecret, outDir: out, credentials: mesh.credentials(true) },
       io,
     );
     expect(code, lines.join("\n")).toBe(0);
@@ -89,22 +89,22 @@ describe("several Coordinators", () => {
       lines.length = 0;
       return main([...args, "--admin-dir", out, "--measurements", policy], io);
     };
-    const c3IP = c3!.vpn.vpnIP!;
-    const c3Disk = await c3!.disk!.uuid();
-    await until("n1 lists c3", () => n1!.vpn.peers.some((p) => p.vpnIP === c3IP));
+    const c3IP = c3.vpn.vpnIP!;
+    const c3Disk = await c3.disk!.uuid();
+    await until("n1 lists c3", () => n1.vpn.peers.some((p) => p.vpnIP === c3IP));
 
     // Asked first, c3 declines to remove itself; the next Coordinator does it.
-    expect(await admin("remove-coordinator", "--coordinator", c3!.endpoint, "--vpn-ip", c3IP), lines.join("\n")).toBe(0);
+    expect(await admin("remove-coordinator", "--coordinator", c3.endpoint, "--vpn-ip", c3IP), lines.join("\n")).toBe(0);
     expect(lines.join("\n")).toMatch(/Coordinator 127\.0\.0\.1:\d+ declined \(.*is this Coordinator/);
-    expect(lines.join("\n")).toContain(`removed ${c3IP} (${c3!.endpoint})`);
-    for (const p of [c1!, c2!, n1!]) await until(`${p.name} drops c3`, () => !p.vpn.peers.some((x) => x.vpnIP === c3IP));
-    expect(JSON.parse(await readFile(join(out, "admin.json"), "utf8")).coordinatorEndpoints).toEqual([c1!.endpoint, c2!.endpoint]);
+    expect(lines.join("\n")).toContain(`removed ${c3IP} (${c3.endpoint})`);
+    for (const p of [c1, c2, n1]) await until(`${p.name} drops c3`, () => !p.vpn.peers.some((x) => x.vpnIP === c3IP));
+    expect(JSON.parse(await readFile(join(out, "admin.json"), "utf8")).coordinatorEndpoints).toEqual([c1.endpoint, c2.endpoint]);
     // Its disk is retired: no Coordinator hands out that key again.
-    expect(String(await caught(c1!.peer.requestStateDiskKey(c3Disk)))).toMatch(/not a disk of any activated peer/);
+    expect(String(await caught(c1.peer.requestStateDiskKey(c3Disk)))).toMatch(/not a disk of any activated peer/);
 
-    expect(await admin("remove-coordinator", "--vpn-ip", n1!.vpn.vpnIP!)).toBe(1);
+    expect(await admin("remove-coordinator", "--vpn-ip", n1.vpn.vpnIP!)).toBe(1);
     expect(lines.join("\n")).toMatch(/is a node, not a Coordinator \(use remove-node\)/);
-    expect(await admin("remove-node", "--vpn-ip", c2!.vpn.vpnIP!)).toBe(1);
+    expect(await admin("remove-node", "--vpn-ip", c2.vpn.vpnIP!)).toBe(1);
     expect(lines.join("\n")).toMatch(/is a Coordinator \(use remove-coordinator\)/);
     expect(await admin("remove-coordinator", "--vpn-ip", c3IP)).toBe(1);
     expect(lines.join("\n")).toMatch(/no peer has/);

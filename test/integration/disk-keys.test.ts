@@ -45,7 +45,7 @@ describe("state-disk keys from the master secret (real LUKS2 files, real cryptse
 
   it("after a Node reboots, RequestStateDiskKey delivers the same key again and the Node re-joins", async () => {
     const { nodes, clusterID } = await activated();
-    const node = nodes[0]!;
+    const node = nodes[0];
     const vpnIP = node.vpn.vpnIP;
     const uuid = await cryptsetupUUID(node.hardware.luks!.path);
     const again = await mesh.restartPeer(node, { reboot: true });
@@ -61,7 +61,7 @@ describe("state-disk keys from the master secret (real LUKS2 files, real cryptse
 
   it("a host that swaps a rebooted Node's disk for one it made with the same UUID gets nothing: the derived key does not open it, the Node fails naming it, the host's disk is untouched; with its own disk back the Node re-joins", async () => {
     const { nodes, clusterID } = await activated();
-    const node = nodes[0]!;
+    const node = nodes[0];
     const real = node.hardware.luks!;
     const uuid = await cryptsetupUUID(real.path);
     const derived = stateDiskKey(secret, clusterID, uuid);
@@ -118,7 +118,7 @@ describe("state-disk keys from the master secret (real LUKS2 files, real cryptse
       () => {},
     );
     expect(cfg.failed).toHaveLength(1);
-    expect(cfg.failed[0]!.error).toMatch(/initial key/);
+    expect(cfg.failed[0].error).toMatch(/initial key/);
     expect(node.peer.state).toBe(PeerState.Failed);
     expect(await opensWithKeyFile(luks.path, luks.initialKey)).toBe(true);
   });

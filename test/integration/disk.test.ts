@@ -166,11 +166,11 @@ describe.skipIf(!haveCryptsetup())("LUKSDisk on LUKS2 files (real cryptsetup)", 
     const key = Buffer.from("parallel-key-0123456789abcdefghi");
     const disks = Array.from({ length: 5 }, () => disk(f.path, f.initialKeyFile, { cryptsetupPath: wrapper }));
     const results = await Promise.allSettled([
-      disks[0]!.updatePassphrase(key),
-      disks[1]!.uuid(),
-      disks[2]!.updatePassphrase(key),
-      disks[3]!.testPassphrase(key),
-      disks[4]!.updatePassphrase(key),
+      disks[0].updatePassphrase(key),
+      disks[1].uuid(),
+      disks[2].updatePassphrase(key),
+      disks[3].testPassphrase(key),
+      disks[4].updatePassphrase(key),
     ]);
     expect(results.map((r) => r.status)).toEqual(Array(5).fill("fulfilled"));
     expect(await opensWithKeyFile(f.path, key)).toBe(true);

@@ -93,7 +93,7 @@ describe.skipIf(!canRun)("review: fresh peer on a locked (host-made) LUKS2 state
       expect(existsSync(join(stateDir, "store.json"))).toBe(false);
       return;
     }
-    cleanups.push(() => shutdown!());
+    cleanups.push(() => shutdown());
 
     const masterSecret = randomBytes(32);
     const creds = createATLSChannelCredentials(validatorsFor(swtpmPolicy()), { requireFresh: true });

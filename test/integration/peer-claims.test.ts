@@ -29,7 +29,7 @@ describe("what a Node reports cannot take another peer's disk key or WireGuard i
     (thief.disk as FakeDisk).diskUUID = coordDisk.diskUUID;
     const cfg = await activate(coord, [thief, honest]);
     expect(cfg.failed.map((f) => f.endpoint)).toEqual([thief.endpoint]);
-    expect(cfg.failed[0]!.error).toMatch(/stateDiskUUID: .* already belongs to another peer/);
+    expect(cfg.failed[0].error).toMatch(/stateDiskUUID: .* already belongs to another peer/);
     const coordKey = stateDiskKey(secret, cfg.clusterID, coordDisk.diskUUID);
     expect(coordDisk.passphrase.equals(coordKey)).toBe(true);
     expect((thief.disk as FakeDisk).passphrase.equals(coordKey)).toBe(false);
@@ -40,10 +40,10 @@ describe("what a Node reports cannot take another peer's disk key or WireGuard i
     mesh = new TestMesh({ attestation: "test", withDisks: true });
     const coord = await mesh.startPeer("coord");
     const nodes = [await mesh.startPeer("a"), await mesh.startPeer("b")];
-    (nodes[1]!.disk as FakeDisk).diskUUID = (nodes[0]!.disk as FakeDisk).diskUUID;
+    (nodes[1].disk as FakeDisk).diskUUID = (nodes[0].disk as FakeDisk).diskUUID;
     const cfg = await activate(coord, nodes);
     expect(cfg.failed).toHaveLength(1);
-    expect(cfg.failed[0]!.error).toMatch(/already belongs to another peer/);
+    expect(cfg.failed[0].error).toMatch(/already belongs to another peer/);
   });
 
   const twins = [
@@ -59,7 +59,7 @@ describe("what a Node reports cannot take another peer's disk key or WireGuard i
       evil.vpn.pubKey = tc.key(coord, admin);
       const cfg = await activate(coord, [evil, good], admin);
       expect(cfg.failed.map((f) => f.endpoint)).toEqual([evil.endpoint]);
-      expect(cfg.failed[0]!.error).toMatch(/vpnPubKey: WireGuard public key already used by peer 10\.118\.0\./);
+      expect(cfg.failed[0].error).toMatch(/vpnPubKey: WireGuard public key already used by peer 10\.118\.0\./);
       expect(() => checkPeerSet(cfg.peers, "peers")).not.toThrow();
       expect(cfg.peers.map((p) => p.role).sort()).toEqual(["admin", "coordinator", "node"]);
       const client = new VPNAPIClient(mesh.vpnapi.get("10.118.0.1")!);

@@ -109,7 +109,7 @@ describe("etcd store", () => {
     expect(new Set(ips).size).toBe(ips.length);
     // Release a few and allocate again from both: the freed-list path (a listed prefix) races too.
     const released = ips.slice(0, 6);
-    for (const ip of released) await coordinators[0]!.releaseNodeIP(ip);
+    for (const ip of released) await coordinators[0].releaseNodeIP(ip);
     const again = (await Promise.all(coordinators.map((c) => Promise.all(Array.from({ length: 5 }, () => c.allocateNodeIP()))))).flat();
     expect(new Set(again).size).toBe(again.length);
     const stillHeld = ips.filter((ip) => !released.includes(ip));

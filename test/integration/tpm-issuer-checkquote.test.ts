@@ -74,7 +74,7 @@ function serializedPCRs(values: { index: number; value: Buffer }[]): Buffer {
   sel.writeUInt32LE(1, 0);
   sel.writeUInt16LE(0x000b, 4);
   sel.writeUInt8(3, 6);
-  for (const { index } of values) sel[7 + (index >> 3)]! |= 1 << (index & 7);
+  for (const { index } of values) sel[7 + (index >> 3)] |= 1 << (index & 7);
   const blocks: Buffer[] = [];
   for (let i = 0; i < values.length; i += 8) {
     const chunk = values.slice(i, i + 8);
@@ -100,7 +100,7 @@ async function writeEvidence(dir: string, name: string, doc: TPMDocument, qualif
   await writeFile(f("ak.tss"), akPublic);
   await writeFile(f("msg"), Buffer.from(doc.quote, "base64"));
   await writeFile(f("sig"), Buffer.from(doc.signature, "base64"));
-  await writeFile(f("pcrs"), serializedPCRs(indices.map((index) => ({ index, value: Buffer.from(doc.pcrs.sha256[String(index)]!, "hex") }))));
+  await writeFile(f("pcrs"), serializedPCRs(indices.map((index) => ({ index, value: Buffer.from(doc.pcrs.sha256[String(index)], "hex") }))));
   return { akPem: f("ak.pem"), akTss: f("ak.tss"), msg: f("msg"), sig: f("sig"), pcrs: f("pcrs"), qualifying: qualifying.toString("hex") };
 }
 
@@ -139,7 +139,7 @@ describe.each(cases)("tpm2_checkquote accepts TPMIssuer documents ($name)", ({ a
     const r = await checkquote(files);
     expect(r.stderr).toBe("");
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toContain(`11: 0x${doc.pcrs.sha256["11"]!.toUpperCase()}`);
+    expect(r.stdout).toContain(`11: 0x${doc.pcrs.sha256["11"].toUpperCase()}`);
   });
 
   it("writes the PCR file exactly as tpm2_pcrread -F serialized does", async () => {

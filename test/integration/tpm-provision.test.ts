@@ -74,7 +74,7 @@ describe("simulated TPM provisioning and anchored documents", () => {
         expect(refused.ok).toBe(false);
         const failed = refused.checks.filter((c) => c.status === "failed");
         expect(failed.map((c) => c.name)).toEqual(["ak anchoring"]);
-        expect(failed[0]!.detail).toMatch(/test CA.*tpm\.allowTestRoot/);
+        expect(failed[0].detail).toMatch(/test CA.*tpm\.allowTestRoot/);
       } finally {
         await issuer.close();
         await swtpm.stop();
@@ -90,10 +90,10 @@ describe("simulated TPM provisioning and anchored documents", () => {
       const doc = JSON.parse(Buffer.from(await issuer.issue(randomBytes(32), randomBytes(32))).toString()) as { akCertChain: string[] };
       const pem = (der: Buffer) => `-----BEGIN CERTIFICATE-----\n${der.toString("base64").replace(/.{1,64}/g, "$&\n")}-----END CERTIFICATE-----\n`;
       await writeFile(join(dir, "ca.pem"), TPM_TEST_CA_CERT_PEM);
-      await writeFile(join(dir, "ak.pem"), pem(Buffer.from(doc.akCertChain[0]!, "base64")));
+      await writeFile(join(dir, "ak.pem"), pem(Buffer.from(doc.akCertChain[0], "base64")));
       const r = await execa("openssl", ["verify", "-CAfile", join(dir, "ca.pem"), join(dir, "ak.pem")], { reject: false });
       expect(r.stdout + r.stderr).toMatch(/ak\.pem: OK/);
-      const certKey = new X509Certificate(Buffer.from(doc.akCertChain[0]!, "base64")).publicKey.export({ type: "spki", format: "der" });
+      const certKey = new X509Certificate(Buffer.from(doc.akCertChain[0], "base64")).publicKey.export({ type: "spki", format: "der" });
       expect(certKey).toEqual(parseTPM2BPublic(issuer.akPublic).key.export({ type: "spki", format: "der" }));
     } finally {
       await issuer.close();

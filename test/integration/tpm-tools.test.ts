@@ -196,7 +196,7 @@ describe("software evidence from the test builder", () => {
       await check();
       // And a tampered signature is refused by the tool as well as by us.
       const bad = Uint8Array.from(parts.signature);
-      bad[bad.length - 1]! ^= 1;
+      bad[bad.length - 1] ^= 1;
       await writeFile(join(dir, "b.sig"), bad);
       await expect(check()).rejects.toThrow(/failed/);
       const policy = parsePolicy({ tpm: { pcrs: { "0": Buffer.from(parts.pcrs.get(0)!).toString("hex") }, allowTestRoot: true } });

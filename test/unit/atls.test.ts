@@ -94,8 +94,8 @@ describe("aTLS over gRPC", () => {
     const creds = createATLSChannelCredentials(validators, { requireFresh: true, onVerified: (v) => verdicts.push(v) });
     expect(await callEcho(port, creds)).toBe("echo:hi");
     expect(verdicts).toHaveLength(1);
-    expect(verdicts[0]!.ok).toBe(true);
-    expect(verdicts[0]!.checks.map((c) => [c.name, c.status])).toEqual([
+    expect(verdicts[0].ok).toBe(true);
+    expect(verdicts[0].checks.map((c) => [c.name, c.status])).toEqual([
       ["format", "passed"],
       ["signature", "passed"],
       ["nonce", "passed"],
@@ -103,7 +103,7 @@ describe("aTLS over gRPC", () => {
       ["fresh marker", "passed"],
     ]);
     expect(issuer.issued).toHaveLength(1);
-    expect(issuer.issued[0]!.nonce).toMatch(/^[0-9a-f]{64}$/);
+    expect(issuer.issued[0].nonce).toMatch(/^[0-9a-f]{64}$/);
     expect(creds.lastError).toBeUndefined();
   });
 
@@ -114,8 +114,8 @@ describe("aTLS over gRPC", () => {
     // Separate subchannel pools force two connections through the same credentials.
     for (let i = 0; i < 2; i++) expect(await callEcho(port, creds, { "grpc.use_local_subchannel_pool": 1 })).toBe("echo:hi");
     expect(issuer.issued).toHaveLength(2);
-    expect(issuer.issued[0]!.nonce).not.toBe(issuer.issued[1]!.nonce);
-    expect(issuer.issued[0]!.userData).not.toBe(issuer.issued[1]!.userData);
+    expect(issuer.issued[0].nonce).not.toBe(issuer.issued[1].nonce);
+    expect(issuer.issued[0].userData).not.toBe(issuer.issued[1].userData);
   });
 
   it("logs why the server refused a handshake, without failing other connections", async () => {
@@ -285,8 +285,8 @@ describe("probeEndpoint", () => {
     const port = await startGrpc(issuer);
     const { verdict, certificate } = await probeEndpoint("127.0.0.1", port, validators, { requireFresh: true });
     expect(verdict.ok).toBe(true);
-    expect(verdict.facts.nonce).toBe(issuer.issued[0]!.nonce);
-    expect(certificate).toMatchObject({ platform: "test", oid: testPlatformOID, userData: issuer.issued[0]!.userData });
+    expect(verdict.facts.nonce).toBe(issuer.issued[0].nonce);
+    expect(certificate).toMatchObject({ platform: "test", oid: testPlatformOID, userData: issuer.issued[0].userData });
     expect(new X509Certificate(certificate.pem).subject).toBe(certificate.subject);
     expect(JSON.parse(certificate.document.toString()).fresh).toBe(true);
   });

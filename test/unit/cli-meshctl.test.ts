@@ -136,7 +136,7 @@ describe("meshctl", () => {
       const pcrs: Record<string, string> = {};
       for (const line of (await readFile(join(g, "quote1_sha256_pcrs.txt"), "utf8")).trim().split("\n")) {
         const [i, v] = line.split(":").map((x) => x.trim());
-        pcrs[i!] = v!;
+        pcrs[i] = v!;
       }
       gce = join(dir, "gce.json");
       await writeFile(

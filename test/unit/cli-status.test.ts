@@ -63,8 +63,8 @@ describe("meshctl status", () => {
       ["node", "10.118.1.1", 7, 0],
       ["node", "10.118.1.2", 5, 2],
     ]);
-    expect(s.peers[1]!.attestation).toEqual({ checked: false, ok: false });
-    expect(s.peers[1]!.lastSeenMs).toBeGreaterThan(0);
+    expect(s.peers[1].attestation).toEqual({ checked: false, ok: false });
+    expect(s.peers[1].lastSeenMs).toBeGreaterThan(0);
   });
 
   it("with --measurements a software-forged peer shows the failed check (ak anchoring) and the exit status is 1", async () => {
@@ -80,7 +80,7 @@ describe("meshctl status", () => {
     const ep = await vpnapi([forged], [[forged.vpnIP, 7]]);
     const r = await run("status", "--vpn-endpoint", ep, "--measurements", policy, "--json");
     expect(r.code).toBe(1);
-    const a = (JSON.parse(r.out) as MeshStatus).peers[0]!.attestation;
+    const a = (JSON.parse(r.out) as MeshStatus).peers[0].attestation;
     expect(a).toMatchObject({ checked: true, ok: false, platform: "tpm" });
     expect(a.failed).toMatch(/^ak anchoring: /);
     const t = await run("status", "--vpn-endpoint", ep, "--measurements", policy);

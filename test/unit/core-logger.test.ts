@@ -8,7 +8,7 @@ describe("createLogger", () => {
   it("writes one JSON object per line with time, level, component, msg and fields", () => {
     const lines: string[] = [];
     createLogger((l) => lines.push(l), { component: "meshd" }).child("pubapi").info("rpc", { method: "GetState", code: "OK", skipped: undefined });
-    const o = JSON.parse(lines[0]!) as Record<string, unknown>;
+    const o = JSON.parse(lines[0]) as Record<string, unknown>;
     expect(o).toMatchObject({ level: "info", component: "meshd/pubapi", msg: "rpc", method: "GetState", code: "OK" });
     expect(o).not.toHaveProperty("skipped");
   });

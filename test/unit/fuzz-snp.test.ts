@@ -43,10 +43,10 @@ function withField(d: SNPDocument, f: Field, v: Uint8Array): SNPDocument {
 
 type Mutator = (rnd: () => number, base: Base, other: Base) => Uint8Array;
 const int = (rnd: () => number, n: number): number => Math.floor(rnd() * n);
-const pick = <T,>(rnd: () => number, xs: readonly T[]): T => xs[int(rnd, xs.length)]!;
+const pick = <T,>(rnd: () => number, xs: readonly T[]): T => xs[int(rnd, xs.length)];
 const flip = (rnd: () => number, b: Uint8Array, count: number, from = 0, to = b.length): Uint8Array => {
   const out = new Uint8Array(b);
-  for (let i = 0; i < count; i++) out[from + int(rnd, to - from)]! ^= 1 + int(rnd, 255);
+  for (let i = 0; i < count; i++) out[from + int(rnd, to - from)] ^= 1 + int(rnd, 255);
   return out;
 };
 const randomBytes = (rnd: () => number, n: number): Uint8Array => Uint8Array.from({ length: n }, () => int(rnd, 256));
@@ -64,7 +64,7 @@ const mutators: Record<string, Mutator> = {
     const edits = [
       () => dv.setUint32(0, pick(rnd, [0, 1, 3, 4, 5, 6, 0xffffffff]), true),
       () => dv.setUint32(0x30, 1 + int(rnd, 4), true),
-      () => (r[0x0a] = r[0x0a]! ^ 0x08), // DEBUG bit 19 toggled
+      () => (r[0x0a] = r[0x0a] ^ 0x08), // DEBUG bit 19 toggled
       () => (r[0x90 + int(rnd, 48)] ^= 1),
       () => (r[0x180 + pick(rnd, [0, 1, 6, 7])] ^= 1),
       () => (r[0x1a0 + int(rnd, 64)] ^= 1),
@@ -106,24 +106,24 @@ const mutators: Record<string, Mutator> = {
     const s = textOf(b.text);
     const strings = [...s.matchAll(/(?<=[:,[])"([A-Za-z0-9+/=]{4,})"(?=[,\]}])/g)]; // values, not keys
     const m = pick(rnd, strings);
-    const at = m.index! + 1 + int(rnd, m[1]!.length);
+    const at = m.index + 1 + int(rnd, m[1].length);
     const edit = int(rnd, 4);
     if (edit === 0) return bytesOf(s.slice(0, at) + pick(rnd, ["!", "-", "_", ".", " ", "\\n", "%"]) + s.slice(at + 1));
     if (edit === 1) return bytesOf(s.slice(0, at) + s.slice(at + 1));
     if (edit === 2) return bytesOf(s.slice(0, at) + "=" + s.slice(at));
     // Set the padding bits of the last character: same bytes under a lenient decoder.
-    const end = m.index! + m[1]!.length;
-    const pad = m[1]!.endsWith("==") ? 2 : m[1]!.endsWith("=") ? 1 : 0;
+    const end = m.index + m[1].length;
+    const pad = m[1].endsWith("==") ? 2 : m[1].endsWith("=") ? 1 : 0;
     if (pad === 0) return bytesOf(s.slice(0, end + 1) + s.slice(end + 1).replace(/"/, '="'));
     const last = end - pad;
     const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const v = alphabet.indexOf(s[last]!) | (pad === 2 ? 1 + int(rnd, 15) : 1 + int(rnd, 3));
+    const v = alphabet.indexOf(s[last]) | (pad === 2 ? 1 + int(rnd, 15) : 1 + int(rnd, 3));
     return bytesOf(s.slice(0, last) + alphabet[v] + s.slice(last + 1));
   },
   "broken JSON bytes": (rnd, b) => {
     const out = new Uint8Array(b.text);
     const i = int(rnd, out.length);
-    out[i] = (out[i]! + 1 + int(rnd, 255)) & 0xff;
+    out[i] = (out[i] + 1 + int(rnd, 255)) & 0xff;
     return out;
   },
   "wrong JSON shapes": (rnd, b) => {
@@ -162,8 +162,8 @@ describe("fuzz: mutated SNP documents", () => {
     const simText = await issuer.issue(nonce, userData);
     bases.push({ name: "simulated", doc: parseSNPDocument(simText), text: simText, validator: createSNPValidator(simPolicy, { testRoots: [await issuer.testRoot()] }), binding: { nonce, userData } });
     const pem = readFileSync(new URL("milan-v2-virtee/cert_chain_milan.pem", EVIDENCE), "utf8");
-    const [ask, ark] = [...pem.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END/g)].map((m) => new Uint8Array(Buffer.from(m[1]!.replace(/\s/g, ""), "base64")));
-    const realDoc: SNPDocument = { report: new Uint8Array(readFileSync(new URL("milan-v2-virtee/report.bin", EVIDENCE))), vcek: new Uint8Array(readFileSync(new URL("milan-v2-virtee/vcek.der", EVIDENCE))), certChain: [ask!, ark!], userData: new Uint8Array(0) };
+    const [ask, ark] = [...pem.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END/g)].map((m) => new Uint8Array(Buffer.from(m[1].replace(/\s/g, ""), "base64")));
+    const realDoc: SNPDocument = { report: new Uint8Array(readFileSync(new URL("milan-v2-virtee/report.bin", EVIDENCE))), vcek: new Uint8Array(readFileSync(new URL("milan-v2-virtee/vcek.der", EVIDENCE))), certChain: [ask, ark], userData: new Uint8Array(0) };
     const realPolicy = defaultPolicy();
     realPolicy.snp.measurement = "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d3e1a0dc39b2c60bd95b9c480cd81841f";
     const realText = encodeSNPDocument(realDoc);
@@ -179,8 +179,8 @@ describe("fuzz: mutated SNP documents", () => {
     it(name, async () => {
       const rnd = prng(SEED ^ [...name].reduce((h, c) => Math.imul(h, 31) + c.charCodeAt(0), 7));
       for (let i = 0; i < PER_MUTATOR; i++) {
-        const base = bases[i % 2]!;
-        const doc = mutate(rnd, base, bases[(i + 1) % 2]!);
+        const base = bases[i % 2];
+        const doc = mutate(rnd, base, bases[(i + 1) % 2]);
         if (Buffer.from(doc).equals(base.text)) continue;
         let verdict;
         try {

@@ -29,7 +29,7 @@ describe("localmesh CLI", () => {
       try {
         expect(await main(tc.argv)).toBe(2);
         expect(err.mock.calls).toHaveLength(1);
-        expect(String(err.mock.calls[0]![0])).toMatch(tc.want);
+        expect(String(err.mock.calls[0][0])).toMatch(tc.want);
       } finally {
         err.mockRestore();
       }
@@ -37,6 +37,6 @@ describe("localmesh CLI", () => {
   }
 
   it("--help names every Debian package it needs", () => {
-    for (const t of localMeshTools) expect(localmeshUsage).toContain(debianPackageOf[t]!);
+    for (const t of localMeshTools) expect(localmeshUsage).toContain(debianPackageOf[t]);
   });
 });

@@ -68,8 +68,8 @@ describe("MeshMetrics", () => {
     const verdict = { platform: "tpm", ok: false, checks: [{ name: "quote signature", status: "passed" as const }, { name: "ak anchoring", status: "failed" as const, detail: "x" }], facts: {} };
     const inner: Validator = { platform: "tpm", oid: "1.2.3", validate: async () => verdict };
     const [wrapped] = m.validators([inner]);
-    expect(await wrapped!.validate(new Uint8Array(1), {})).toBe(verdict);
-    expect(wrapped!.oid).toBe("1.2.3");
+    expect(await wrapped.validate(new Uint8Array(1), {})).toBe(verdict);
+    expect(wrapped.oid).toBe("1.2.3");
     expect(await text(m)).toContain('meshd_attestation_verdicts_total{platform="tpm",result="failed",check="ak anchoring"} 1');
   });
 

@@ -92,7 +92,7 @@ describe("SEV-SNP certificate directory", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const der = (name: string) => new X509Certificate(pems[name]!).raw;
+  const der = (name: string) => new X509Certificate(pems[name]).raw;
 
   it("reads vcek.der and cert_chain.pem (ASK then ARK, as AMD's KDS serves them)", async () => {
     const d = await mkdtemp(join(dir, "kds-"));
@@ -106,14 +106,14 @@ describe("SEV-SNP certificate directory", () => {
 
   it("reads separate PEM files", async () => {
     const d = await mkdtemp(join(dir, "pem-"));
-    for (const n of ["vcek", "ask", "ark"]) await writeFile(join(d, `${n}.pem`), pems[n]!);
+    for (const n of ["vcek", "ask", "ark"]) await writeFile(join(d, `${n}.pem`), pems[n]);
     const certs = await loadCertDir(d);
     expect(Buffer.from(certs.ark)).toEqual(der("ark"));
   });
 
   it("names the directory and what is missing", async () => {
     const d = await mkdtemp(join(dir, "partial-"));
-    await writeFile(join(d, "vcek.pem"), pems.vcek!);
+    await writeFile(join(d, "vcek.pem"), pems.vcek);
     await expect(loadCertDir(d)).rejects.toThrow(`SEV-SNP certificates in ${d}: no cert_chain.pem, and no ask.{der,pem} and ark.{der,pem}`);
     await expect(loadCertDir(join(dir, "nope"))).rejects.toThrow(/no vcek.der or vcek.pem/);
   });

@@ -50,7 +50,7 @@ describe("native loader", () => {
     expect(err).toBeInstanceOf(NativeLoadError);
     const e = err as NativeLoadError;
     expect(e.tried.map((t) => t.path)).toEqual(["/nonexistent/attested_mesh_native.node", "/etc/hostname"]);
-    expect(e.tried[0]!.reason).toBe("not found");
+    expect(e.tried[0].reason).toBe("not found");
     expect(e.message).toContain("/nonexistent/attested_mesh_native.node: not found");
     expect(e.message).toMatch(/\/etc\/hostname: .+/);
     expect(e.message).toContain("npm run build:native");

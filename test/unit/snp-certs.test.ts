@@ -10,7 +10,7 @@ const EVIDENCE = new URL("../../../shared/evidence/snp/", import.meta.url);
 const file = (p: string): Uint8Array => new Uint8Array(readFileSync(new URL(p, EVIDENCE)));
 const pems = (p: string): Uint8Array[] =>
   [...readFileSync(new URL(p, EVIDENCE), "utf8").matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map(
-    (m) => new Uint8Array(Buffer.from(m[1]!.replace(/\s/g, ""), "base64")),
+    (m) => new Uint8Array(Buffer.from(m[1].replace(/\s/g, ""), "base64")),
   );
 const roots: PinnedRoot[] = AMD_SNP_ROOTS.map((r) => ({ product: r.product, arkSha256: r.arkSha256 }));
 const hex = (b: Uint8Array | undefined): string | undefined => (b ? Buffer.from(b).toString("hex") : undefined);
@@ -103,7 +103,7 @@ describe("parseCertificate never throws anything but CertError", () => {
     for (let n = 0; n < virtee.length; n++) expect(() => parseCertificate(virtee.subarray(0, n))).toThrow(CertError);
     for (let i = 0; i < virtee.length; i++) {
       const b = new Uint8Array(virtee);
-      b[i]! ^= 0x41;
+      b[i] ^= 0x41;
       try {
         readVcekExtensions(parseCertificate(b));
         parsed++;

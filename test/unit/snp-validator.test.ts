@@ -11,7 +11,7 @@ const EVIDENCE = new URL("../../../shared/evidence/snp/", import.meta.url);
 const file = (p: string): Uint8Array => new Uint8Array(readFileSync(new URL(p, EVIDENCE)));
 const pems = (p: string): Uint8Array[] =>
   [...readFileSync(new URL(p, EVIDENCE), "utf8").matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map(
-    (m) => new Uint8Array(Buffer.from(m[1]!.replace(/\s/g, ""), "base64")),
+    (m) => new Uint8Array(Buffer.from(m[1].replace(/\s/g, ""), "base64")),
   );
 /** Real evidence was captured in 2022-2023; its VCEKs expire in 2029-2030. Check it at a fixed date. */
 const EVIDENCE_NOW = (): Date => new Date("2025-06-01T00:00:00Z");
@@ -114,7 +114,7 @@ const cases: Case[] = [
     failed: ["cert chain"],
     detail: { "cert chain": /not a pinned root/ },
   },
-  { name: "the Genoa chain does not sign a Milan VCEK", doc: () => virtee({ ask: pems("amd-roots/genoa/ask.pem")[0]!, ark: pems("amd-roots/genoa/ark.pem")[0]! }), options: real, ok: false, failed: ["cert chain"] },
+  { name: "the Genoa chain does not sign a Milan VCEK", doc: () => virtee({ ask: pems("amd-roots/genoa/ask.pem")[0], ark: pems("amd-roots/genoa/ark.pem")[0] }), options: real, ok: false, failed: ["cert chain"] },
   // The simulated secure processor.
   { name: "simulator: rejected without allowTestRoot", doc: () => simulated(), options: withTestRoot, binding: bindA, ok: false, failed: ["cert chain"], detail: { "cert chain": /test root.*allowTestRoot/ } },
   { name: "simulator: rejected with allowTestRoot but no test root given", doc: () => simulated(), policy: [allowTest], binding: bindA, ok: false, failed: ["cert chain"], detail: { "cert chain": /not a pinned root/ } },
@@ -149,13 +149,13 @@ const cases: Case[] = [
     doc: () => simulated({ beforeSign: (r) => void (r[0x180 + 7] = 250) }),
     policy: [allowTest], options: withTestRoot, binding: bindA, ok: false, failed: ["tcb"], detail: { tcb: /differs from reported_tcb/ },
   },
-  { name: "simulator: chip_id differs from the VCEK's hwID", doc: () => simulated({ beforeSign: (r) => void (r[0x1a0] = r[0x1a0]! ^ 1) }), policy: [allowTest], options: withTestRoot, binding: bindA, ok: false, failed: ["chip id"] },
+  { name: "simulator: chip_id differs from the VCEK's hwID", doc: () => simulated({ beforeSign: (r) => void (r[0x1a0] = r[0x1a0] ^ 1) }), policy: [allowTest], options: withTestRoot, binding: bindA, ok: false, failed: ["chip id"] },
   { name: "simulator: masked chip_id is skipped", doc: () => simulated({ beforeSign: (r) => void r.fill(0, 0x1a0, 0x1e0) }), policy: [allowTest], options: withTestRoot, binding: bindA, ok: true, status: { "chip id": "skipped" } },
   {
     name: "simulator: measurement changed after signing",
     doc: async () => {
       const d = parseSNPDocument(await simulated());
-      d.report[0x90] = d.report[0x90]! ^ 0x80;
+      d.report[0x90] = d.report[0x90] ^ 0x80;
       return encodeSNPDocument(d);
     },
     policy: [allowTest], options: withTestRoot, binding: bindA, ok: false, failed: ["signature"],

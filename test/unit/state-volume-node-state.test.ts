@@ -37,7 +37,7 @@ const valid: NodeState = {
     { role: "coordinator", publicIP: "2001:db8::2", vpnIP: "10.118.0.2", vpnPubKey: key("E"), wgPort: 51820, pubapiPort: 9000 },
   ],
 };
-const peer0 = valid.coordinatorPeers[0]!;
+const peer0 = valid.coordinatorPeers[0];
 
 const accepted: { name: string; state: unknown }[] = [
   { name: "a Node", state: valid },

@@ -49,7 +49,7 @@ class FakeMachine {
     const ok = (stdout = ""): ExecResult => ({ exitCode: 0, stdout, stderr: "" });
     const fail = (exitCode: number, stderr = ""): ExecResult => ({ exitCode, stdout: "", stderr });
     const keyFile = a[a.indexOf("--key-file") + 1];
-    const key = async (): Promise<string> => (keyFile === "-" ? stdin! : await readFile(keyFile!)).toString("hex");
+    const key = async (): Promise<string> => (keyFile === "-" ? stdin! : await readFile(keyFile)).toString("hex");
     if (file === "umount") {
       this.mounted = undefined;
       return ok();

@@ -22,7 +22,7 @@ const gceDir = new URL("../../../shared/evidence/tpm/gce-cos85/", import.meta.ur
 const azureDir = new URL("../../../shared/evidence/tpm/azure-cvm-hcl/", import.meta.url);
 const read = (dir: URL, f: string): Uint8Array => new Uint8Array(readFileSync(new URL(f, dir)));
 const pemCerts = (dir: URL, f: string): Uint8Array[] =>
-  [...readFileSync(new URL(f, dir), "utf8").matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) => new Uint8Array(Buffer.from(m[1]!.replace(/\s/g, ""), "base64")));
+  [...readFileSync(new URL(f, dir), "utf8").matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) => new Uint8Array(Buffer.from(m[1].replace(/\s/g, ""), "base64")));
 const failedOf = (v: { checks: { name: string; status: string }[] }): string[] => v.checks.filter((c) => c.status === "failed").map((c) => c.name);
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
@@ -99,7 +99,7 @@ describe("real GCE evidence: the AK certificate chains to Google's EK/AK CA", ()
       const v = await createTPMValidator(await gcePolicy()).validate(encodeDocument({ ...(await gceParts()), akCertChain: tc.chain() }), {});
       expect(failedOf(v), JSON.stringify(v.checks)).toEqual([]);
       expect(v.ok).toBe(true);
-      expect(v.facts.akRoot).toBe(GOOGLE_AK_ROOTS[0]!.name);
+      expect(v.facts.akRoot).toBe(GOOGLE_AK_ROOTS[0].name);
       expect(v.facts.akTestRoot).toBeUndefined();
       expect(v.checks.find((c) => c.name === "ak anchoring")?.detail).toMatch(/chains to Google EK\/AK CA/);
     });

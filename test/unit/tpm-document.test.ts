@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { DocumentError, MAX_DOCUMENT_BYTES, base64Field, encodeTPMDocument, parseTPMDocument } from "../../src/attestation/document.js";
+import type { Binding } from "../../src/attestation/attestation.js";
 import { readFileSync } from "node:fs";
 import { parsePolicy, type MeasurementPolicy } from "../../src/attestation/policy.js";
 import { createTPMValidator } from "../../src/attestation/tpm-validator.js";
@@ -77,7 +78,7 @@ describe("tpm document format", () => {
       const v = await createTPMValidator(defaultPolicy()).validate(tc.doc(), { nonce: new Uint8Array(32), userData: new Uint8Array(4), requireFresh: true });
       expect(v.ok).toBe(false);
       expect(v.checks[0]).toMatchObject({ name: "format", status: "failed" });
-      expect(v.checks[0]!.detail).toMatch(tc.field);
+      expect(v.checks[0].detail).toMatch(tc.field);
       expect(v.checks.slice(1).every((c) => c.status === "skipped")).toBe(true);
     });
   }
@@ -111,7 +112,7 @@ describe("tpm document format", () => {
       const v = await val.validate(input as Uint8Array, {});
       expect(v.ok).toBe(false);
     }
-    const v = await val.validate(json(clone()), undefined as unknown as {});
+    const v = await val.validate(json(clone()), undefined as unknown as Binding);
     expect(v.ok).toBe(true);
   });
 });

@@ -33,7 +33,7 @@ function status(v: Verdict, name: string): string | undefined {
 
 function flip(b: Uint8Array, i: number): Uint8Array {
   const c = Uint8Array.from(b);
-  c[i < 0 ? c.length + i : i]! ^= 0x01;
+  c[i < 0 ? c.length + i : i] ^= 0x01;
   return c;
 }
 

@@ -95,6 +95,6 @@ describe("diffPeers", () => {
   it("normalizePeerSet returns canonical copies and leaves the input alone", () => {
     const input = [{ pubKey: ` ${key(5)}`, allowedIPs: ["fd00:0::5/128"], persistentKeepaliveSec: 1 }];
     expect(normalizePeerSet(input)).toEqual([{ pubKey: key(5), allowedIPs: ["fd00::5/128"], persistentKeepaliveSec: 1 }]);
-    expect(input[0]!.allowedIPs[0]).toBe("fd00:0::5/128");
+    expect(input[0].allowedIPs[0]).toBe("fd00:0::5/128");
   });
 });

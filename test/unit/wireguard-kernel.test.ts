@@ -31,7 +31,7 @@ class FakeKernel {
       throw new CommandError(cmd, code, out, false);
     };
     if (this.deny) fail("RTNETLINK answers: Operation not permitted", 2);
-    const name = args[file === "wg" ? 1 : 2]!;
+    const name = args[file === "wg" ? 1 : 2];
     if (cmd.startsWith("ip link add")) {
       if (!this.module) fail("Error: Unknown device type.", 2);
       if (this.links.has(name)) fail("RTNETLINK answers: File exists", 2);
@@ -39,7 +39,7 @@ class FakeKernel {
     } else if (cmd.startsWith("ip link del")) {
       this.links.delete(name);
     } else if (cmd.startsWith("ip -d -o link show dev")) {
-      const n = args[5]!;
+      const n = args[5];
       return { stdout: `7: ${n}: <POINTOPOINT,NOARP> mtu 1420 link/none  \\    ${this.links.get(n)} addrgenmode none\n`, stderr: "" };
     } else if (cmd.startsWith("wg set") && args[2] === "private-key") {
       this.privKey = options?.input?.trim();
@@ -48,7 +48,7 @@ class FakeKernel {
       if (this.failSet-- > 0) fail("Unable to modify interface: Invalid argument");
       let cur: string | undefined;
       for (let i = 2; i < args.length; i++) {
-        const a = args[i]!;
+        const a = args[i];
         if (a === "peer") {
           cur = args[++i]!;
           if (!this.peers.has(cur)) this.peers.set(cur, { allowed: "(none)", endpoint: "(none)", keepalive: "off" });
@@ -95,14 +95,14 @@ describe("KernelVPN (fake ip/wg)", () => {
       expect(c.cmd).not.toContain(fake.privKey);
       expect(c.cmd).not.toContain(keyToHex(fake.privKey!));
     }
-    expect(fake.calls[1]!.input).toBe(`${fake.privKey}\n`);
+    expect(fake.calls[1].input).toBe(`${fake.privKey}\n`);
   });
 
   it("runs every command inside the namespace when netns is set", async () => {
     const fake = new FakeKernel();
     const vpn = await kernelVPN(fake, "am-x");
     await vpn.start().catch(() => undefined);
-    expect(fake.calls[0]!.cmd).toBe("ip netns exec am-x ip link add wg0 type wireguard");
+    expect(fake.calls[0].cmd).toBe("ip netns exec am-x ip link add wg0 type wireguard");
   });
 
   it("applies only the change with one `wg set` (public keys only, no private key), and writes nothing for a no-op", async () => {
@@ -112,14 +112,14 @@ describe("KernelVPN (fake ip/wg)", () => {
     await vpn.updatePeers([spec(1), spec(2)]);
     const sets = () => fake.calls.filter((c) => c.cmd.startsWith("wg set wg0 peer"));
     expect(sets()).toHaveLength(1);
-    expect(sets()[0]!.input).toBeUndefined();
-    expect(sets()[0]!.cmd).toBe(`wg set wg0 peer ${spec(1).pubKey} endpoint 198.18.0.1:51820 persistent-keepalive 25 allowed-ips 10.118.0.11/32 peer ${spec(2).pubKey} endpoint 198.18.0.2:51820 persistent-keepalive 25 allowed-ips 10.118.0.12/32`);
+    expect(sets()[0].input).toBeUndefined();
+    expect(sets()[0].cmd).toBe(`wg set wg0 peer ${spec(1).pubKey} endpoint 198.18.0.1:51820 persistent-keepalive 25 allowed-ips 10.118.0.11/32 peer ${spec(2).pubKey} endpoint 198.18.0.2:51820 persistent-keepalive 25 allowed-ips 10.118.0.12/32`);
     expect((await vpn.listPeers()).map((p) => p.allowedIPs[0]).sort()).toEqual(["10.118.0.11/32", "10.118.0.12/32"]);
     await vpn.updatePeers([spec(2), spec(1)]);
     expect(sets()).toHaveLength(1);
     await vpn.updatePeers([spec(2)]);
     expect(sets()).toHaveLength(2);
-    expect(sets()[1]!.cmd).toBe(`wg set wg0 peer ${spec(1).pubKey} remove`);
+    expect(sets()[1].cmd).toBe(`wg set wg0 peer ${spec(1).pubKey} remove`);
     expect([...fake.peers.keys()]).toEqual([spec(2).pubKey]);
     expect(fake.privKey).toBeDefined();
     expect(fake.listenPort).toBe(51820);

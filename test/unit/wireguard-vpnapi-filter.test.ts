@@ -50,7 +50,7 @@ describe("vpnapi filter (nftables ruleset)", () => {
     };
     const f = await VPNAPIFilter.install({ wgInterface: "wg0", vpnIP: "10.118.0.1", port: 9027, netns: "ns1", run });
     expect(calls[0]).toMatchObject({ file: "ip", args: ["netns", "exec", "ns1", "nft", "-f", "-"] });
-    expect(calls[0]!.input).toContain("drop");
+    expect(calls[0].input).toContain("drop");
     await f.remove();
     await f.remove();
     expect(calls.map((c) => c.args.slice(3).join(" "))).toEqual(["nft -f -", "nft delete table inet meshd_vpnapi_wg0"]);

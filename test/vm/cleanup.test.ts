@@ -48,7 +48,7 @@ setInterval(() => {}, 1000);
 const pidsIn = (ns: string): number[] =>
   spawnSync("ip", ["netns", "pids", ns], { encoding: "utf8" }).stdout.split(/\s+/).filter(Boolean).map(Number);
 const namespaces = (): string[] =>
-  spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout.split("\n").map((l) => l.split(" ")[0]!).filter(Boolean);
+  spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout.split("\n").map((l) => l.split(" ")[0]).filter(Boolean);
 const alive = (pid: number): boolean => existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
 
 describe.skipIf(reason !== undefined)(`vm harness teardown${reason ? ` — skipped: ${reason}` : ""}`, () => {
@@ -77,7 +77,7 @@ describe.skipIf(reason !== undefined)(`vm harness teardown${reason ? ` — skipp
       let buf = "";
       child.stdout.on("data", (d: Buffer) => {
         buf += d.toString();
-        if (buf.includes("\n")) resolve(JSON.parse(buf.split("\n")[0]!));
+        if (buf.includes("\n")) resolve(JSON.parse(buf.split("\n")[0]));
       });
       child.on("exit", (code) => reject(new Error(`driver exited early (${code})`)));
     });

@@ -35,7 +35,7 @@ describe.skipIf(reason !== undefined)(`vm coordinators${reason ? ` — skipped: 
   const vpnIPOf = async (vm: Vm): Promise<string> => {
     const m = /inet (\d+\.\d+\.\d+\.\d+)/.exec(await vm.run("ip -4 -o addr show dev wg0"));
     if (!m) throw new Error(`${vm.name} has no VPN address on wg0`);
-    return m[1]!;
+    return m[1];
   };
   /** waitFor waits on `vm`'s meshd for `what`; a failure carries the diagnosis of `which`. */
   const waitOn = (vm: Vm, what: string, probe: () => Promise<true | undefined>, which: Vm[] = vms) =>
@@ -95,7 +95,7 @@ describe.skipIf(reason !== undefined)(`vm coordinators${reason ? ` — skipped: 
     // Quorum again: c2 serves the vpnapi (from the store) with the Node in its peer set, and the Node reaches it.
     await waitOn(c2, "c2 to serve the vpnapi", async () => {
       const r = await gm.meshctl(["peers", "--vpn-endpoint", `${vpnIPs[1]}:9027`, "--json"], 20_000);
-      return r.exitCode === 0 && r.stdout.includes(vpnIPs[2]!) ? true : undefined;
+      return r.exitCode === 0 && r.stdout.includes(vpnIPs[2]) ? true : undefined;
     });
     step("c2 serving again", (Date.now() - t) / 1000);
     expect((await c2.exec(`ping -c 1 -W 2 ${vpnIPs[2]}`)).exitCode).toBe(0);

@@ -34,7 +34,7 @@ describe.skipIf(reason !== undefined)(`vm harness${reason ? ` — skipped: ${rea
       .start({ name: "hang", agent: "#!/bin/bash\necho 'am-test: this agent never gets ready'\nexec sleep 1000\n", bootTimeoutMs: 25_000 })
       .then((vm) => ({ err: vm, ms: Date.now() - hangStart }), (err: unknown) => ({ err, ms: Date.now() - hangStart }));
     [vm1, vm2] = await both;
-    for (const vm of [vm1, vm2]) console.info(`vm step: harness ${vm.name} booted ${(vm.boots[0]!.hostMs / 1000).toFixed(1)} s (guest uptime ${vm.boots[0]!.guestUptimeS} s)`);
+    for (const vm of [vm1, vm2]) console.info(`vm step: harness ${vm.name} booted ${(vm.boots[0].hostMs / 1000).toFixed(1)} s (guest uptime ${vm.boots[0].guestUptimeS} s)`);
   }, 300_000);
 
   afterAll(async () => {

@@ -111,7 +111,7 @@ function sharedLibraries(binary: string): string[] {
     if (/not a dynamic executable|statically linked/.test(r.stdout + r.stderr)) return [];
     throw new Error(`ldd ${binary}: ${(r.stderr || r.stdout || String(r.error)).trim()}`);
   }
-  return [...r.stdout.matchAll(/(?:=>\s*)?(\/\S+)\s+\(0x/g)].map((m) => m[1]!);
+  return [...r.stdout.matchAll(/(?:=>\s*)?(\/\S+)\s+\(0x/g)].map((m) => m[1]);
 }
 
 function gatherInputs(kernel: Kernel): Inputs {

@@ -117,7 +117,7 @@ export class GuestMesh {
           return (await this.cluster.network.canConnect(vm.ip, 9000)) ? true : undefined;
         }, { stallMs: 90_000, maxMs: 360_000 });
         const s = (ms: number) => (ms - t0) / 1000;
-        vmStep(this.file, `${vm.name} booted`, vm.boots[0]!.hostMs / 1000);
+        vmStep(this.file, `${vm.name} booted`, vm.boots[0].hostMs / 1000);
         vmStep(this.file, `${vm.name} meshd first log line`, s(firstLine ?? Date.now()));
         vmStep(this.file, `${vm.name} meshd serving`, s(Date.now()), `QEMU CPU ${vm.qemuStats()?.cpuS.toFixed(1)} s`);
       }),

@@ -46,19 +46,19 @@ describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason
     // The policy, trust on first use: PCRs 0-9 as the Coordinator's vTPM shows them through aTLS,
     // its AK anchored by the test CA the vTPMs were provisioned with (so allowTestRoot is set).
     const policyFile = join(dir, "measurements.json");
-    const m = await meshctl(["measurements", "--from", `${vms[0]!.ip}:9000`, "--out", policyFile]);
+    const m = await meshctl(["measurements", "--from", `${vms[0].ip}:9000`, "--out", policyFile]);
     expect(m.exitCode, m.stderr).toBe(0);
     expect(m.stderr).toMatch(/vouched for by .*test/i);
     const policy = JSON.parse(readFileSync(policyFile, "utf8")) as { tpm: { pcrs: Record<string, string>; allowTestRoot: boolean } };
     expect(policy.tpm.allowTestRoot).toBe(true);
     expect(Object.keys(policy.tpm.pcrs)).not.toContain("11");
-    const v = await meshctl(["verify", "--endpoint", `${vms[0]!.ip}:9000`, "--measurements", policyFile]);
+    const v = await meshctl(["verify", "--endpoint", `${vms[0].ip}:9000`, "--measurements", policyFile]);
     expect(v.exitCode, v.stderr).toBe(0);
     writeFileSync(join(dir, "secret"), secret, { mode: 0o600 });
     const out = join(dir, "out");
     const activateStart = Date.now();
     const act = await meshctl([
-      "activate", "--coordinator", `${vms[0]!.ip}:9000`, "--nodes", `${vms[1]!.ip}:9000,${vms[2]!.ip}:9000`,
+      "activate", "--coordinator", `${vms[0].ip}:9000`, "--nodes", `${vms[1].ip}:9000,${vms[2].ip}:9000`,
       "--master-secret", join(dir, "secret"), "--measurements", join(dir, "measurements.json"), "--out", out,
     ]);
     if (act.exitCode !== 0) throw new Error(`meshctl activate failed: ${act.stderr}\n${await diagnose(vms)}`);
@@ -68,7 +68,7 @@ describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason
     await explained(vms, async () => {
       await gm.pingAll(["10.118.0.1", "10.118.0.12", "10.118.0.13"]);
       // Node 1 reaches Node 2 through the VPN.
-      await until("node1 pings node2's VPN IP", async () => (await vms[1]!.exec("ping -c 1 -W 2 10.118.0.13")).exitCode === 0, 30_000);
+      await until("node1 pings node2's VPN IP", async () => (await vms[1].exec("ping -c 1 -W 2 10.118.0.13")).exitCode === 0, 30_000);
     });
     step("activated, everyone pings", (Date.now() - activateStart) / 1000);
     // Kernel WireGuard, not wireguard-go, in every guest.
@@ -84,7 +84,7 @@ describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason
   }, 120_000);
 
   it("a rebooted Node gets its disk key from the Coordinator and re-joins with the same VPN IP and key", async () => {
-    const node2 = vms[2]!;
+    const node2 = vms[2];
     const keyBefore = (await node2.run("wg show wg0 public-key")).trim();
     const boot = await node2.reboot();
     const bootedAt = Date.now();
@@ -100,7 +100,7 @@ describe.skipIf(reason !== undefined)(`vm mesh${reason ? ` — skipped: ${reason
   }, 420_000);
 
   it("a Node rebooted while the Coordinator is down retries with backoff and re-joins once it is back", async () => {
-    const [coord, node1] = [vms[0]!, vms[1]!];
+    const [coord, node1] = [vms[0], vms[1]];
     await coord.run("pkill -TERM -f bin/meshd.js; for i in $(seq 50); do pgrep -f bin/meshd.js >/dev/null || exit 0; sleep 0.2; done; exit 1");
     const t0 = Date.now();
     await node1.reboot();
