@@ -12,6 +12,7 @@ import { adminFileName } from "./admin-file.js";
 import { adminKeyFile, generateAdminKey, writeAdminKey } from "./admin-key.js";
 import { list, required, UsageError, type Command, type IO } from "./command.js";
 import { endpointFlag } from "./endpoint.js";
+import { Progress } from "./progress.js";
 import { loadValidators, measurementsFlag } from "./validators.js";
 
 
@@ -89,12 +90,13 @@ export async function runActivate(o: ActivateOptions, io: IO): Promise<number> {
   const keys = generateAdminKeyPair();
   const admin = generateAdminKey();
   io.err(`verifying ${o.coordinator} and activating it as Coordinator (${o.nodes.length} Node(s))`);
+  const progress = new Progress(io);
   const cfg = await activateAsCoordinator(
     o.coordinator,
     o.credentials,
     { adminVPNPubKey: keys.publicKey, adminPubKey: admin.key.publicKey, masterSecret: o.masterSecret, nodeEndpoints: o.nodes, coordinatorEndpoints: o.coordinators },
-    (line) => io.err(`  ${line}`),
-  );
+    (line) => progress.line(line),
+  ).finally(() => progress.end());
   await writeAdminKey(o.outDir, admin.seed);
   await writeOutputs(o.outDir, cfg, keys.privateKey, admin.key.publicKey);
   io.out(`Coordinator ${cfg.coordinator.publicIP} is ${cfg.coordinator.vpnIP}; admin is ${cfg.adminVPNIP}`);

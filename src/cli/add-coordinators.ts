@@ -2,6 +2,7 @@ import { createATLSChannelCredentials } from "../atls/client.js";
 import { retryLines } from "./retry.js";
 import { activateAdditionalCoordinators } from "../pubapi/admin.js";
 import { readAdminKey } from "./admin-key.js";
+import { Progress } from "./progress.js";
 import { list, required, UsageError, type Command } from "./command.js";
 import { coordinatorEndpoints, rememberCoordinators, tryCoordinators } from "./coordinators.js";
 import { endpointFlag } from "./endpoint.js";
@@ -34,7 +35,8 @@ Options:
     const validators = await loadValidators(measurementsFlag(v));
     const admin = await readAdminKey(adminDir);
     const creds = createATLSChannelCredentials(validators);
-    const res = await tryCoordinators(targets, io, (ep) => activateAdditionalCoordinators(ep, creds, admin, fresh, (l) => io.err(`  ${l}`)));
+    const progress = new Progress(io);
+    const res = await tryCoordinators(targets, io, (ep) => activateAdditionalCoordinators(ep, creds, admin, fresh, (l) => progress.line(l))).finally(() => progress.end());
     await rememberCoordinators(adminDir, res.activated);
     for (const p of res.activated) io.out(`activated Coordinator ${p.publicIP}:${p.pubapiPort} as ${p.vpnIP} (WireGuard key ${p.vpnPubKey}, port ${p.wgPort})`);
     if (res.failed.length > 0) {

@@ -3,6 +3,7 @@ import { retryLines } from "./retry.js";
 import { activateAdditionalNodes } from "../pubapi/admin.js";
 import { describeChange, mergeAdminWGConfig, readAdminWGConfig } from "./admin-config.js";
 import { readAdminKey } from "./admin-key.js";
+import { Progress } from "./progress.js";
 import { list, required, UsageError, type Command } from "./command.js";
 import { coordinatorEndpoints, tryCoordinators } from "./coordinators.js";
 import { endpointFlag } from "./endpoint.js";
@@ -42,7 +43,8 @@ Options:
     // Checked before anything is activated: a wg0.conf we could not rewrite fails now, not after.
     if (outDir !== undefined) await readAdminWGConfig(outDir);
     const creds = createATLSChannelCredentials(validators);
-    const res = await tryCoordinators(coordinators, io, (ep) => activateAdditionalNodes(ep, creds, admin, nodes, (l) => io.err(`  ${l}`)));
+    const progress = new Progress(io);
+    const res = await tryCoordinators(coordinators, io, (ep) => activateAdditionalNodes(ep, creds, admin, nodes, (l) => progress.line(l))).finally(() => progress.end());
     for (const p of res.activated) io.out(`activated ${p.publicIP}:${p.pubapiPort} as ${p.vpnIP} (WireGuard key ${p.vpnPubKey}, port ${p.wgPort})`);
     if (outDir !== undefined && res.activated.length > 0) io.out(describeChange(outDir, await mergeAdminWGConfig(outDir, res.activated)));
     if (res.failed.length > 0) {

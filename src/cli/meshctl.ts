@@ -49,7 +49,10 @@ export function run(): void {
       throw err;
     });
   }
-  main(process.argv.slice(2), { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) }).then(
+  const io: IO = { out: (l) => process.stdout.write(`${l}\n`), err: (l) => process.stderr.write(`${l}\n`) };
+  // On a terminal long operations draw a progress bar in place; in a pipe they print plain lines.
+  if (process.stderr.isTTY) io.status = (l) => process.stderr.write(`\r\x1b[2K${l}`);
+  main(process.argv.slice(2), io).then(
     (code) => {
       process.exitCode = code;
     },
