@@ -6,7 +6,7 @@ export interface IO {
   out(line: string): void;
   err(line: string): void;
   /** status, on a terminal only, replaces the current status line of stderr (progress bars); "" clears it. */
-  status?(line: string): void;
+  status?: (line: string) => void;
 }
 
 /** UsageError means the command line was wrong: exit status 2 and a pointer to --help. */
