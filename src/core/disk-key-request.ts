@@ -21,7 +21,7 @@ export interface DiskKeyRequestOptions {
  */
 export class DiskKeyRequest {
   readonly #o: DiskKeyRequestOptions;
-  #waiting: { uuid: string; delivered: boolean; wake: () => void } | undefined;
+  #waiting: { uuid: string; delivered: boolean; wake: () => void; done: Promise<void> } | undefined;
 
   constructor(options: DiskKeyRequestOptions) {
     this.#o = options;
@@ -33,6 +33,19 @@ export class DiskKeyRequest {
   }
 
   /**
+   * expect marks this peer as waiting for the key of disk `uuid` from now on, before it asks anyone
+   * (a locked state disk is known at start, before the pubapi serves): GetState names the disk at
+   * once, so `meshctl recover` never finds a locked peer "waiting for nothing", and a key pushed
+   * before request() runs is taken. request() for the same UUID continues this wait.
+   */
+  expect(uuid: string): void {
+    if (this.#waiting?.uuid === uuid) return;
+    let wake = (): void => {};
+    const done = new Promise<void>((resolve) => (wake = resolve));
+    this.#waiting = { uuid, delivered: false, wake, done };
+  }
+
+  /**
    * request returns once a key that opened the disk was delivered: pushed by a Coordinator it asked
    * (RequestStateDiskKey, the endpoints in turn) or by whoever else may push (see receive). A
    * refusal (unknown disk, permission denied) is final; anything else is retried with backoff.
@@ -41,11 +54,11 @@ export class DiskKeyRequest {
    */
   async request(uuid: string, endpoints: string[], options: { pushOnly?: boolean } = {}): Promise<void> {
     if (endpoints.length === 0 && !options.pushOnly) throw new FailedPreconditionError("re-join: the node state names no Coordinator endpoint to ask for the disk key");
-    let wake = (): void => {};
-    const delivered = new Promise<void>((resolve) => (wake = resolve));
-    const waiting = { uuid, delivered: false, wake };
-    this.#waiting = waiting;
+    this.expect(uuid);
+    const waiting = this.#waiting!;
+    const delivered = waiting.done;
     try {
+      if (waiting.delivered) return;
       if (endpoints.length === 0) {
         await delivered;
         return;

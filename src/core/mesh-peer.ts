@@ -71,6 +71,8 @@ export class MeshPeer {
     const peer = new MeshPeer(options, saved.role === "coordinator" ? PeerState.ActivatingNodes : PeerState.NodeWaitingForClusterJoin);
     peer.#saved = saved;
     if (saved.coordinatorAuthPubKey) peer.#clusterKey = Buffer.from(saved.coordinatorAuthPubKey, "base64");
+    // A locked state disk waits for its key from the start, before the pubapi serves (see DiskKeyRequest.expect).
+    if (options.stateLocked && options.disk) peer.#diskKeys.expect(await options.disk.uuid());
     return peer;
   }
 
@@ -130,7 +132,7 @@ export class MeshPeer {
   }
 
   /** authorizeAdmin checks a signed admin request (Coordinators only; see AdminGate.authorize). */
-  authorizeAdmin(req: SignedAdminRequest, method: string): Promise<AdminGrant> {
+  async authorizeAdmin(req: SignedAdminRequest, method: string): Promise<AdminGrant> {
     this.#requireCoordinator();
     return this.#adminGate.authorize(req, method);
   }
@@ -160,12 +162,12 @@ export class MeshPeer {
   }
 
   /** activateAdditionalNodes activates more Nodes; only an activated Coordinator can, for the admin. */
-  activateAdditionalNodes(grant: AdminGrant, endpoints: string[], log: ProgressLog): Promise<ActivationResult> {
+  async activateAdditionalNodes(grant: AdminGrant, endpoints: string[], log: ProgressLog): Promise<ActivationResult> {
     return this.#activateMore(grant, "ActivateAdditionalNodes", "nodeEndpoints", endpoints, (c, eps) => c.activateNodes(eps, log));
   }
 
   /** activateAdditionalCoordinators activates further Coordinators for the admin (one at a time). */
-  activateAdditionalCoordinators(grant: AdminGrant, endpoints: string[], log: ProgressLog): Promise<ActivationResult> {
+  async activateAdditionalCoordinators(grant: AdminGrant, endpoints: string[], log: ProgressLog): Promise<ActivationResult> {
     return this.#activateMore(grant, "ActivateAdditionalCoordinator", "coordinatorEndpoints", endpoints, (c, eps) => c.activateCoordinators(eps, log));
   }
 
@@ -202,12 +204,12 @@ export class MeshPeer {
    * removeNode takes a Node out of the peer set for the admin: its VPN IP is freed, its disk UUID
    * forgotten and the resource version bumped so every device drops it. Returns the new version.
    */
-  removeNode(grant: AdminGrant, vpnIP: string): Promise<Removed> {
+  async removeNode(grant: AdminGrant, vpnIP: string): Promise<Removed> {
     return this.#remove(grant, "RemoveNode", vpnIP);
   }
 
   /** removeCoordinator takes another Coordinator out for the admin (see Coordinator.removeCoordinator). */
-  removeCoordinator(grant: AdminGrant, vpnIP: string): Promise<Removed> {
+  async removeCoordinator(grant: AdminGrant, vpnIP: string): Promise<Removed> {
     return this.#remove(grant, "RemoveCoordinator", vpnIP);
   }
 
@@ -307,7 +309,7 @@ export class MeshPeer {
   }
 
   /** getUpdate serves vpnapi GetUpdate (Coordinators only). */
-  getUpdate(resourceVersion: number, callerVPNIP?: string): Promise<PeerUpdate> {
+  async getUpdate(resourceVersion: number, callerVPNIP?: string): Promise<PeerUpdate> {
     return this.#requireCoordinator().getUpdate(resourceVersion, callerVPNIP);
   }
 
@@ -317,12 +319,12 @@ export class MeshPeer {
   }
 
   /** getDataKey serves vpnapi GetDataKey (Coordinators only) to the registered peer at callerVPNIP (the connection's source). */
-  getDataKey(dataKeyID: string, length: number, callerVPNIP: string | undefined): Promise<Buffer> {
+  async getDataKey(dataKeyID: string, length: number, callerVPNIP: string | undefined): Promise<Buffer> {
     return this.#requireCoordinator().getDataKey(dataKeyID, length, callerVPNIP);
   }
 
   /** requestStateDiskKey serves pubapi RequestStateDiskKey (Coordinators only). */
-  requestStateDiskKey(diskUUID: string): Promise<void> {
+  async requestStateDiskKey(diskUUID: string): Promise<void> {
     return this.#requireCoordinator().requestStateDiskKey(diskUUID);
   }
 

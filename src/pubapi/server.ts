@@ -171,7 +171,9 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
     },
 
     RequestStateDiskKey: (call: grpc.ServerUnaryCall<{ diskUuid: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      o.peer.requestStateDiskKey(call.request.diskUuid).then(() => cb(null, {}), fail("RequestStateDiskKey", cb));
+      Promise.resolve()
+        .then(() => o.peer.requestStateDiskKey(call.request.diskUuid))
+        .then(() => cb(null, {}), fail("RequestStateDiskKey", cb));
     },
 
     PushStateDiskKey: (call: grpc.ServerUnaryCall<{ diskUuid: string; stateDiskKey: Buffer; callerProof: WireCallerProof | null }, unknown>, cb: grpc.sendUnaryData<unknown>) => {

@@ -95,6 +95,18 @@ describe("state-disk keys from the master secret (real LUKS2 files, real cryptse
     }
   });
 
+  it("a peer that is no Coordinator (yet) answers RequestStateDiskKey with FAILED_PRECONDITION saying so, never UNKNOWN", async () => {
+    const { nodes } = await activated();
+    const fresh = await mesh.startPeer("fresh");
+    for (const p of [nodes[0], fresh]) {
+      const client = new PubAPIClient({ validators: mesh.validators(), issuer: p.issuer });
+      const err = await client.requestStateDiskKey(p.endpoint, "00000000-0000-4000-8000-000000000000").catch((e: Error) => e);
+      client.close();
+      expect((err as { code?: string }).code, p.name).toBe("failed-precondition");
+      expect(String(err), p.name).toMatch(/not an activated Coordinator/);
+    }
+  });
+
   it("a Coordinator refuses the key of a disk it never saw, saying why", async () => {
     const { coord } = await activated();
     const client = new PubAPIClient({ validators: mesh.validators(), issuer: coord.issuer });
