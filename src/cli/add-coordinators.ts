@@ -1,5 +1,5 @@
 import { createATLSChannelCredentials } from "../atls/client.js";
-import { retryLines } from "./retry.js";
+import { reportFailures } from "./retry.js";
 import { activateAdditionalCoordinators } from "../pubapi/admin.js";
 import { readAdminKey } from "./admin-key.js";
 import { Progress } from "./progress.js";
@@ -39,12 +39,6 @@ Options:
     const res = await tryCoordinators(targets, io, (ep) => activateAdditionalCoordinators(ep, creds, admin, fresh, (l) => progress.line(l))).finally(() => progress.end());
     await rememberCoordinators(adminDir, res.activated);
     for (const p of res.activated) io.out(`activated Coordinator ${p.publicIP}:${p.pubapiPort} as ${p.vpnIP} (WireGuard key ${p.vpnPubKey}, port ${p.wgPort})`);
-    if (res.failed.length > 0) {
-      for (const f of res.failed) io.err(`  failed: ${f.endpoint}: ${f.error}`);
-      const retry = retryLines(res.failed, (eps) => `meshctl add-coordinators --admin-dir ${adminDir} --coordinators ${eps.join(",")}`);
-      io.err(`meshctl add-coordinators: ${res.failed.length} of ${fresh.length} Coordinator(s) failed: ${res.failed.map((f) => f.endpoint).join(",")}. ${retry.join(" ")}`);
-      return 1;
-    }
-    return 0;
+    return reportFailures(io, "add-coordinators", res.failed, fresh.length, "Coordinator(s)", (eps) => `meshctl add-coordinators --admin-dir ${adminDir} --coordinators ${eps.join(",")}`);
   },
 };

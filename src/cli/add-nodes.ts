@@ -1,5 +1,5 @@
 import { createATLSChannelCredentials } from "../atls/client.js";
-import { retryLines } from "./retry.js";
+import { reportFailures } from "./retry.js";
 import { activateAdditionalNodes } from "../pubapi/admin.js";
 import { describeChange, mergeAdminWGConfig, readAdminWGConfig } from "./admin-config.js";
 import { readAdminKey } from "./admin-key.js";
@@ -47,12 +47,6 @@ Options:
     const res = await tryCoordinators(coordinators, io, (ep) => activateAdditionalNodes(ep, creds, admin, nodes, (l) => progress.line(l))).finally(() => progress.end());
     for (const p of res.activated) io.out(`activated ${p.publicIP}:${p.pubapiPort} as ${p.vpnIP} (WireGuard key ${p.vpnPubKey}, port ${p.wgPort})`);
     if (outDir !== undefined && res.activated.length > 0) io.out(describeChange(outDir, await mergeAdminWGConfig(outDir, res.activated)));
-    if (res.failed.length > 0) {
-      for (const f of res.failed) io.err(`  failed: ${f.endpoint}: ${f.error}`);
-      const retry = retryLines(res.failed, (eps) => `meshctl add-nodes --admin-dir ${adminDir} --nodes ${eps.join(",")}`);
-      io.err(`meshctl add-nodes: ${res.failed.length} of ${nodes.length} Node(s) failed: ${res.failed.map((f) => f.endpoint).join(",")}. ${retry.join(" ")}`);
-      return 1;
-    }
-    return 0;
+    return reportFailures(io, "add-nodes", res.failed, nodes.length, "Node(s)", (eps) => `meshctl add-nodes --admin-dir ${adminDir} --nodes ${eps.join(",")}`);
   },
 };

@@ -1,4 +1,5 @@
 import type { NodeFailure } from "../core/coordinator.js";
+import type { IO } from "./command.js";
 
 /**
  * retryLines tells the admin exactly how to retry failed peers: one still fresh is simply activated
@@ -17,4 +18,15 @@ export function retryLines(failed: readonly NodeFailure[], command: (endpoints: 
     );
   }
   return out;
+}
+
+/**
+ * reportFailures prints each failed peer and one summary line with the retry commands (see
+ * retryLines) on stderr; it returns the exit status: 0 when nothing failed, 1 otherwise.
+ */
+export function reportFailures(io: IO, command: string, failed: readonly NodeFailure[], total: number, noun: string, retry: (endpoints: string[]) => string): number {
+  if (failed.length === 0) return 0;
+  for (const f of failed) io.err(`  failed: ${f.endpoint}: ${f.error}`);
+  io.err(`meshctl ${command}: ${failed.length} of ${total} ${noun} failed: ${failed.map((f) => f.endpoint).join(",")}. ${retryLines(failed, retry).join(" ")}`);
+  return 1;
 }

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { link, mkdir, open, readFile, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { ConflictError, errorMessage, FailedPreconditionError, InternalError } from "./errors.js";
-import { overlayWrites, type Store, type Transaction } from "./store.js";
+import { BufferedTransaction, overlayWrites, type Store, type Transaction } from "./store.js";
 
 /** MemoryStoreOptions configures a MemoryStore. */
 export interface MemoryStoreOptions {
@@ -207,57 +207,36 @@ export class MemoryStore implements Store {
   }
 }
 
-class MemoryTransaction implements Transaction {
+class MemoryTransaction extends BufferedTransaction {
   readonly #store: MemoryStore;
   readonly #readKeys = new Map<string, number>();
   readonly #readPrefixes = new Map<string, number>();
-  readonly #writes = new Map<string, Uint8Array | null>();
-  #done = false;
 
   constructor(store: MemoryStore) {
+    super();
     this.#store = store;
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {
-    this.#check();
-    if (this.#writes.has(key)) return this.#writes.get(key) ?? undefined;
+    this.check();
+    if (this.writes.has(key)) return this.writes.get(key) ?? undefined;
     if (!this.#readKeys.has(key)) this.#readKeys.set(key, this.#store.revisionOf(key));
     return this.#store.valueOf(key);
   }
 
   async list(prefix: string): Promise<Array<[string, Uint8Array]>> {
-    this.#check();
+    this.check();
     if (!this.#readPrefixes.has(prefix)) this.#readPrefixes.set(prefix, this.#store.prefixRevision(prefix));
     return overlayWrites(
       this.#store.entries(prefix).map(([k, e]) => [k, e.value]),
-      this.#writes,
+      this.writes,
       prefix,
     );
   }
 
-  put(key: string, value: Uint8Array): void {
-    this.#check();
-    this.#writes.set(key, value);
-  }
-
-  delete(key: string): void {
-    this.#check();
-    this.#writes.set(key, null);
-  }
-
   async commit(): Promise<void> {
-    this.#check();
-    this.#done = true;
-    await this.#store.apply(this.#readKeys, this.#readPrefixes, this.#writes);
-  }
-
-  rollback(): void {
-    this.#done = true;
-    this.#writes.clear();
-  }
-
-  #check(): void {
-    if (this.#done) throw new InternalError("store: transaction already committed or rolled back");
+    this.finish();
+    await this.#store.apply(this.#readKeys, this.#readPrefixes, this.writes);
   }
 }
 

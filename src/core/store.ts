@@ -1,4 +1,4 @@
-import { ConflictError } from "./errors.js";
+import { ConflictError, InternalError } from "./errors.js";
 
 /**
  * Store is the Coordinators' shared key/value state (peers, IPs, cluster secrets). Keys are
@@ -38,6 +38,47 @@ export interface Transaction {
   commit(): Promise<void>;
   /** rollback drops the writes; the transaction cannot be used afterwards. */
   rollback(): void;
+}
+
+/**
+ * BufferedTransaction is the part every store's transaction shares: writes are buffered (a value, or
+ * null for a delete) until commit, and a committed or rolled-back transaction refuses further use.
+ * Stores implement the reads and commit.
+ */
+export abstract class BufferedTransaction implements Transaction {
+  /** writes are the buffered writes by key: a value, or null for a delete. */
+  protected readonly writes = new Map<string, Uint8Array | null>();
+  #done = false;
+
+  abstract get(key: string): Promise<Uint8Array | undefined>;
+  abstract list(prefix: string): Promise<Array<[string, Uint8Array]>>;
+  abstract commit(): Promise<void>;
+
+  put(key: string, value: Uint8Array): void {
+    this.check();
+    this.writes.set(key, value);
+  }
+
+  delete(key: string): void {
+    this.check();
+    this.writes.set(key, null);
+  }
+
+  rollback(): void {
+    this.#done = true;
+    this.writes.clear();
+  }
+
+  /** check throws once the transaction was committed or rolled back. */
+  protected check(): void {
+    if (this.#done) throw new InternalError("store: transaction already committed or rolled back");
+  }
+
+  /** finish is commit's first step: the transaction cannot be used again, whatever the commit's outcome. */
+  protected finish(): void {
+    this.check();
+    this.#done = true;
+  }
 }
 
 /** transactionAttempts bounds how often runTransaction retries on conflicts. */

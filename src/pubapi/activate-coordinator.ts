@@ -12,7 +12,7 @@ import { keyFromWire } from "../rpc/peer-wire.js";
 import { StreamReader } from "../rpc/stream-reader.js";
 import { ProvenChannel } from "./connect.js";
 import type { WireCallerProof, WireInitialRequest } from "./messages.js";
-import { initialRequestFromWire, initialRequestToWire } from "./initial-request.js";
+import { initialRequestFromWire, initialRequestToWire, openActivationStream } from "./initial-request.js";
 
 /** WireCoordinatorRequest is one client message of ActivateAsAdditionalCoordinator. */
 interface WireCoordinatorRequest {
@@ -86,15 +86,10 @@ export async function serveActivateAsAdditionalCoordinator(
   timeoutMs: number,
   callerOf: (proof: WireCallerProof | null | undefined) => CallerContext,
 ): Promise<void> {
-  const reader = new StreamReader<WireCoordinatorRequest>(call);
+  const { reader, initial: r } = await openActivationStream<WireCoordinatorRequest>(call, "ActivateAsAdditionalCoordinator", timeoutMs);
   const write = (m: WireCoordinatorResponse): void => {
     call.write(m);
   };
-  const first = await reader.next("initial_request", timeoutMs);
-  if (first.request !== "initialRequest" || !first.initialRequest) {
-    throw new InvalidArgumentError(`ActivateAsAdditionalCoordinator: first message must be initial_request, got ${first.request ?? "an empty message"}`);
-  }
-  const r = first.initialRequest;
   await peer.activateAsAdditionalCoordinator(
     callerOf(r.callerProof),
     initialRequestFromWire(r),

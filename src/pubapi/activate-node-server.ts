@@ -2,9 +2,8 @@ import type * as grpc from "@grpc/grpc-js";
 import type { CallerContext } from "../core/caller.js";
 import { InvalidArgumentError } from "../core/errors.js";
 import type { MeshPeer } from "../core/mesh-peer.js";
-import { StreamReader } from "../rpc/stream-reader.js";
 import type { WireActivateAsNodeRequest, WireActivateAsNodeResponse, WireCallerProof } from "./messages.js";
-import { initialRequestFromWire } from "./initial-request.js";
+import { initialRequestFromWire, openActivationStream } from "./initial-request.js";
 
 /**
  * serveActivateAsNode runs the Node side of the ActivateAsNode stream:
@@ -18,15 +17,10 @@ export async function serveActivateAsNode(
   timeoutMs: number,
   callerOf: (proof: WireCallerProof | null | undefined) => CallerContext,
 ): Promise<void> {
-  const reader = new StreamReader<WireActivateAsNodeRequest>(call);
+  const { reader, initial: r } = await openActivationStream<WireActivateAsNodeRequest>(call, "ActivateAsNode", timeoutMs);
   const write = (m: WireActivateAsNodeResponse): void => {
     call.write(m);
   };
-  const first = await reader.next("initial_request", timeoutMs);
-  if (first.request !== "initialRequest" || !first.initialRequest) {
-    throw new InvalidArgumentError(`ActivateAsNode: first message must be initial_request, got ${first.request ?? "an empty message"}`);
-  }
-  const r = first.initialRequest;
   const reply = await peer.activateAsNode(
     callerOf(r.callerProof),
     initialRequestFromWire(r),

@@ -1,5 +1,8 @@
+import type * as grpc from "@grpc/grpc-js";
+import { InvalidArgumentError } from "../core/errors.js";
 import type { NodeActivationRequest } from "../core/remote.js";
 import { peerFromWire, peerToWire } from "../rpc/peer-wire.js";
+import { StreamReader } from "../rpc/stream-reader.js";
 import type { WireCallerProof, WireInitialRequest } from "./messages.js";
 
 /**
@@ -33,4 +36,22 @@ export function initialRequestFromWire(r: WireInitialRequest): NodeActivationReq
     coordinatorEndpoints: r.coordinatorPublicEndpoints,
     coordinatorAuthPubKey: r.coordinatorAuthPubKey,
   };
+}
+
+/**
+ * openActivationStream starts the fresh peer's side of an activation stream (ActivateAsNode,
+ * ActivateAsAdditionalCoordinator): a reader over the call, and its first message, which must be
+ * initial_request (else INVALID_ARGUMENT naming what came instead).
+ */
+export async function openActivationStream<Req extends { request?: string; initialRequest?: WireInitialRequest | null }>(
+  call: grpc.ServerDuplexStream<unknown, unknown>,
+  op: string,
+  timeoutMs: number,
+): Promise<{ reader: StreamReader<Req>; initial: WireInitialRequest }> {
+  const reader = new StreamReader<Req>(call);
+  const first = await reader.next("initial_request", timeoutMs);
+  if (first.request !== "initialRequest" || !first.initialRequest) {
+    throw new InvalidArgumentError(`${op}: first message must be initial_request, got ${first.request ?? "an empty message"}`);
+  }
+  return { reader, initial: first.initialRequest };
 }

@@ -53,6 +53,21 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
     ekm: o.connections.keyingMaterial(call.getPeer()),
     proof: proof ? { oid: proof.oid, document: proof.document, clusterSignature: proof.clusterSignature } : undefined,
   });
+  /** activateMore serves an admin's activation of more peers: progress lines as they come, then the result. */
+  const activateMore = <T>(
+    call: grpc.ServerWritableStream<WireAdminRequest, unknown>,
+    method: AdminMethod,
+    run: (grant: AdminGrant, payload: T, progress: (message: string) => void) => Promise<ActivationResult>,
+  ): void => {
+    (async () => {
+      const { grant, payload } = await admin<T>(method, call.request);
+      const res = await run(grant, payload, (message) => {
+        if (!call.cancelled) call.write({ log: { message } });
+      });
+      call.write({ result: { activated: res.activated.map(peerToWire), failedNodes: res.failed } });
+      call.end();
+    })().catch(failStream(method, call as grpc.ServerWritableStream<unknown, unknown>));
+  };
   /** admin verifies an admin request and only then decodes its payload. */
   const admin = async <T>(method: AdminMethod, req: WireAdminRequest): Promise<{ grant: AdminGrant; payload: T }> => {
     const grant = await o.peer.authorizeAdmin({ method, challenge: req.challenge, request: req.request, signature: req.signature }, method);
@@ -112,27 +127,13 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
         .then((challenge) => cb(null, { challenge }), fail("GetAdminChallenge", cb));
     },
 
-    ActivateAdditionalNodes: (call: grpc.ServerWritableStream<WireAdminRequest, unknown>) => {
-      (async () => {
-        const { grant, payload } = await admin<WireActivateAdditionalNodesRequest>("ActivateAdditionalNodes", call.request);
-        const res: ActivationResult = await o.peer.activateAdditionalNodes(grant, payload.nodePublicEndpoints, (message) => {
-          if (!call.cancelled) call.write({ log: { message } });
-        });
-        call.write({ result: { activated: res.activated.map(peerToWire), failedNodes: res.failed } });
-        call.end();
-      })().catch(failStream("ActivateAdditionalNodes", call as grpc.ServerWritableStream<unknown, unknown>));
-    },
+    ActivateAdditionalNodes: (call: grpc.ServerWritableStream<WireAdminRequest, unknown>) =>
+      activateMore<WireActivateAdditionalNodesRequest>(call, "ActivateAdditionalNodes", (grant, p, progress) => o.peer.activateAdditionalNodes(grant, p.nodePublicEndpoints, progress)),
 
-    ActivateAdditionalCoordinator: (call: grpc.ServerWritableStream<WireAdminRequest, unknown>) => {
-      (async () => {
-        const { grant, payload } = await admin<{ coordinatorPublicEndpoints: string[] }>("ActivateAdditionalCoordinator", call.request);
-        const res: ActivationResult = await o.peer.activateAdditionalCoordinators(grant, payload.coordinatorPublicEndpoints, (message) => {
-          if (!call.cancelled) call.write({ log: { message } });
-        });
-        call.write({ result: { activated: res.activated.map(peerToWire), failedNodes: res.failed } });
-        call.end();
-      })().catch(failStream("ActivateAdditionalCoordinator", call as grpc.ServerWritableStream<unknown, unknown>));
-    },
+    ActivateAdditionalCoordinator: (call: grpc.ServerWritableStream<WireAdminRequest, unknown>) =>
+      activateMore<{ coordinatorPublicEndpoints: string[] }>(call, "ActivateAdditionalCoordinator", (grant, p, progress) =>
+        o.peer.activateAdditionalCoordinators(grant, p.coordinatorPublicEndpoints, progress),
+      ),
 
     ActivateAsAdditionalCoordinator: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
       serveActivateAsAdditionalCoordinator(call, o.peer, o.streamMessageTimeoutMs ?? 60_000, (proof) => callerOf(call, proof)).catch((err: unknown) =>

@@ -1,7 +1,7 @@
 import { CompareResult, CompareTarget, type ICompare, type IKeyValue, type IRangeRequest, type IRangeResponse, type IRequestOp, type ITxnRequest, type ITxnResponse } from "etcd3";
-import { ConflictError, InternalError } from "../core/errors.js";
+import { ConflictError } from "../core/errors.js";
 import type { Logger } from "../core/logger.js";
-import { overlayWrites, type Transaction } from "../core/store.js";
+import { BufferedTransaction, overlayWrites } from "../core/store.js";
 import type { EtcdLayout } from "./etcd-layout.js";
 
 /**
@@ -42,7 +42,7 @@ const conflictNames = 5;
  *    memory store's prefix revision, and like it exact for any string prefix, '/'-terminated or not.
  * Writes are buffered; a delete also puts the key's tombstone. No reads and no writes: nothing to do.
  */
-export class EtcdTransaction implements Transaction {
+export class EtcdTransaction extends BufferedTransaction {
   readonly #kv: EtcdKV;
   /** #revision is R, the snapshot revision, fixed by the first read. */
   #revision: string | undefined;
@@ -50,16 +50,15 @@ export class EtcdTransaction implements Transaction {
   #pinned = true;
   readonly #readKeys = new Map<string, string>();
   readonly #readPrefixes = new Set<string>();
-  readonly #writes = new Map<string, Uint8Array | null>();
-  #done = false;
 
   constructor(kv: EtcdKV) {
+    super();
     this.#kv = kv;
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {
-    this.#check();
-    if (this.#writes.has(key)) return this.#writes.get(key) ?? undefined;
+    this.check();
+    if (this.writes.has(key)) return this.writes.get(key) ?? undefined;
     const res = await this.#read(`store get ${key}`, { key: this.#kv.layout.valueKey(key) });
     const kv: IKeyValue | undefined = res.kvs[0];
     if (!this.#readKeys.has(key)) this.#readKeys.set(key, kv?.mod_revision ?? "0");
@@ -67,30 +66,19 @@ export class EtcdTransaction implements Transaction {
   }
 
   async list(prefix: string): Promise<Array<[string, Uint8Array]>> {
-    this.#check();
+    this.check();
     const res = await this.#read(`store list ${prefix}`, this.#kv.layout.valueRange(prefix));
     this.#readPrefixes.add(prefix);
     return overlayWrites(
       res.kvs.map((kv): [string, Uint8Array] => [this.#kv.layout.keyOf(kv.key), kv.value]),
-      this.#writes,
+      this.writes,
       prefix,
     );
   }
 
-  put(key: string, value: Uint8Array): void {
-    this.#check();
-    this.#writes.set(key, value);
-  }
-
-  delete(key: string): void {
-    this.#check();
-    this.#writes.set(key, null);
-  }
-
   async commit(): Promise<void> {
-    this.#check();
-    this.#done = true;
-    if (this.#revision === undefined && this.#writes.size === 0) return;
+    this.finish();
+    if (this.#revision === undefined && this.writes.size === 0) return;
     const res = await this.#kv.txn("store commit", { compare: this.#guards(), success: this.#ops(), failure: [] });
     if (!res.succeeded) {
       const keys = [...this.#readKeys.keys()].slice(0, conflictNames).join(", ");
@@ -98,11 +86,6 @@ export class EtcdTransaction implements Transaction {
       this.#kv.logger.debug("store commit conflicted", { revision: this.#revision, keys, prefixes });
       throw new ConflictError(`store commit: something the transaction read changed after revision ${this.#revision} (keys: ${keys || "none"}; prefixes: ${prefixes || "none"})`);
     }
-  }
-
-  rollback(): void {
-    this.#done = true;
-    this.#writes.clear();
   }
 
   /** #read runs a range at the snapshot revision, fixing it on the first read. */
@@ -140,7 +123,7 @@ export class EtcdTransaction implements Transaction {
   #ops(): IRequestOp[] {
     const layout = this.#kv.layout;
     const ops: IRequestOp[] = [];
-    for (const [key, value] of this.#writes) {
+    for (const [key, value] of this.writes) {
       if (value !== null) {
         ops.push({ request_put: { key: layout.valueKey(key), value: Buffer.from(value) } });
       } else {
@@ -149,9 +132,5 @@ export class EtcdTransaction implements Transaction {
       }
     }
     return ops;
-  }
-
-  #check(): void {
-    if (this.#done) throw new InternalError("store: transaction already committed or rolled back");
   }
 }
