@@ -4,7 +4,7 @@
  * automatically after each test file), and, for whatever is left, on process exit and SIGINT/SIGTERM.
  */
 import { existsSync, rmSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, readlink, rm } from "node:fs/promises";
 import { createServer, Socket, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +22,8 @@ export interface Swtpm {
   /** port is the TPM command port; ctrlPort (= port + 1, as tpm2-tss's swtpm TCTI requires) the control port. */
   port: number;
   ctrlPort: number;
+  /** pid is the swtpm process's (it holds the listening sockets on port and ctrlPort). */
+  pid: number | undefined;
   /** stateDir is the absolute directory holding the TPM's state (removed by stop()). */
   stateDir: string;
   /** tcti is "swtpm:host=127.0.0.1,port=N". */
@@ -57,15 +59,23 @@ function listen(port: number): Promise<Server> {
 
 const closeServer = (s: Server) => new Promise<void>((r) => s.close(() => r()));
 
-/** freePortPair asks the OS for a free port P whose neighbour P+1 is free too. */
+/** handedOut holds the ports of this process's swtpm (starting or running): never handed out twice. */
+const handedOut = new Set<number>();
+
+/** freePortPair asks the OS for a free port P whose neighbour P+1 is free too, and reserves both. */
 async function freePortPair(): Promise<number> {
   for (let i = 0; i < 50; i++) {
     const a = await listen(0);
     const port = (a.address() as { port: number }).port;
+    if (handedOut.has(port) || handedOut.has(port + 1)) {
+      await closeServer(a);
+      continue;
+    }
     const b = port < 65535 ? await listen(port + 1).catch(() => undefined) : undefined;
     await closeServer(a);
     if (b) {
       await closeServer(b);
+      handedOut.add(port).add(port + 1);
       return port;
     }
   }
@@ -110,6 +120,30 @@ const probeCtrl = (port: number): Promise<boolean> => exchange(port, Buffer.from
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * listensOn resolves true when process `pid` holds the listening TCP socket on 127.0.0.1:`port`
+ * (the socket's inode from /proc/net/tcp among the process's open files). Regression: two swtpm
+ * started at once were handed the same free port; the one that lost the bind had not exited yet
+ * when its probes reached the winner, so two simulated peers shared one TPM (its three object
+ * slots: a seal failed with TPM_RC_OBJECT_MEMORY, and PCR markers would mix).
+ */
+export async function listensOn(pid: number | undefined, port: number): Promise<boolean> {
+  if (pid === undefined) return false;
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  const inodes = new Set(
+    (await readFile("/proc/net/tcp", "utf8"))
+      .split("\n")
+      .slice(1)
+      .map((l) => l.trim().split(/\s+/))
+      .filter((f) => f[1] === local && f[3] === "0A") // 0A: LISTEN
+      .map((f) => `socket:[${f[9]}]`),
+  );
+  if (inodes.size === 0) return false;
+  const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+  for (const fd of fds) if (inodes.has(await readlink(`/proc/${pid}/fd/${fd}`).catch(() => ""))) return true;
+  return false;
+}
+
 async function startOnce(keepDir?: string): Promise<Swtpm | "port-taken"> {
   const stateDir = keepDir ?? (await mkdtemp(join(tmpdir(), "swtpm-")));
   const port = await freePortPair();
@@ -143,6 +177,8 @@ async function startOnce(keepDir?: string): Promise<Swtpm | "port-taken"> {
     stop: () =>
       (stopped ??= (async () => {
         running.delete(entry);
+        handedOut.delete(port);
+        handedOut.delete(ctrlPort);
         if (!exited) {
           child.kill("SIGTERM");
           const timer = setTimeout(() => child.kill("SIGKILL"), 2000);
@@ -173,7 +209,12 @@ async function startOnce(keepDir?: string): Promise<Swtpm | "port-taken"> {
       throw new Error(`swtpm exited before it was ready (${why})`);
     }
     if (await probe(port)) {
-      if (await probeCtrl(ctrlPort)) break;
+      if (await probeCtrl(ctrlPort)) {
+        // Both answer; they must be this swtpm's, not another one's that won the ports.
+        if ((await listensOn(child.pid, port)) && (await listensOn(child.pid, ctrlPort))) break;
+        await entry.stop();
+        return "port-taken";
+      }
       // The TPM answers but the control port is not this swtpm's: take other ports.
       if (Date.now() > ctrlDeadline) {
         await entry.stop();
@@ -186,7 +227,7 @@ async function startOnce(keepDir?: string): Promise<Swtpm | "port-taken"> {
     }
     await sleep(25);
   }
-  return { host, port, ctrlPort, stateDir, tcti: `swtpm:host=${host},port=${port}`, stop: entry.stop, powerOff };
+  return { host, port, ctrlPort, pid: child.pid, stateDir, tcti: `swtpm:host=${host},port=${port}`, stop: entry.stop, powerOff };
 }
 
 /** StartSwtpmOptions: a state dir to boot again, and how to provision the AK (default: ECC, like meshd does). */

@@ -3,6 +3,7 @@ import nacl from "tweetnacl";
 import type { CoreError } from "../../src/core/errors.js";
 import { PeerState } from "../../src/core/state.js";
 import { activateAdditionalNodes, activateAsCoordinator } from "../../src/pubapi/admin.js";
+import type { AdminConfig } from "../../src/core/coordinator-activation.js";
 import { VPNAPIClient } from "../../src/vpnapi/client.js";
 import { TestMesh } from "../helpers/mesh.js";
 
@@ -25,6 +26,8 @@ describe("concurrent activations and polls", () => {
     const won = results.filter((r) => r.status === "fulfilled");
     const lost = results.flatMap((r) => (r.status === "rejected" ? [r.reason as CoreError] : []));
     expect(won).toHaveLength(1);
+    // The winner's Node was activated (a failure here names its reason, not only a count).
+    expect((won[0] as PromiseFulfilledResult<AdminConfig>).value.failed).toEqual([]);
     expect(lost).toHaveLength(4);
     for (const e of lost) expect(e.code).toBe("failed-precondition");
     expect(coord.marker.marks).toBe(1);
