@@ -26,7 +26,7 @@ describe("concurrent activations and polls", () => {
     const lost = results.flatMap((r) => (r.status === "rejected" ? [r.reason as CoreError] : []));
     expect(won).toHaveLength(1);
     // The winner's Node was activated (a failure here names its reason, not only a count).
-    expect((won[0]).value.failed).toEqual([]);
+    expect(won[0].value.failed).toEqual([]);
     expect(lost).toHaveLength(4);
     for (const e of lost) expect(e.code).toBe("failed-precondition");
     expect(coord.marker.marks).toBe(1);
