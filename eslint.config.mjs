@@ -3,7 +3,7 @@
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/**", "dist-bench/**", "native/build/**", "node_modules/**", "**/*.js", "**/*.mjs", "vitest.config.ts", "test/vm/vitest.config.ts"] },
+  { ignores: ["src/gen/**", "dist/**", "dist-bench/**", "native/build/**", "node_modules/**", "**/*.js", "**/*.mjs", "vitest.config.ts", "test/vm/vitest.config.ts"] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: { parserOptions: { project: "./tsconfig.test.json", tsconfigRootDir: import.meta.dirname } },

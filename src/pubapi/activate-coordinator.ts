@@ -11,24 +11,8 @@ import type { CoordinatorJoinHandlers, NodeActivationRequest } from "../core/rem
 import { keyFromWire } from "../rpc/peer-wire.js";
 import { StreamReader } from "../rpc/stream-reader.js";
 import { ProvenChannel } from "./connect.js";
-import type { WireCallerProof, WireInitialRequest } from "./messages.js";
+import type { PubAPIGrpcClient, WireCallerProof, WireCoordinatorRequest, WireCoordinatorResponse } from "./messages.js";
 import { initialRequestFromWire, initialRequestToWire, openActivationStream } from "./initial-request.js";
-
-/** WireCoordinatorRequest is one client message of ActivateAsAdditionalCoordinator. */
-interface WireCoordinatorRequest {
-  request?: "initialRequest" | "secrets" | "promoted";
-  initialRequest?: WireInitialRequest | null;
-  secrets?: { stateDiskKey: Buffer; masterSecret: Buffer; storeJoin: string } | null;
-  promoted?: boolean;
-}
-
-/** WireCoordinatorResponse is one server message of ActivateAsAdditionalCoordinator. */
-interface WireCoordinatorResponse {
-  response?: "info" | "done" | "memberStarted";
-  info?: { stateDiskUuid: string; vpnPubKey: Buffer; wgPort: number } | null;
-  done?: { nodeVpnPubKey: Buffer; wgPort: number } | null;
-  memberStarted?: boolean;
-}
 
 /** maxStoreJoinBytes bounds CoordinatorSecrets.store_join (an etcd initial-cluster string). */
 const maxStoreJoinBytes = 4096;
@@ -47,11 +31,11 @@ export async function runActivateAsAdditionalCoordinator(
   timeoutMs: number,
 ): Promise<void> {
   const channel = new ProvenChannel(endpoint, validators, issuer, true);
-  let call: grpc.ClientDuplexStream<WireCoordinatorRequest, WireCoordinatorResponse> | undefined;
+  let call: ReturnType<PubAPIGrpcClient["ActivateAsAdditionalCoordinator"]> | undefined;
   try {
     const deadline = Date.now() + timeoutMs;
     const proof = await channel.proof(deadline, undefined);
-    call = (channel.client as unknown as { ActivateAsAdditionalCoordinator(o: grpc.CallOptions): typeof call }).ActivateAsAdditionalCoordinator({ deadline })!;
+    call = channel.client.ActivateAsAdditionalCoordinator({ deadline });
     const reader = new StreamReader<WireCoordinatorResponse>(call);
     call.write({ initialRequest: initialRequestToWire(req, proof) });
     const m1 = await reader.next("info", timeoutMs);

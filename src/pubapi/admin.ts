@@ -3,12 +3,12 @@ import type { ActivationResult, NodeFailure } from "../core/coordinator.js";
 import { InvalidArgumentError, InternalError } from "../core/errors.js";
 import type { AdminConfig } from "../core/mesh-peer.js";
 import { signAdminRequest } from "../core/admin-auth.js";
-import { adminPayloadCodec, type AdminMethod } from "../rpc/proto.js";
+import { adminPayloadCodec, type AdminMethod, type AdminPayloadIn } from "../rpc/proto.js";
 import { peerFromWire } from "../rpc/peer-wire.js";
 import { unaryCall } from "../rpc/status.js";
 import { pubapiError } from "./errors.js";
 import { newPubAPIClient } from "./client.js";
-import type { WireActivateAdditionalNodesRequest, WireActivationResult, WireAdminConfig, WireAdminRequest, WireFailure, WireRemoveNodeRequest } from "./messages.js";
+import type { PubAPIGrpcClient, WireActivationResult, WireAdminConfig, WireAdminRequest, WireFailure } from "./messages.js";
 
 /** ActivateRequest is what meshctl sends to ActivateAsCoordinator. */
 export interface ActivateRequest {
@@ -32,17 +32,21 @@ export async function activateAsCoordinator(
   onLog: (line: string) => void,
   timeoutMs = 30 * 60_000,
 ): Promise<AdminConfig> {
-  const c = await serverStream<{ log?: { message: string }; adminConfig?: WireAdminConfig | null }, WireAdminConfig>(
+  const c: WireAdminConfig = await serverStream(
     endpoint,
     credentials,
     "ActivateAsCoordinator",
-    {
-      adminVpnPubKey: Buffer.from(req.adminVPNPubKey, "base64"),
-      masterSecret: Buffer.from(req.masterSecret),
-      adminPubKey: Buffer.from(req.adminPubKey),
-      nodePublicEndpoints: req.nodeEndpoints,
-      coordinatorPublicEndpoints: req.coordinatorEndpoints,
-    },
+    (client, options) =>
+      client.ActivateAsCoordinator(
+        {
+          adminVpnPubKey: Buffer.from(req.adminVPNPubKey, "base64"),
+          masterSecret: Buffer.from(req.masterSecret),
+          adminPubKey: Buffer.from(req.adminPubKey),
+          nodePublicEndpoints: req.nodeEndpoints,
+          coordinatorPublicEndpoints: req.coordinatorEndpoints,
+        },
+        options,
+      ),
     (m) => (m.log ? (onLog(m.log.message), undefined) : m.adminConfig ?? undefined),
     timeoutMs,
   );
@@ -70,24 +74,24 @@ export interface AdminSigner {
  * signedAdminRequest fetches a single-use challenge from the Coordinator and returns the signed
  * AdminRequest for `method` carrying `payload`. Send it once: the Coordinator refuses a replay.
  */
-export async function signedAdminRequest<T>(
+export async function signedAdminRequest<M extends AdminMethod>(
   endpoint: string,
   credentials: grpc.ChannelCredentials,
   admin: AdminSigner,
-  method: AdminMethod,
-  payload: T,
+  method: M,
+  payload: AdminPayloadIn<M>,
   timeoutMs = 30_000,
 ): Promise<WireAdminRequest> {
   const client = newPubAPIClient(endpoint, credentials);
   let challenge: Buffer;
   try {
-    challenge = (await unaryCall<unknown, { challenge: Buffer }>(client, "GetAdminChallenge", {}, timeoutMs)).challenge;
+    challenge = (await unaryCall(client, "GetAdminChallenge", {}, timeoutMs)).challenge;
   } catch (err) {
     throw pubapiError(err, `GetAdminChallenge ${endpoint}`);
   } finally {
     client.close();
   }
-  const request = adminPayloadCodec<T>(method).serialize(payload);
+  const request = adminPayloadCodec(method).serialize(payload);
   return { request, challenge, signature: signAdminRequest(admin.secretKey, admin.clusterID, method, challenge, request) };
 }
 
@@ -100,7 +104,7 @@ export async function activateAdditionalNodes(
   onLog: (line: string) => void,
   timeoutMs = 30 * 60_000,
 ): Promise<ActivationResult> {
-  const req = await signedAdminRequest<WireActivateAdditionalNodesRequest>(endpoint, credentials, admin, "ActivateAdditionalNodes", { nodePublicEndpoints: nodeEndpoints });
+  const req = await signedAdminRequest(endpoint, credentials, admin, "ActivateAdditionalNodes", { nodePublicEndpoints: nodeEndpoints });
   return sendActivateAdditionalNodes(endpoint, credentials, req, onLog, timeoutMs);
 }
 
@@ -129,11 +133,11 @@ export async function sendActivateAdditionalNodes(
   timeoutMs = 30 * 60_000,
   method: "ActivateAdditionalNodes" | "ActivateAdditionalCoordinator" = "ActivateAdditionalNodes",
 ): Promise<ActivationResult> {
-  const r = await serverStream<{ log?: { message: string }; result?: WireActivationResult | null }, WireActivationResult>(
+  const r: WireActivationResult = await serverStream(
     endpoint,
     credentials,
     method,
-    req,
+    (client, options) => client[method](req, options),
     (m) => (m.log ? (onLog(m.log.message), undefined) : m.result ?? undefined),
     timeoutMs,
   );
@@ -156,10 +160,10 @@ export async function removePeer(
   vpnIP: string,
   timeoutMs = 60_000,
 ): Promise<{ resourceVersion: number; endpoint: string }> {
-  const req = await signedAdminRequest<WireRemoveNodeRequest>(endpoint, credentials, admin, method, { vpnIp: vpnIP });
+  const req = await signedAdminRequest(endpoint, credentials, admin, method, { vpnIp: vpnIP });
   const client = newPubAPIClient(endpoint, credentials);
   try {
-    const r = await unaryCall<unknown, { resourceVersion: number; endpoint: string }>(client, method, req, timeoutMs);
+    const r = await unaryCall(client, method, req, timeoutMs);
     return { resourceVersion: r.resourceVersion, endpoint: r.endpoint };
   } catch (err) {
     throw pubapiError(err, `${method} ${endpoint}`);
@@ -172,7 +176,7 @@ export async function removePeer(
 export async function getState(endpoint: string, credentials: grpc.ChannelCredentials, timeoutMs = 30_000): Promise<string> {
   const client = newPubAPIClient(endpoint, credentials);
   try {
-    return (await unaryCall<unknown, { state: string }>(client, "GetState", {}, timeoutMs)).state;
+    return (await unaryCall(client, "GetState", {}, timeoutMs)).state;
   } catch (err) {
     throw pubapiError(err, `GetState ${endpoint}`);
   } finally {
@@ -180,20 +184,22 @@ export async function getState(endpoint: string, credentials: grpc.ChannelCreden
   }
 }
 
-/** serverStream runs a server-streaming call; `pick` returns the final message (others are progress). */
+/**
+ * serverStream runs a server-streaming call that `start` makes on a generated client; `pick`
+ * returns the final message (others are progress). `method` names the call in errors.
+ */
 function serverStream<M, R>(
   endpoint: string,
   credentials: grpc.ChannelCredentials,
   method: string,
-  request: unknown,
+  start: (client: PubAPIGrpcClient, options: grpc.CallOptions) => grpc.ClientReadableStream<M>,
   pick: (m: M) => R | undefined,
   timeoutMs: number,
 ): Promise<R> {
   const client = newPubAPIClient(endpoint, credentials);
   return new Promise((resolve, reject) => {
     let result: R | undefined;
-    const fn = (client as unknown as Record<string, (r: unknown, o: grpc.CallOptions) => grpc.ClientReadableStream<M>>)[method];
-    const call = fn.call(client, request, { deadline: Date.now() + timeoutMs });
+    const call = start(client, { deadline: Date.now() + timeoutMs });
     call.on("data", (m: M) => {
       const r = pick(m);
       if (r !== undefined) result = r;

@@ -5,12 +5,12 @@ import { CoreError, InvalidArgumentError } from "../core/errors.js";
 import type { CoordinatorJoinHandlers, NodeActivationRequest, PeerClient } from "../core/remote.js";
 import { runActivateAsAdditionalCoordinator } from "./activate-coordinator.js";
 import { keyFromWire } from "../rpc/peer-wire.js";
-import { channelOptions, serviceOf } from "../rpc/proto.js";
-import { unaryCall } from "../rpc/status.js";
+import { channelOptions, pubapiService } from "../rpc/proto.js";
+import { unaryCall, type UnaryMethod, type UnaryRequest, type UnaryResponse } from "../rpc/status.js";
 import { StreamReader } from "../rpc/stream-reader.js";
 import { ProvenChannel } from "./connect.js";
 import { pubapiError } from "./errors.js";
-import type { WireActivateAsNodeRequest, WireActivateAsNodeResponse, WireCallerProof } from "./messages.js";
+import type { PubAPIGrpcClient, WireActivateAsNodeResponse, WireCallerProof } from "./messages.js";
 import { initialRequestToWire } from "./initial-request.js";
 
 /** PubAPIClientOptions configure a PubAPIClient. */
@@ -26,8 +26,8 @@ export interface PubAPIClientOptions {
 }
 
 /** newPubAPIClient opens a pubapi client (a grpc-js channel) to endpoint; close() it when done. */
-export function newPubAPIClient(endpoint: string, credentials: grpc.ChannelCredentials): grpc.Client {
-  const Ctor = serviceOf("pubapi");
+export function newPubAPIClient(endpoint: string, credentials: grpc.ChannelCredentials): PubAPIGrpcClient {
+  const Ctor = pubapiService();
   return new Ctor(endpoint, credentials, channelOptions);
 }
 
@@ -53,11 +53,11 @@ export class PubAPIClient implements PeerClient {
   ): Promise<{ vpnPubKey: string; wgPort: number }> {
     const channel = new ProvenChannel(endpoint, this.#o.validators, this.#o.issuer, true);
     const timeoutMs = this.#o.activationTimeoutMs ?? 120_000;
-    let call: grpc.ClientDuplexStream<WireActivateAsNodeRequest, WireActivateAsNodeResponse> | undefined;
+    let call: ReturnType<PubAPIGrpcClient["ActivateAsNode"]> | undefined;
     try {
       const deadline = Date.now() + timeoutMs;
       const proof = await channel.proof(deadline, undefined);
-      call = (channel.client as unknown as { ActivateAsNode(o: grpc.CallOptions): grpc.ClientDuplexStream<WireActivateAsNodeRequest, WireActivateAsNodeResponse> }).ActivateAsNode({ deadline });
+      call = channel.client.ActivateAsNode({ deadline });
       const reader = new StreamReader<WireActivateAsNodeResponse>(call);
       call.write({ initialRequest: initialRequestToWire(req, proof) });
       const m1 = await reader.next("state_disk_uuid", timeoutMs);
@@ -80,7 +80,7 @@ export class PubAPIClient implements PeerClient {
   }
 
   async joinCluster(endpoint: string, coordinatorVPNIP: string, credential: CoordinatorCredential): Promise<{ resourceVersion: number }> {
-    const res = await this.#proven<{ resourceVersion: number }>(endpoint, "JoinCluster", credential, (callerProof) => ({ coordinatorVpnIp: coordinatorVPNIP, callerProof }));
+    const res = await this.#proven(endpoint, "JoinCluster", credential, (callerProof) => ({ coordinatorVpnIp: coordinatorVPNIP, callerProof }));
     return { resourceVersion: res.resourceVersion };
   }
 
@@ -89,7 +89,7 @@ export class PubAPIClient implements PeerClient {
   }
 
   async getPeerVPNPublicKey(endpoint: string): Promise<string> {
-    const res = await this.#proven<{ vpnPubKey: Buffer }>(endpoint, "GetPeerVPNPublicKey", undefined, () => ({}));
+    const res = await this.#proven(endpoint, "GetPeerVPNPublicKey", undefined, () => ({}));
     return keyFromWire(res.vpnPubKey, "vpnPubKey");
   }
 
@@ -118,9 +118,15 @@ export class PubAPIClient implements PeerClient {
 
   /**
    * #proven runs a unary call on the endpoint's cached channel. With a credential (calls a
-   * Coordinator makes of a Node) the request carries a caller proof for the connection.
+   * Coordinator makes of a Node) `build` gets a caller proof for the connection to put in the
+   * request; without one it gets null.
    */
-  async #proven<Res>(endpoint: string, method: string, credential: CoordinatorCredential | undefined, build: (proof: WireCallerProof) => unknown): Promise<Res> {
+  async #proven<K extends UnaryMethod<PubAPIGrpcClient>>(
+    endpoint: string,
+    method: K,
+    credential: CoordinatorCredential | undefined,
+    build: (proof: WireCallerProof | null) => UnaryRequest<PubAPIGrpcClient, K>,
+  ): Promise<UnaryResponse<PubAPIGrpcClient, K>> {
     let channel = this.#channels.get(endpoint);
     if (!channel) {
       channel = new ProvenChannel(endpoint, this.#o.validators, this.#o.issuer, false);
@@ -128,8 +134,8 @@ export class PubAPIClient implements PeerClient {
     }
     const timeoutMs = this.#o.callTimeoutMs ?? 30_000;
     try {
-      const proof = credential ? await channel.proof(Date.now() + timeoutMs, credential) : undefined;
-      return await unaryCall<unknown, Res>(channel.client, method, build(proof!), timeoutMs);
+      const proof = credential ? await channel.proof(Date.now() + timeoutMs, credential) : null;
+      return await unaryCall(channel.client, method, build(proof), timeoutMs);
     } catch (err) {
       throw clientError(err, `${method} ${endpoint}`);
     }

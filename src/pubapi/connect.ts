@@ -7,7 +7,7 @@ import { createATLSChannelCredentials, type ATLSChannelCredentials } from "../at
 import type { CoordinatorCredential } from "../core/coordinator-auth.js";
 import { CoreError, InternalError, PermissionDeniedError, UnavailableError } from "../core/errors.js";
 import { newPubAPIClient } from "./client.js";
-import type { WireCallerProof } from "./messages.js";
+import type { PubAPIGrpcClient, WireCallerProof } from "./messages.js";
 
 /**
  * ProvenChannel is a pubapi channel of its own (its own aTLS credentials, so grpc-js never shares
@@ -16,7 +16,7 @@ import type { WireCallerProof } from "./messages.js";
  * itself but still gives the connection's keying material.
  */
 export class ProvenChannel {
-  readonly client: grpc.Client;
+  readonly client: PubAPIGrpcClient;
   readonly #creds: ATLSChannelCredentials;
   readonly #issuer: Issuer | undefined;
   #socket: TLSSocket | undefined;

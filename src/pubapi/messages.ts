@@ -1,74 +1,19 @@
-import type { WirePeer } from "../rpc/peer-wire.js";
-
-/** WireFailure is the proto NodeFailure message. */
-export interface WireFailure {
-  endpoint: string;
-  error: string;
-  marked: boolean;
-}
-
-/** WireAdminConfig is the proto AdminConfig message. */
-export interface WireAdminConfig {
-  adminVpnIp: string;
-  coordinator: WirePeer | null;
-  ownerId: Buffer;
-  clusterId: Buffer;
-  peers: WirePeer[];
-  failedNodes: WireFailure[];
-}
-
-/** WireInitialRequest is the proto ActivateAsNodeInitialRequest message. */
-export interface WireInitialRequest {
-  nodeVpnIp: string;
-  peers: WirePeer[];
-  ownerId: Buffer;
-  clusterId: Buffer;
-  coordinatorVpnIps: string[];
-  coordinatorPublicEndpoints: string[];
-  coordinatorAuthPubKey: Buffer;
-  callerProof: WireCallerProof | null;
-}
-
-/** WireActivateAsNodeRequest is one client message of the ActivateAsNode stream. */
-export interface WireActivateAsNodeRequest {
-  request?: "initialRequest" | "stateDiskKey";
-  initialRequest?: WireInitialRequest | null;
-  stateDiskKey?: Buffer;
-}
-
-/** WireActivateAsNodeResponse is one server message of the ActivateAsNode stream. */
-export interface WireActivateAsNodeResponse {
-  response?: "stateDiskUuid" | "nodeVpn";
-  stateDiskUuid?: string;
-  nodeVpn?: { nodeVpnPubKey: Buffer; wgPort: number } | null;
-}
-
-/** WireActivationResult is the proto ActivationResult message. */
-export interface WireActivationResult {
-  activated: WirePeer[];
-  failedNodes: WireFailure[];
-}
-
-/** WireCallerProof is the proto CallerProof message. */
-export interface WireCallerProof {
-  oid: string;
-  document: Buffer;
-  clusterSignature: Buffer;
-}
-
-/** WireAdminRequest is the proto AdminRequest message. */
-export interface WireAdminRequest {
-  request: Buffer;
-  challenge: Buffer;
-  signature: Buffer;
-}
-
-/** WireActivateAdditionalNodesRequest is the payload of an admin-signed ActivateAdditionalNodes. */
-export interface WireActivateAdditionalNodesRequest {
-  nodePublicEndpoints: string[];
-}
-
-/** WireRemoveNodeRequest is the payload of an admin-signed RemoveNode. */
-export interface WireRemoveNodeRequest {
-  vpnIp: string;
-}
+/**
+ * The pubapi messages as the code receives them: the types generated from proto/pubapi.proto
+ * (src/gen, `npm run gen:proto`), decoded with the loader options of rpc/proto.ts (camelCase
+ * fields, bytes as Buffer, defaults filled, oneofs named). Nothing here is written by hand: a
+ * renamed proto field breaks every use at compile time.
+ */
+export type { ActivateAdditionalNodesRequest__Output as WireActivateAdditionalNodesRequest } from "../gen/attestedmesh/pubapi/ActivateAdditionalNodesRequest.js";
+export type { ActivateAsAdditionalCoordinatorRequest__Output as WireCoordinatorRequest } from "../gen/attestedmesh/pubapi/ActivateAsAdditionalCoordinatorRequest.js";
+export type { ActivateAsAdditionalCoordinatorResponse__Output as WireCoordinatorResponse } from "../gen/attestedmesh/pubapi/ActivateAsAdditionalCoordinatorResponse.js";
+export type { ActivateAsNodeInitialRequest__Output as WireInitialRequest } from "../gen/attestedmesh/pubapi/ActivateAsNodeInitialRequest.js";
+export type { ActivateAsNodeRequest__Output as WireActivateAsNodeRequest } from "../gen/attestedmesh/pubapi/ActivateAsNodeRequest.js";
+export type { ActivateAsNodeResponse__Output as WireActivateAsNodeResponse } from "../gen/attestedmesh/pubapi/ActivateAsNodeResponse.js";
+export type { ActivationResult__Output as WireActivationResult } from "../gen/attestedmesh/pubapi/ActivationResult.js";
+export type { AdminConfig__Output as WireAdminConfig } from "../gen/attestedmesh/pubapi/AdminConfig.js";
+export type { AdminRequest__Output as WireAdminRequest } from "../gen/attestedmesh/pubapi/AdminRequest.js";
+export type { CallerProof__Output as WireCallerProof } from "../gen/attestedmesh/pubapi/CallerProof.js";
+export type { NodeFailure__Output as WireFailure } from "../gen/attestedmesh/pubapi/NodeFailure.js";
+export type { RemoveNodeRequest__Output as WireRemoveNodeRequest } from "../gen/attestedmesh/pubapi/RemoveNodeRequest.js";
+export type { APIClient as PubAPIGrpcClient, APIHandlers as PubAPIHandlers } from "../gen/attestedmesh/pubapi/API.js";

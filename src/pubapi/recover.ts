@@ -52,7 +52,7 @@ export async function recoverCoordinator(endpoint: string, validators: readonly 
   const channel = new ProvenChannel(endpoint, validators, undefined, { onVerified: clusterMarkerCheck(o.ownerID, o.clusterID) });
   try {
     const ekm = await channel.keyingMaterial(Date.now() + timeoutMs);
-    const st = await unaryCall<unknown, { state: string; waitingDiskUuid: string }>(channel.client, "GetState", {}, timeoutMs);
+    const st = await unaryCall(channel.client, "GetState", {}, timeoutMs);
     if (st.waitingDiskUuid === "") {
       throw new FailedPreconditionError(`the peer is ${st.state} and waits for no state-disk key: there is nothing to recover`);
     }

@@ -8,13 +8,13 @@ import { checkDiskUUID } from "../core/keys.js";
 import { connectionSignatureBytes } from "../core/coordinator-auth.js";
 import type { AdminGrant } from "../core/admin-auth.js";
 import { peerToWire } from "../rpc/peer-wire.js";
-import { adminPayloadCodec, maxMessageBytes, serviceOf, type AdminMethod } from "../rpc/proto.js";
+import { adminPayloadCodec, maxMessageBytes, pubapiService, type AdminMethod, type AdminPayload } from "../rpc/proto.js";
 import { serveActivateAsAdditionalCoordinator } from "./activate-coordinator.js";
 import { auditLog } from "../rpc/audit.js";
 import { callerRateLimit, type CallerRateLimitOptions } from "../rpc/rate-limit.js";
-import { toStatus } from "../rpc/status.js";
+import { toStatus, unaryHandler } from "../rpc/status.js";
 import { serveActivateAsNode } from "./activate-node-server.js";
-import type { WireActivateAdditionalNodesRequest, WireAdminRequest, WireCallerProof, WireFailure, WireRemoveNodeRequest } from "./messages.js";
+import type { PubAPIHandlers, WireAdminRequest, WireCallerProof, WireFailure } from "./messages.js";
 
 /**
  * CallConnections reaches the TLS connection of a call by its peer address (call.getPeer()); the
@@ -45,47 +45,45 @@ export interface PubAPIServerOptions {
 export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
   const server = new grpc.Server({ "grpc.max_receive_message_length": maxMessageBytes, interceptors: [auditLog(o.logger.child("audit")), callerRateLimit(o.callerRateLimit)] });
   const log = o.logger;
-  const fail = <T>(op: string, cb: grpc.sendUnaryData<T>) => (err: unknown) => cb(toStatus(err, op, log) as grpc.ServiceError, null);
-  const failStream = (op: string, call: grpc.ServerWritableStream<unknown, unknown>) => (err: unknown) =>
-    call.emit("error", toStatus(err, op, log));
+  const unary = <Req, Res>(op: string, fn: (call: grpc.ServerUnaryCall<Req, Res>) => Res | Promise<Res>) => unaryHandler(op, log, fn);
+  const failStream = (op: string, call: { emit(event: "error", err: unknown): boolean }) => (err: unknown) => call.emit("error", toStatus(err, op, log));
   /** callerOf binds a caller proof to the call's own connection (its keying material as this side sees it). */
   const callerOf = (call: { getPeer(): string }, proof: WireCallerProof | null | undefined): CallerContext => ({
     ekm: o.connections.keyingMaterial(call.getPeer()),
     proof: proof ? { oid: proof.oid, document: proof.document, clusterSignature: proof.clusterSignature } : undefined,
   });
   /** activateMore serves an admin's activation of more peers: progress lines as they come, then the result. */
-  const activateMore = <T>(
-    call: grpc.ServerWritableStream<WireAdminRequest, unknown>,
-    method: AdminMethod,
-    run: (grant: AdminGrant, payload: T, progress: (message: string) => void) => Promise<ActivationResult>,
-  ): void => {
-    (async () => {
-      const { grant, payload } = await admin<T>(method, call.request);
-      const res = await run(grant, payload, (message) => {
-        if (!call.cancelled) call.write({ log: { message } });
-      });
-      call.write({ result: { activated: res.activated.map(peerToWire), failedNodes: res.failed } });
-      call.end();
-    })().catch(failStream(method, call as grpc.ServerWritableStream<unknown, unknown>));
-  };
+  const activateMore = <M extends "ActivateAdditionalNodes" | "ActivateAdditionalCoordinator">(
+    method: M,
+    run: (grant: AdminGrant, payload: AdminPayload<M>, progress: (message: string) => void) => Promise<ActivationResult>,
+  ): PubAPIHandlers[M] =>
+    (call) => {
+      (async () => {
+        const { grant, payload } = await admin(method, call.request);
+        const res = await run(grant, payload, (message) => {
+          if (!call.cancelled) call.write({ log: { message } });
+        });
+        call.write({ result: { activated: res.activated.map(peerToWire), failedNodes: res.failed } });
+        call.end();
+      })().catch(failStream(method, call));
+    };
   /** admin verifies an admin request and only then decodes its payload. */
-  const admin = async <T>(method: AdminMethod, req: WireAdminRequest): Promise<{ grant: AdminGrant; payload: T }> => {
+  const admin = async <M extends AdminMethod>(method: M, req: WireAdminRequest): Promise<{ grant: AdminGrant; payload: AdminPayload<M> }> => {
     const grant = await o.peer.authorizeAdmin({ method, challenge: req.challenge, request: req.request, signature: req.signature }, method);
-    let payload: T;
+    let payload: AdminPayload<M>;
     try {
-      payload = adminPayloadCodec<T>(method).deserialize(req.request);
+      payload = adminPayloadCodec(method).deserialize(req.request);
     } catch (err) {
       throw new InvalidArgumentError(`${method}: request: not a valid payload`, { cause: err });
     }
     return { grant, payload };
   };
 
-  server.addService(serviceOf("pubapi").service, {
-    GetState: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) =>
-      cb(null, { state: o.peer.state, waitingDiskUuid: o.peer.waitingDiskUUID ?? "" }),
+  const handlers: PubAPIHandlers = {
+    GetState: unary("GetState", () => ({ state: o.peer.state, waitingDiskUuid: o.peer.waitingDiskUUID ?? "" })),
 
-    ActivateAsCoordinator: (call: grpc.ServerWritableStream<Record<string, unknown>, unknown>) => {
-      const r = call.request as { adminVpnPubKey: Buffer; nodePublicEndpoints: string[]; coordinatorPublicEndpoints: string[]; masterSecret: Buffer; adminPubKey: Buffer };
+    ActivateAsCoordinator: (call) => {
+      const r = call.request;
       const write = (message: string): void => {
         if (!call.cancelled) call.write({ log: { message } });
       };
@@ -115,87 +113,62 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
       })().catch(failStream("ActivateAsCoordinator", call));
     },
 
-    ActivateAsNode: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
-      serveActivateAsNode(call, o.peer, o.streamMessageTimeoutMs ?? 60_000, (proof) => callerOf(call, proof)).catch((err: unknown) =>
-        call.emit("error", toStatus(err, "ActivateAsNode", log)),
-      );
+    ActivateAsNode: (call) => {
+      serveActivateAsNode(call, o.peer, o.streamMessageTimeoutMs ?? 60_000, (proof) => callerOf(call, proof)).catch(failStream("ActivateAsNode", call));
     },
 
-    GetAdminChallenge: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      Promise.resolve()
-        .then(() => o.peer.getAdminChallenge())
-        .then((challenge) => cb(null, { challenge }), fail("GetAdminChallenge", cb));
+    GetAdminChallenge: unary("GetAdminChallenge", () => ({ challenge: o.peer.getAdminChallenge() })),
+
+    ActivateAdditionalNodes: activateMore("ActivateAdditionalNodes", (grant, p, progress) => o.peer.activateAdditionalNodes(grant, p.nodePublicEndpoints, progress)),
+
+    ActivateAdditionalCoordinator: activateMore("ActivateAdditionalCoordinator", (grant, p, progress) => o.peer.activateAdditionalCoordinators(grant, p.coordinatorPublicEndpoints, progress)),
+
+    ActivateAsAdditionalCoordinator: (call) => {
+      serveActivateAsAdditionalCoordinator(call, o.peer, o.streamMessageTimeoutMs ?? 60_000, (proof) => callerOf(call, proof)).catch(failStream("ActivateAsAdditionalCoordinator", call));
     },
 
-    ActivateAdditionalNodes: (call: grpc.ServerWritableStream<WireAdminRequest, unknown>) =>
-      activateMore<WireActivateAdditionalNodesRequest>(call, "ActivateAdditionalNodes", (grant, p, progress) => o.peer.activateAdditionalNodes(grant, p.nodePublicEndpoints, progress)),
+    RemoveNode: unary("RemoveNode", async (call) => {
+      const { grant, payload } = await admin("RemoveNode", call.request);
+      return o.peer.removeNode(grant, payload.vpnIp);
+    }),
 
-    ActivateAdditionalCoordinator: (call: grpc.ServerWritableStream<WireAdminRequest, unknown>) =>
-      activateMore<{ coordinatorPublicEndpoints: string[] }>(call, "ActivateAdditionalCoordinator", (grant, p, progress) =>
-        o.peer.activateAdditionalCoordinators(grant, p.coordinatorPublicEndpoints, progress),
-      ),
+    RemoveCoordinator: unary("RemoveCoordinator", async (call) => {
+      const { grant, payload } = await admin("RemoveCoordinator", call.request);
+      return o.peer.removeCoordinator(grant, payload.vpnIp);
+    }),
 
-    ActivateAsAdditionalCoordinator: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
-      serveActivateAsAdditionalCoordinator(call, o.peer, o.streamMessageTimeoutMs ?? 60_000, (proof) => callerOf(call, proof)).catch((err: unknown) =>
-        call.emit("error", toStatus(err, "ActivateAsAdditionalCoordinator", log)),
-      );
-    },
+    JoinCluster: unary("JoinCluster", async (call) => ({
+      resourceVersion: await o.peer.joinCluster(callerOf(call, call.request.callerProof), call.request.coordinatorVpnIp),
+    })),
 
-    RemoveNode: (call: grpc.ServerUnaryCall<WireAdminRequest, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      (async () => {
-        const { grant, payload } = await admin<WireRemoveNodeRequest>("RemoveNode", call.request);
-        return o.peer.removeNode(grant, payload.vpnIp);
-      })().then((r) => cb(null, r), fail("RemoveNode", cb));
-    },
+    TriggerNodeUpdate: unary("TriggerNodeUpdate", async (call) => ({ resourceVersion: await o.peer.triggerNodeUpdate(callerOf(call, call.request.callerProof)) })),
 
-    RemoveCoordinator: (call: grpc.ServerUnaryCall<WireAdminRequest, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      (async () => {
-        const { grant, payload } = await admin<WireRemoveNodeRequest>("RemoveCoordinator", call.request);
-        return o.peer.removeCoordinator(grant, payload.vpnIp);
-      })().then((r) => cb(null, r), fail("RemoveCoordinator", cb));
-    },
+    GetPeerVPNPublicKey: unary("GetPeerVPNPublicKey", async () => ({ vpnPubKey: Buffer.from(await o.peer.getVPNPublicKey(), "base64") })),
 
-    JoinCluster: (call: grpc.ServerUnaryCall<{ coordinatorVpnIp: string; callerProof: WireCallerProof | null }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      Promise.resolve()
-        .then(() => o.peer.joinCluster(callerOf(call, call.request.callerProof), call.request.coordinatorVpnIp))
-        .then((v) => cb(null, { resourceVersion: v }), fail("JoinCluster", cb));
-    },
+    RequestStateDiskKey: unary("RequestStateDiskKey", async (call) => {
+      await o.peer.requestStateDiskKey(call.request.diskUuid);
+      return {};
+    }),
 
-    TriggerNodeUpdate: (call: grpc.ServerUnaryCall<{ callerProof: WireCallerProof | null }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      Promise.resolve()
-        .then(() => o.peer.triggerNodeUpdate(callerOf(call, call.request.callerProof)))
-        .then((v) => cb(null, { resourceVersion: v }), fail("TriggerNodeUpdate", cb));
-    },
+    PushStateDiskKey: unary("PushStateDiskKey", async (call) => {
+      const r = call.request;
+      checkDiskUUID(r.diskUuid, "diskUUID");
+      if (r.stateDiskKey.length !== 32) throw new InvalidArgumentError(`stateDiskKey: must be 32 bytes, got ${r.stateDiskKey.length}`);
+      await o.peer.receiveStateDiskKey(callerOf(call, r.callerProof), r.diskUuid, r.stateDiskKey);
+      return {};
+    }),
 
-    GetPeerVPNPublicKey: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      o.peer.getVPNPublicKey().then((k) => cb(null, { vpnPubKey: Buffer.from(k, "base64") }), fail("GetPeerVPNPublicKey", cb));
-    },
-
-    RequestStateDiskKey: (call: grpc.ServerUnaryCall<{ diskUuid: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      Promise.resolve()
-        .then(() => o.peer.requestStateDiskKey(call.request.diskUuid))
-        .then(() => cb(null, {}), fail("RequestStateDiskKey", cb));
-    },
-
-    PushStateDiskKey: (call: grpc.ServerUnaryCall<{ diskUuid: string; stateDiskKey: Buffer; callerProof: WireCallerProof | null }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      (async () => {
-        checkDiskUUID(call.request.diskUuid, "diskUUID");
-        if (call.request.stateDiskKey.length !== 32) throw new InvalidArgumentError(`stateDiskKey: must be 32 bytes, got ${call.request.stateDiskKey.length}`);
-        await o.peer.receiveStateDiskKey(callerOf(call, call.request.callerProof), call.request.diskUuid, call.request.stateDiskKey);
-      })().then(() => cb(null, {}), fail("PushStateDiskKey", cb));
-    },
-
-    RecoverStateDiskKey: (call: grpc.ServerUnaryCall<{ diskUuid: string; stateDiskKey: Buffer; recoverySignature: Buffer }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      (async () => {
-        const r = call.request;
-        checkDiskUUID(r.diskUuid, "diskUUID");
-        if (r.stateDiskKey.length !== 32) throw new InvalidArgumentError(`stateDiskKey: must be 32 bytes, got ${r.stateDiskKey.length}`);
-        if (r.recoverySignature.length !== connectionSignatureBytes) {
-          throw new InvalidArgumentError(`recoverySignature: must be ${connectionSignatureBytes} bytes, got ${r.recoverySignature.length}`);
-        }
-        await o.peer.recoverStateDiskKey(o.connections.keyingMaterial(call.getPeer()), r.diskUuid, r.stateDiskKey, r.recoverySignature);
-      })().then(() => cb(null, {}), fail("RecoverStateDiskKey", cb));
-    },
-  });
+    RecoverStateDiskKey: unary("RecoverStateDiskKey", async (call) => {
+      const r = call.request;
+      checkDiskUUID(r.diskUuid, "diskUUID");
+      if (r.stateDiskKey.length !== 32) throw new InvalidArgumentError(`stateDiskKey: must be 32 bytes, got ${r.stateDiskKey.length}`);
+      if (r.recoverySignature.length !== connectionSignatureBytes) {
+        throw new InvalidArgumentError(`recoverySignature: must be ${connectionSignatureBytes} bytes, got ${r.recoverySignature.length}`);
+      }
+      await o.peer.recoverStateDiskKey(o.connections.keyingMaterial(call.getPeer()), r.diskUuid, r.stateDiskKey, r.recoverySignature);
+      return {};
+    }),
+  };
+  server.addService(pubapiService().service, handlers);
   return server;
 }

@@ -1,15 +1,9 @@
 import { InvalidArgumentError } from "../core/errors.js";
 import { checkPeerRecord, type PeerRecord } from "../core/peer.js";
 
-/** WirePeer is the proto Peer message as @grpc/proto-loader gives it (camelCase, bytes as Buffer). */
-export interface WirePeer {
-  role: string;
-  publicIp: string;
-  vpnIp: string;
-  vpnPubKey: Buffer;
-  wgPort: number;
-  pubapiPort: number;
-}
+/** WirePeer is the proto Peer message as the code receives it (generated from pubapi.proto). */
+export type { Peer__Output as WirePeer } from "../gen/attestedmesh/pubapi/Peer.js";
+import type { Peer__Output as WirePeer } from "../gen/attestedmesh/pubapi/Peer.js";
 
 /** peerToWire converts a PeerRecord into a proto Peer. */
 export function peerToWire(p: PeerRecord): WirePeer {

@@ -73,22 +73,41 @@ export function fromServiceError(err: unknown, operation: string): CoreError {
   return new CoreError("internal", `${operation}: ${errorMessage(err)}`, { cause: err });
 }
 
-/** unaryCall promisifies a grpc-js unary method with a deadline. */
-export function unaryCall<Req, Res>(
-  client: grpc.Client,
-  method: string,
-  request: Req,
-  timeoutMs: number,
-): Promise<Res> {
+/** UnarySignature is the last overload the generator writes for a unary method: (request, callback). */
+type UnarySignature<Req, Res> = (argument: Req, callback: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
+/** UnaryMethod names the unary methods of a generated client C. */
+export type UnaryMethod<C> = { [K in keyof C & string]: C[K] extends UnarySignature<infer _Req, infer _Res> ? K : never }[keyof C & string];
+/** UnaryRequest and UnaryResponse are method K's messages, as the generated client C types them. */
+export type UnaryRequest<C, K extends keyof C> = C[K] extends UnarySignature<infer Req, infer _Res> ? Req : never;
+export type UnaryResponse<C, K extends keyof C> = C[K] extends UnarySignature<infer _Req, infer Res> ? Res : never;
+
+/**
+ * unaryCall runs unary `method` of a generated client with a deadline and resolves with its
+ * response; request and response are typed by the proto (src/gen).
+ */
+export function unaryCall<C extends grpc.Client, K extends UnaryMethod<C>>(client: C, method: K, request: UnaryRequest<C, K>, timeoutMs: number): Promise<UnaryResponse<C, K>> {
   return new Promise((resolve, reject) => {
-    const fn = (client as unknown as Record<string, ((...args: unknown[]) => unknown) | undefined>)[method];
-    if (typeof fn !== "function") {
-      reject(new Error(`no method ${method}`));
-      return;
-    }
-    fn.call(client, request, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, res: Res) => {
+    const fn = client[method] as (argument: UnaryRequest<C, K>, options: grpc.CallOptions, callback: grpc.requestCallback<UnaryResponse<C, K>>) => grpc.ClientUnaryCall;
+    fn.call(client, request, { deadline: Date.now() + timeoutMs }, (err, res) => {
       if (err) reject(err);
+      else if (res === undefined) reject(new Error(`${method}: the call ended without a response`));
       else resolve(res);
     });
   });
+}
+
+/**
+ * unaryHandler serves a unary method with `fn`, which may return or throw (synchronously too):
+ * either way the caller gets the response or the error's status (toStatus, logged on `log`), never
+ * UNKNOWN from an escaped throw.
+ */
+export function unaryHandler<Req, Res>(op: string, log: Logger, fn: (call: grpc.ServerUnaryCall<Req, Res>) => Res | Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, cb) => {
+    Promise.resolve()
+      .then(() => fn(call))
+      .then(
+        (res) => cb(null, res),
+        (err: unknown) => cb(toStatus(err, op, log) as grpc.ServiceError, null),
+      );
+  };
 }

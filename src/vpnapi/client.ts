@@ -3,10 +3,11 @@ import { InvalidArgumentError } from "../core/errors.js";
 import type { PeerRecord } from "../core/peer.js";
 import { checkPeerSet } from "../core/peer.js";
 import type { CoordinatorClient, PeerUpdate, UpdateStream } from "../core/remote.js";
-import { peerFromWire, type WirePeer } from "../rpc/peer-wire.js";
-import { channelOptions, serviceOf } from "../rpc/proto.js";
-import { fromServiceError, unaryCall } from "../rpc/status.js";
-import { WatchClientStream, type WirePeerChanges, type WireWatchRequest } from "./watch.js";
+import { peerFromWire } from "../rpc/peer-wire.js";
+import { channelOptions, vpnapiService } from "../rpc/proto.js";
+import type { APIClient as VPNAPIGrpcClient } from "../gen/attestedmesh/vpnapi/API.js";
+import { fromServiceError, unaryCall, type UnaryMethod, type UnaryRequest, type UnaryResponse } from "../rpc/status.js";
+import { WatchClientStream } from "./watch.js";
 
 /** vpnapiPort is where Coordinators serve the vpnapi on their VPN IP (DESIGN.md). */
 export const vpnapiPort = 9027;
@@ -27,7 +28,7 @@ export interface PeerStatus {
  * for every poll until close(). Safe for concurrent use.
  */
 export class VPNAPIClient implements CoordinatorClient {
-  readonly #client: grpc.Client;
+  readonly #client: VPNAPIGrpcClient;
   readonly #target: string;
   readonly #timeoutMs: number;
 
@@ -36,14 +37,14 @@ export class VPNAPIClient implements CoordinatorClient {
    * call; extraOptions add grpc-js channel options (benches: a connection per client).
    */
   constructor(target: string, timeoutMs = 10_000, extraOptions: grpc.ChannelOptions = {}) {
-    const Ctor = serviceOf("vpnapi");
+    const Ctor = vpnapiService();
     this.#client = new Ctor(target, grpc.credentials.createInsecure(), { ...channelOptions, ...extraOptions });
     this.#target = target;
     this.#timeoutMs = timeoutMs;
   }
 
   async getUpdate(resourceVersion: number, nodeVPNIP: string): Promise<PeerUpdate> {
-    const res = await this.#call<{ resourceVersion: number; changed: boolean; peers: WirePeer[] }>("GetUpdate", { resourceVersion, nodeVpnIp: nodeVPNIP });
+    const res = await this.#call("GetUpdate", { resourceVersion, nodeVpnIp: nodeVPNIP });
     if (!Number.isSafeInteger(res.resourceVersion) || res.resourceVersion < 0) throw new InvalidArgumentError("GetUpdate: bad resourceVersion in reply");
     if (!res.changed) return { resourceVersion: res.resourceVersion, peers: undefined };
     return { resourceVersion: res.resourceVersion, peers: checkPeerSet(res.peers.map((p, i) => peerFromWire(p, `peers[${i}]`)), "peers") };
@@ -51,19 +52,19 @@ export class VPNAPIClient implements CoordinatorClient {
 
   /** watchUpdates opens a WatchUpdates stream (no deadline: it lives until close() or a failure). */
   watchUpdates(appliedVersion: number, nodeVPNIP: string): UpdateStream {
-    const call = (this.#client as unknown as { WatchUpdates(): grpc.ClientDuplexStream<WireWatchRequest, WirePeerChanges> }).WatchUpdates();
+    const call = this.#client.WatchUpdates();
     return new WatchClientStream(call, appliedVersion, nodeVPNIP, this.#target);
   }
 
   async getDataKey(dataKeyID: string, length: number): Promise<Buffer> {
-    const res = await this.#call<{ dataKey: Buffer }>("GetDataKey", { dataKeyId: dataKeyID, length });
+    const res = await this.#call("GetDataKey", { dataKeyId: dataKeyID, length });
     if (res.dataKey.length !== length) throw new InvalidArgumentError(`GetDataKey: got ${res.dataKey.length} bytes, asked for ${length}`);
     return res.dataKey;
   }
 
   /** getPeers returns the peer set with last-seen times. */
   async getPeers(): Promise<{ resourceVersion: number; peers: PeerStatus[] }> {
-    const res = await this.#call<{ resourceVersion: number; peers: Array<{ peer: WirePeer; lastSeenUnixMs: number; appliedVersion: number; appliedUnixMs: number }> }>("GetPeers", {});
+    const res = await this.#call("GetPeers", {});
     return {
       resourceVersion: res.resourceVersion,
       peers: res.peers.map((p, i) => ({
@@ -79,9 +80,9 @@ export class VPNAPIClient implements CoordinatorClient {
     this.#client.close();
   }
 
-  async #call<Res>(method: string, req: unknown): Promise<Res> {
+  async #call<K extends UnaryMethod<VPNAPIGrpcClient>>(method: K, req: UnaryRequest<VPNAPIGrpcClient, K>): Promise<UnaryResponse<VPNAPIGrpcClient, K>> {
     try {
-      return await unaryCall<unknown, Res>(this.#client, method, req, this.#timeoutMs);
+      return await unaryCall(this.#client, method, req, this.#timeoutMs);
     } catch (err) {
       throw fromServiceError(err, `vpnapi ${method} ${this.#target}`);
     }

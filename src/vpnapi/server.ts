@@ -6,10 +6,11 @@ import type { MeshPeer } from "../core/mesh-peer.js";
 import type { UpdateFeed } from "../core/update-feed.js";
 import { checkIP } from "../core/validate.js";
 import { peerToWire } from "../rpc/peer-wire.js";
-import { maxMessageBytes, serviceOf } from "../rpc/proto.js";
+import { maxMessageBytes, vpnapiService } from "../rpc/proto.js";
+import type { APIHandlers as VPNAPIHandlers } from "../gen/attestedmesh/vpnapi/API.js";
 import { auditLog } from "../rpc/audit.js";
-import { toStatus } from "../rpc/status.js";
-import { serveWatch, type WirePeerChanges, type WireWatchRequest } from "./watch.js";
+import { unaryHandler } from "../rpc/status.js";
+import { serveWatch } from "./watch.js";
 
 /** maxDataKeyBytes bounds GetDataKey's length. */
 export const maxDataKeyBytes = 64;
@@ -45,45 +46,39 @@ export function createVPNAPIServer(peer: VPNAPIBackend, logger: Logger, options:
     // Every call is audited; a Node's routine poll only at debug (meshd_polls_total counts them).
     interceptors: [auditLog(logger.child("audit"), { vpn: true, quiet: (m) => m === "GetUpdate" })],
   });
-  const fail = (op: string, cb: grpc.sendUnaryData<unknown>) => (err: unknown) => cb(toStatus(err, op, logger) as grpc.ServiceError, null);
-  server.addService(serviceOf("vpnapi").service, {
-    GetUpdate: (call: grpc.ServerUnaryCall<{ resourceVersion: number; nodeVpnIp: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      (async () => {
-        const v = call.request.resourceVersion;
-        if (!Number.isSafeInteger(v) || v < 0) throw new InvalidArgumentError("resourceVersion: must be a non-negative integer");
-        const claimed = call.request.nodeVpnIp === "" ? undefined : checkIP(call.request.nodeVpnIp, "nodeVPNIP");
-        const update = await peer.getUpdate(v, callerOf(call.getPeer()) ?? claimed);
-        options.onPoll?.();
-        return { resourceVersion: update.resourceVersion, changed: update.peers !== undefined, peers: (update.peers ?? []).map(peerToWire) };
-      })().then((r) => cb(null, r), fail("GetUpdate", cb));
-    },
-    WatchUpdates: (call: grpc.ServerDuplexStream<WireWatchRequest, WirePeerChanges>) => {
+  const handlers: VPNAPIHandlers = {
+    GetUpdate: unaryHandler("GetUpdate", logger, async (call) => {
+      const v = call.request.resourceVersion;
+      if (!Number.isSafeInteger(v) || v < 0) throw new InvalidArgumentError("resourceVersion: must be a non-negative integer");
+      const claimed = call.request.nodeVpnIp === "" ? undefined : checkIP(call.request.nodeVpnIp, "nodeVPNIP");
+      const update = await peer.getUpdate(v, callerOf(call.getPeer()) ?? claimed);
+      options.onPoll?.();
+      return { resourceVersion: update.resourceVersion, changed: update.peers !== undefined, peers: (update.peers ?? []).map(peerToWire) };
+    }),
+    WatchUpdates: (call) => {
       serveWatch(call, () => peer.updates(), callerOf(call.getPeer()), logger);
     },
-    GetDataKey: (call: grpc.ServerUnaryCall<{ dataKeyId: string; length: number }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      (async () => {
-        const { dataKeyId, length } = call.request;
-        if (!Number.isInteger(length) || length < 16 || length > maxDataKeyBytes) {
-          throw new InvalidArgumentError(`length: must be 16 to ${maxDataKeyBytes} bytes, got ${length}`);
-        }
-        return { dataKey: await peer.getDataKey(dataKeyId, length, callerOf(call.getPeer())) };
-      })().then((r) => cb(null, r), fail("GetDataKey", cb));
-    },
-    GetPeers: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      (async () => {
-        const update = await peer.getUpdate(-1);
-        const seen = peer.lastSeen();
-        const applied = peer.updates().acks.applied();
-        return {
-          resourceVersion: update.resourceVersion,
-          peers: (update.peers ?? []).map((p) => {
-            const a = applied.get(p.vpnIP);
-            return { peer: peerToWire(p), lastSeenUnixMs: seen.get(p.vpnIP) ?? 0, appliedVersion: a?.appliedVersion ?? 0, appliedUnixMs: a?.atMs ?? 0 };
-          }),
-        };
-      })().then((r) => cb(null, r), fail("GetPeers", cb));
-    },
-  });
+    GetDataKey: unaryHandler("GetDataKey", logger, async (call) => {
+      const { dataKeyId, length } = call.request;
+      if (!Number.isInteger(length) || length < 16 || length > maxDataKeyBytes) {
+        throw new InvalidArgumentError(`length: must be 16 to ${maxDataKeyBytes} bytes, got ${length}`);
+      }
+      return { dataKey: await peer.getDataKey(dataKeyId, length, callerOf(call.getPeer())) };
+    }),
+    GetPeers: unaryHandler("GetPeers", logger, async () => {
+      const update = await peer.getUpdate(-1);
+      const seen = peer.lastSeen();
+      const applied = peer.updates().acks.applied();
+      return {
+        resourceVersion: update.resourceVersion,
+        peers: (update.peers ?? []).map((p) => {
+          const a = applied.get(p.vpnIP);
+          return { peer: peerToWire(p), lastSeenUnixMs: seen.get(p.vpnIP) ?? 0, appliedVersion: a?.appliedVersion ?? 0, appliedUnixMs: a?.atMs ?? 0 };
+        }),
+      };
+    }),
+  };
+  server.addService(vpnapiService().service, handlers);
   return server;
 }
 

@@ -5,23 +5,14 @@ import { checkPeerSet } from "../core/peer.js";
 import type { PeerDelta, UpdateStream } from "../core/remote.js";
 import type { UpdateFeed } from "../core/update-feed.js";
 import { checkIP } from "../core/validate.js";
-import { peerFromWire, peerToWire, type WirePeer } from "../rpc/peer-wire.js";
+import { peerFromWire, peerToWire } from "../rpc/peer-wire.js";
 import { fromServiceError, toStatus } from "../rpc/status.js";
 
-/** WireWatchRequest is the proto WatchRequest as proto-loader gives it. */
-export interface WireWatchRequest {
-  appliedVersion: number;
-  nodeVpnIp: string;
-}
-
-/** WirePeerChanges is the proto PeerChanges as proto-loader gives it. */
-export interface WirePeerChanges {
-  resourceVersion: number;
-  fromVersion: number;
-  snapshot: boolean;
-  upserted: WirePeer[];
-  removed: string[];
-}
+/** WireWatchRequest and WirePeerChanges are the vpnapi messages as received (generated from vpnapi.proto). */
+export type { WatchRequest__Output as WireWatchRequest } from "../gen/attestedmesh/vpnapi/WatchRequest.js";
+export type { PeerChanges__Output as WirePeerChanges } from "../gen/attestedmesh/vpnapi/PeerChanges.js";
+import type { WatchRequest__Output as WireWatchRequest } from "../gen/attestedmesh/vpnapi/WatchRequest.js";
+import type { PeerChanges__Output as WirePeerChanges } from "../gen/attestedmesh/vpnapi/PeerChanges.js";
 
 /** maxRemovedPerMessage bounds a PeerChanges' removed list a Node accepts. */
 const maxRemoved = 65_536;

@@ -138,7 +138,8 @@ export function parseWgQuickConfig(text: string): WgQuickConfig {
     comment = undefined;
     const m = /^([A-Za-z]+)\s*=\s*(.*)$/.exec(line);
     if (!m) throw invalidArgument(at, "expected KEY = VALUE or a [section]");
-    const [, key, value] = m as unknown as [string, string, string];
+    const key = m[1];
+    const value = m[2];
     if (section === "interface") {
       if (key === "PrivateKey") privKey = checkKey(value, `${at} PrivateKey`);
       else if (key === "Address") {

@@ -338,10 +338,10 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
       import { sendActivateAdditionalNodes } from ${dist("pubapi/admin.js")};
       import { createATLSChannelCredentials } from ${dist("atls/client.js")};
       import { loadValidators } from ${dist("cli/validators.js")};
-      import { channelOptions, serviceOf } from ${dist("rpc/proto.js")};
+      import { channelOptions, pubapiService } from ${dist("rpc/proto.js")};
       const creds = createATLSChannelCredentials(await loadValidators(process.argv[1]), {});
       const unsigned = await sendActivateAdditionalNodes(process.argv[2], creds, { request: Buffer.alloc(0), challenge: Buffer.alloc(0), signature: Buffer.alloc(0) }, () => {}).then(() => "accepted", (e) => e.code);
-      const Client = serviceOf("pubapi");
+      const Client = pubapiService();
       const c = new Client(process.argv[3], creds, channelOptions);
       const trigger = await new Promise((r) => c.TriggerNodeUpdate({ callerProof: null }, { deadline: Date.now() + 20000 }, (e) => r(e ? e.code : "accepted")));
       c.close();

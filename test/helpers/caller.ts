@@ -4,10 +4,10 @@ import { access } from "node:fs/promises";
 import { join } from "node:path";
 import type { Issuer, Validator } from "../../src/attestation/attestation.js";
 import { ProvenChannel } from "../../src/pubapi/connect.js";
-import type { WireCallerProof } from "../../src/pubapi/messages.js";
+import type { PubAPIGrpcClient, WireCallerProof } from "../../src/pubapi/messages.js";
 import { peerToWire } from "../../src/rpc/peer-wire.js";
 import type { PeerRecord } from "../../src/core/peer.js";
-import { unaryCall } from "../../src/rpc/status.js";
+import { unaryCall, type UnaryMethod, type UnaryRequest, type UnaryResponse } from "../../src/rpc/status.js";
 import type { TestPeer } from "./mesh.js";
 
 /** ProofMaker builds the proof a test sends on a connection with keying material `ekm`. */
@@ -18,7 +18,7 @@ export const proofAs = (): ProofMaker => (channel) => channel.proof(Date.now() +
 
 /** RawActivation is an ActivateAsNode stream a test drives by hand. */
 export interface RawActivation {
-  call: grpc.ClientDuplexStream<unknown, unknown>;
+  call: ReturnType<PubAPIGrpcClient["ActivateAsNode"]>;
   /** outcome resolves with the stream's error, or undefined when it ended cleanly. */
   outcome: Promise<grpc.ServiceError | undefined>;
   /** first resolves with the first server message (state_disk_uuid) when there is one. */
@@ -34,7 +34,7 @@ export async function startActivation(node: TestPeer, validators: Validator[], i
   const channel = new ProvenChannel(node.endpoint, validators, issuer, true);
   const ekm = await channel.keyingMaterial(Date.now() + 10_000);
   const proof = await makeProof(channel, ekm);
-  const call = (channel.client as unknown as { ActivateAsNode(): grpc.ClientDuplexStream<unknown, unknown> }).ActivateAsNode();
+  const call = channel.client.ActivateAsNode();
   let gotFirst: (m: unknown) => void = () => {};
   const first = new Promise<unknown>((r) => (gotFirst = r));
   const outcome = new Promise<grpc.ServiceError | undefined>((resolve) => {
@@ -59,18 +59,18 @@ export async function startActivation(node: TestPeer, validators: Validator[], i
 }
 
 /** sendProven runs one unary call on a fresh channel whose request carries `makeProof`'s proof. */
-export async function sendProven<Res>(
+export async function sendProven<K extends UnaryMethod<PubAPIGrpcClient>>(
   endpoint: string,
   validators: Validator[],
   issuer: Issuer,
-  method: string,
+  method: K,
   makeProof: ProofMaker,
-  request: (proof: WireCallerProof | null) => unknown,
-): Promise<Res> {
+  request: (proof: WireCallerProof | null) => UnaryRequest<PubAPIGrpcClient, K>,
+): Promise<UnaryResponse<PubAPIGrpcClient, K>> {
   const channel = new ProvenChannel(endpoint, validators, issuer, false);
   try {
     const ekm = await channel.keyingMaterial(Date.now() + 10_000);
-    return await unaryCall<unknown, Res>(channel.client, method, request(await makeProof(channel, ekm)), 10_000);
+    return await unaryCall(channel.client, method, request(await makeProof(channel, ekm)), 10_000);
   } finally {
     channel.close();
   }

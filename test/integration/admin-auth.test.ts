@@ -35,7 +35,7 @@ describe("admin RPCs need the admin's signature over a single-use challenge and 
     return { coord, node };
   }
 
-  const payload = (node: TestPeer) => adminPayloadCodec<{ nodePublicEndpoints: string[] }>("ActivateAdditionalNodes").serialize({ nodePublicEndpoints: [node.endpoint] });
+  const payload = (node: TestPeer) => adminPayloadCodec("ActivateAdditionalNodes").serialize({ nodePublicEndpoints: [node.endpoint] });
   const challenge = async (coord: TestPeer) => (await signedAdminRequest(coord.endpoint, mesh.credentials(false), mesh.admin, "RemoveNode", { vpnIp: "10.118.0.99" })).challenge;
 
   const cases: Array<{ name: string; request: (coord: TestPeer, node: TestPeer) => Promise<WireAdminRequest>; msg: RegExp }> = [

@@ -119,10 +119,10 @@ describe("bad input gets a clear error and loses nothing", () => {
   describe("ActivateAsNode stream protocol", () => {
     const open = (peer: TestPeer) => {
       const client = newPubAPIClient(peer.endpoint, mesh.credentials(true));
-      const call = (client as unknown as { ActivateAsNode(): grpc.ClientDuplexStream<unknown, unknown> }).ActivateAsNode();
+      const call = client.ActivateAsNode();
       return { client, call };
     };
-    const outcome = (call: grpc.ClientDuplexStream<unknown, unknown>) =>
+    const outcome = (call: ReturnType<typeof open>["call"]) =>
       new Promise<grpc.ServiceError>((resolve) => {
         call.on("data", () => {});
         call.on("error", (e: grpc.ServiceError) => resolve(e));

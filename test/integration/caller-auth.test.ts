@@ -165,7 +165,7 @@ describe("a Node acts only for a Coordinator proven on the call's own connection
     expect((err as grpc.ServiceError).code).toBe(grpc.status.PERMISSION_DENIED);
     expect((err as grpc.ServiceError).details).toMatch(/TriggerNodeUpdate: cluster credential/);
     // The honest caller, on its own connection, is accepted.
-    const ok = await sendProven<{ resourceVersion: number }>(nodes[0].endpoint, mesh.validators(), coord.issuer, "TriggerNodeUpdate", async (ch) => ch.proof(Date.now() + 10_000, credential), (callerProof) => ({
+    const ok = await sendProven(nodes[0].endpoint, mesh.validators(), coord.issuer, "TriggerNodeUpdate", async (ch) => ch.proof(Date.now() + 10_000, credential), (callerProof) => ({
       callerProof,
     }));
     expect(ok.resourceVersion).toBeGreaterThan(0);
