@@ -6,7 +6,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { readFileSync } from "node:fs";
-import { nullLogger } from "../src/core/logger.js";
+import { nullLogger } from "../src/shared/logger.js";
 import type { PeerRecord } from "../src/core/peer.js";
 import { createVPNAPIServer } from "../src/vpnapi/server.js";
 import { FeedBackend } from "../test/helpers/feed-backend.js";

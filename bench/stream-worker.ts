@@ -11,7 +11,7 @@
  * Node's first call is under way (the parent then waits for the Coordinator's count of streams).
  */
 import { systemClock } from "../src/core/clock.js";
-import { nullLogger } from "../src/core/logger.js";
+import { nullLogger } from "../src/shared/logger.js";
 import type { CoordinatorClient } from "../src/core/remote.js";
 import { UpdateLoop } from "../src/core/update-loop.js";
 import { VPNAPIClient } from "../src/vpnapi/client.js";

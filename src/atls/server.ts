@@ -3,7 +3,7 @@ import { createSecureContext, TLSSocket, type SecureContext } from "node:tls";
 import { ServerCredentials } from "@grpc/grpc-js";
 
 import type { Issuer } from "../attestation/attestation.js";
-import { nullLogger, type Logger } from "../core/logger.js";
+import { nullLogger, type Logger } from "../shared/logger.js";
 import { createAttestedCertificate, defaultValidityMs } from "./certificate.js";
 import { ATLSConnections } from "./connections.js";
 import { ATLSError } from "./errors.js";

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { createATLSChannelCredentials } from "../atls/client.js";
 import { masterSecretMaxBytes, masterSecretMinBytes } from "../core/keys.js";
 import type { AdminConfig } from "../core/mesh-peer.js";
-import { writeFileAtomic } from "../core/store-memory.js";
+import { writeFileAtomic } from "../shared/atomic-file.js";
 import { activateAsCoordinator } from "../pubapi/admin.js";
 import { adminWGConfig, adminWGFileName, generateAdminKeyPair } from "./admin-config.js";
 import { adminFileName } from "./admin-file.js";
@@ -13,7 +13,8 @@ import { adminKeyFile, generateAdminKey, writeAdminKey } from "./admin-key.js";
 import { list, required, UsageError, type Command, type IO } from "./command.js";
 import { endpointFlag } from "./endpoint.js";
 import { Progress } from "./progress.js";
-import { loadValidators, measurementsFlag } from "./validators.js";
+import { loadValidators } from "../attestation/validators.js";
+import { measurementsFlag } from "./validators.js";
 
 
 /** activate is `meshctl activate`: it makes one fresh peer the Coordinator and activates the Nodes. */

@@ -6,7 +6,8 @@ import { Progress } from "./progress.js";
 import { list, required, UsageError, type Command } from "./command.js";
 import { coordinatorEndpoints, rememberCoordinators, tryCoordinators } from "./coordinators.js";
 import { endpointFlag } from "./endpoint.js";
-import { loadValidators, measurementsFlag } from "./validators.js";
+import { loadValidators } from "../attestation/validators.js";
+import { measurementsFlag } from "./validators.js";
 
 /** addCoordinators is `meshctl add-coordinators`: a Coordinator activates further Coordinators (admin-signed). */
 export const addCoordinators: Command = {

@@ -7,7 +7,8 @@ import { Progress } from "./progress.js";
 import { list, required, UsageError, type Command } from "./command.js";
 import { coordinatorEndpoints, tryCoordinators } from "./coordinators.js";
 import { endpointFlag } from "./endpoint.js";
-import { loadValidators, measurementsFlag } from "./validators.js";
+import { loadValidators } from "../attestation/validators.js";
+import { measurementsFlag } from "./validators.js";
 
 /** addNodes is `meshctl add-nodes`: the Coordinator activates more Nodes. */
 export const addNodes: Command = {

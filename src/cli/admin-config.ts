@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { AdminConfig } from "../core/coordinator-activation.js";
 import type { PeerRecord } from "../core/peer.js";
-import { writeFileAtomic } from "../core/store-memory.js";
+import { writeFileAtomic } from "../shared/atomic-file.js";
 import { formatEndpoint, parseEndpoint } from "../core/validate.js";
 import { VPNAPIClient, vpnapiPort } from "../vpnapi/client.js";
 import { parseWgQuickConfig, renderWgQuickConfig, type WgQuickConfig, type WgQuickPeer } from "../wireguard/config.js";

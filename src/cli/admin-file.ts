@@ -5,7 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { writeFileAtomic } from "../core/store-memory.js";
+import { writeFileAtomic } from "../shared/atomic-file.js";
 
 /** adminFileName is admin.json's name inside the admin directory (--admin-dir, --out). */
 export const adminFileName = "admin.json";

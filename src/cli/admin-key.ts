@@ -2,7 +2,7 @@ import { lstat, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import nacl from "tweetnacl";
 import { readAdminFile } from "./admin-file.js";
-import { writeFileAtomic } from "../core/store-memory.js";
+import { writeFileAtomic } from "../shared/atomic-file.js";
 import type { AdminSigner } from "../pubapi/admin.js";
 
 /** adminKeyFile is the admin signing key's file name, beside admin.json. */

@@ -4,7 +4,8 @@ import { platformOIDs } from "../attestation/attestation.js";
 import { loadPolicy } from "../attestation/policy.js";
 import { UsageError, type Command } from "./command.js";
 import { printVerdict } from "./verify.js";
-import { measurementsFlag, validatorsFor } from "./validators.js";
+import { validatorsFor } from "../attestation/validators.js";
+import { measurementsFlag } from "./validators.js";
 
 const maxDocumentBytes = 1024 * 1024;
 

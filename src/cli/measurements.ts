@@ -6,7 +6,7 @@ import { probeEndpoint } from "../atls/probe.js";
 import { parseEndpoint } from "../core/validate.js";
 import { required, UsageError, type Command } from "./command.js";
 import { pubapiDefaultPort } from "./endpoint.js";
-import { tofuValidators } from "./validators.js";
+import { tofuValidators } from "../attestation/validators.js";
 import { printVerdict } from "./verify.js";
 
 /**

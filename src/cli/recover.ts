@@ -5,7 +5,8 @@ import { readMasterSecret } from "./activate.js";
 import { adminFileName, readAdminFile } from "./admin-file.js";
 import { required, UsageError, type Command } from "./command.js";
 import { endpointFlag } from "./endpoint.js";
-import { loadValidators, measurementsFlag } from "./validators.js";
+import { loadValidators } from "../attestation/validators.js";
+import { measurementsFlag } from "./validators.js";
 
 /** recover is `meshctl recover`: the admin delivers a rebooted Coordinator's state-disk key. */
 export const recover: Command = {

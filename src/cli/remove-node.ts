@@ -5,7 +5,8 @@ import { removePeer } from "../pubapi/admin.js";
 import { readAdminKey } from "./admin-key.js";
 import { required, UsageError, type Command } from "./command.js";
 import { coordinatorEndpoints, forgetCoordinator, tryCoordinators } from "./coordinators.js";
-import { loadValidators, measurementsFlag } from "./validators.js";
+import { loadValidators } from "../attestation/validators.js";
+import { measurementsFlag } from "./validators.js";
 
 const options = { coordinator: { type: "string" }, "vpn-ip": { type: "string" }, "admin-dir": { type: "string" }, measurements: { type: "string" } } as const;
 

@@ -7,7 +7,7 @@ import { VPNAPIClient, vpnapiPort, type PeerStatus } from "../vpnapi/client.js";
 import { readAdminFileIfAny } from "./admin-file.js";
 import { UsageError, type Command, type IO } from "./command.js";
 import { rootOf } from "./verify.js";
-import { loadValidators } from "./validators.js";
+import { loadValidators } from "../attestation/validators.js";
 
 /** Attestation is what the admin's own aTLS handshake with a peer showed (status --measurements). */
 export interface Attestation {

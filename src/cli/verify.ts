@@ -4,7 +4,8 @@ import { probeEndpoint } from "../atls/probe.js";
 import { parseEndpoint } from "../core/validate.js";
 import { required, UsageError, type Command, type IO } from "./command.js";
 import { pubapiDefaultPort } from "./endpoint.js";
-import { loadValidators, measurementsFlag } from "./validators.js";
+import { loadValidators } from "../attestation/validators.js";
+import { measurementsFlag } from "./validators.js";
 
 /** verify is `meshctl verify`: one aTLS handshake, printing the verified evidence. */
 export const verify: Command = {

@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../core/errors.js";
-import type { LogFormat, LogLevel } from "../core/logger.js";
+import type { LogFormat, LogLevel } from "../shared/logger.js";
 import { formatEndpoint, parseEndpoint } from "../core/validate.js";
 import { isLoopbackHost } from "../store/etcd-tls.js";
 

@@ -1,8 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage, FailedPreconditionError } from "../core/errors.js";
-import type { Logger } from "../core/logger.js";
-import { MemoryStore } from "../core/store-memory.js";
+import type { Logger } from "../shared/logger.js";
+import { MemoryStore } from "../store/store-memory.js";
 import type { Store } from "../core/store.js";
 import type { MeshdConfig } from "./flags.js";
 

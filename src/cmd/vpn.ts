@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import type { Logger } from "../core/logger.js";
+import type { Logger } from "../shared/logger.js";
 import type { VPN, VPNPeer } from "../core/vpn.js";
 import type { WireGuardVPN } from "../wireguard/vpn-device.js";
 import { openWireGuardVPN } from "../wireguard/vpn.js";

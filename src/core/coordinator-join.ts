@@ -2,7 +2,7 @@ import type { ClusterStore } from "./cluster-store.js";
 import { CoordinatorCredential } from "./coordinator-auth.js";
 import { errorMessage, InvalidArgumentError } from "./errors.js";
 import { checkDiskUUID, deriveOwnerID, stateDiskKey } from "./keys.js";
-import type { Logger } from "./logger.js";
+import type { Logger } from "../shared/logger.js";
 import type { PeerRecord } from "./peer.js";
 import type { PeerClient } from "./remote.js";
 import type { StoreMembers } from "./store-members.js";

@@ -3,7 +3,7 @@ import { ClusterStore } from "./cluster-store.js";
 import type { StateDisk } from "./disk.js";
 import { errorMessage, FailedPreconditionError, NotFoundError } from "./errors.js";
 import { checkDiskUUID, deriveOwnerID, stateDiskKey } from "./keys.js";
-import type { Logger } from "./logger.js";
+import type { Logger } from "../shared/logger.js";
 import type { PeerRecord } from "./peer.js";
 import type { PeerClient, PeerUpdate } from "./remote.js";
 import { AckTracker } from "./ack-tracker.js";

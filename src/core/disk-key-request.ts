@@ -1,7 +1,7 @@
 import type { Clock } from "./clock.js";
 import type { StateDisk } from "./disk.js";
 import { CoreError, errorMessage, FailedPreconditionError, PermissionDeniedError, UnavailableError } from "./errors.js";
-import type { Logger } from "./logger.js";
+import type { Logger } from "../shared/logger.js";
 import type { PeerClient } from "./remote.js";
 
 /** DiskKeyRequestOptions wires a DiskKeyRequest. */

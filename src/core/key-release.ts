@@ -3,7 +3,7 @@ import { CoordinatorCredential } from "./coordinator-auth.js";
 import { errorMessage, PermissionDeniedError, UnavailableError } from "./errors.js";
 import { resultOf, type MeshEvents } from "./events.js";
 import { checkDiskUUID, deriveDataKey, stateDiskKey } from "./keys.js";
-import type { Logger } from "./logger.js";
+import type { Logger } from "../shared/logger.js";
 import type { PeerClient } from "./remote.js";
 import type { ReadOptions } from "./store.js";
 import type { StoreMembers } from "./store-members.js";

@@ -2,7 +2,7 @@ import type { CallerVerifier } from "./caller.js";
 import type { Clock } from "./clock.js";
 import type { StateDisk } from "./disk.js";
 import type { MeshEvents } from "./events.js";
-import type { Logger } from "./logger.js";
+import type { Logger } from "../shared/logger.js";
 import type { InitMarker } from "./marker.js";
 import type { NodeStateStore } from "./node-state.js";
 import type { CoordinatorDialer, PeerClient } from "./remote.js";

@@ -6,7 +6,7 @@ import { ClusterStore } from "./cluster-store.js";
 import type { Coordinator, ActivationResult, ProgressLog, Removed } from "./coordinator.js";
 import { CoreError, errorMessage, FailedPreconditionError, InternalError, InvalidArgumentError } from "./errors.js";
 import { DiskKeyRequest } from "./disk-key-request.js";
-import type { Logger } from "./logger.js";
+import type { Logger } from "../shared/logger.js";
 import type { Node } from "./node.js";
 import { readStart, restorePeer } from "./peer-restore.js";
 import { commitNodeActivation, firstContact, receiveDiskKey, startNodeRole } from "./node-activation.js";

@@ -1,7 +1,7 @@
 import type { StateDisk } from "./disk.js";
 import type { Clock } from "./clock.js";
 import { CoreError, errorMessage, InvalidArgumentError } from "./errors.js";
-import type { Logger } from "./logger.js";
+import type { Logger } from "../shared/logger.js";
 import type { InitMarker } from "./marker.js";
 import type { MeshPeerOptions } from "./mesh-peer-options.js";
 import { Node } from "./node.js";

@@ -1,36 +1,12 @@
 import { readFile } from "node:fs/promises";
 import { errorMessage, InternalError, PermissionDeniedError } from "./errors.js";
-import type { Logger } from "./logger.js";
-import { writeFileAtomic } from "./store-memory.js";
-import { checkPeerSet, type PeerRecord } from "./peer.js";
-import { checkSealedKey, type SealedKey } from "./sealer.js";
-import { checkIP } from "./validate.js";
+import type { Logger } from "../shared/logger.js";
+import { writeFileAtomic } from "../shared/atomic-file.js";
+import type { PeerRecord } from "./peer.js";
+import { checkNodeState, checkNodeStateRecord, type NodeState, type NodeStateRecord } from "../shared/shapes.js";
 
-/**
- * NodeState is what a peer remembers about its own activation, so that after a restart it knows
- * its role, VPN IP and where its Coordinators are (DESIGN.md: persisted before the TPM is marked).
- * It holds no secret: owner and cluster IDs are public identifiers.
- */
-export interface NodeState {
-  role: "coordinator" | "node";
-  vpnIP: string;
-  ownerID: string;
-  clusterID: string;
-  /** coordinatorVPNIPs are where the vpnapi is served (Nodes only; Coordinators list themselves). */
-  coordinatorVPNIPs: string[];
-  /** coordinatorEndpoints are the Coordinators' public pubapi endpoints, for re-joining after a reboot. */
-  coordinatorEndpoints: string[];
-  /**
-   * coordinatorPeers are the Coordinators' WireGuard peers (public keys and addresses only), so a
-   * rebooted Node whose device came back empty can reach the vpnapi through the VPN again.
-   */
-  coordinatorPeers: PeerRecord[];
-  /**
-   * coordinatorAuthPubKey is the cluster credential's public key (base64, 32 bytes Ed25519), given
-   * at activation (Nodes only): the Node acts only for callers that sign their connection with it.
-   */
-  coordinatorAuthPubKey?: string;
-}
+/** NodeState, NodeStateRecord and their checks are shared shapes (src/shared/shapes.ts): diskencryption uses them too. */
+export { checkNodeState, checkNodeStateRecord, type NodeState, type NodeStateRecord };
 
 /**
  * NodeStateStore is what a peer uses to keep its NodeState across reboots. Implemented by
@@ -51,15 +27,6 @@ export interface NodeStateStore {
   verified?(publicCopy: NodeState): Promise<NodeState>;
 }
 
-/**
- * NodeStateRecord is the stored form of a NodeState: the state, the MAC key sealed to the TPM's boot
- * PCRs, and `tag`, the hex HMAC-SHA256 under that key (node-state-auth.ts defines what it covers).
- */
-export interface NodeStateRecord {
-  nodeState: NodeState;
-  sealedKey: SealedKey;
-  tag: string;
-}
 
 /**
  * NodeStateRecordStore keeps a NodeStateRecord where it survives a reboot and is readable before the
@@ -150,37 +117,6 @@ export class NodeStateFile implements NodeStateRecordStore {
       throw new InternalError(`node state: ${this.#path} is corrupt: ${(err as Error).message}`, { cause: err });
     }
   }
-}
-
-/** checkNodeStateRecord validates a parsed NodeStateRecord and returns a copy with only its fields. */
-export function checkNodeStateRecord(value: unknown): NodeStateRecord {
-  const v = value as Partial<NodeStateRecord> | null;
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not an object");
-  if (typeof v.tag !== "string" || !/^[0-9a-f]{64}$/.test(v.tag)) throw new Error("tag: must be 64 lower-case hex characters");
-  let nodeState: NodeState;
-  try {
-    nodeState = checkNodeState(structuredClone(v.nodeState));
-  } catch (err) {
-    throw new Error(`nodeState: ${(err as Error).message}`, { cause: err });
-  }
-  return { nodeState, sealedKey: checkSealedKey(v.sealedKey), tag: v.tag };
-}
-
-/** checkNodeState validates a parsed NodeState (from a file or a LUKS2 token) and returns it. */
-export function checkNodeState(value: unknown): NodeState {
-  const v = value as NodeState;
-  if (typeof v !== "object" || v === null) throw new Error("not an object");
-  if (v.role !== "coordinator" && v.role !== "node") throw new Error("role");
-  checkIP(v.vpnIP, "vpnIP");
-  if (!/^[0-9a-f]{64}$/.test(v.ownerID) || !/^[0-9a-f]{64}$/.test(v.clusterID)) throw new Error("ownerID/clusterID");
-  if (!Array.isArray(v.coordinatorVPNIPs) || !Array.isArray(v.coordinatorEndpoints)) throw new Error("coordinators");
-  v.coordinatorVPNIPs.forEach((ip, i) => checkIP(ip, `coordinatorVPNIPs[${i}]`));
-  if (!v.coordinatorEndpoints.every((e) => typeof e === "string" && e.length < 300)) throw new Error("coordinatorEndpoints");
-  v.coordinatorPeers = checkPeerSet(v.coordinatorPeers ?? [], "coordinatorPeers");
-  if (v.coordinatorAuthPubKey !== undefined && (typeof v.coordinatorAuthPubKey !== "string" || Buffer.from(v.coordinatorAuthPubKey, "base64").length !== 32)) {
-    throw new Error("coordinatorAuthPubKey");
-  }
-  return v;
 }
 
 /** canonicalJSON renders a JSON value with sorted object keys, so equal values render equal. */

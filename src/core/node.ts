@@ -1,7 +1,7 @@
 import type { Clock } from "./clock.js";
 import { CoreError, errorMessage } from "./errors.js";
 import type { PeerRecord } from "./peer.js";
-import type { Logger } from "./logger.js";
+import type { Logger } from "../shared/logger.js";
 import type { CoordinatorClient, CoordinatorDialer, PeerUpdate, UpdateStream } from "./remote.js";
 import { UpdateLoop } from "./update-loop.js";
 import { toVPNPeers } from "./vpn-peers.js";

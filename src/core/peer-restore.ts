@@ -4,7 +4,7 @@ import type { StateDisk } from "./disk.js";
 import type { DiskKeyRequest } from "./disk-key-request.js";
 import { CoreError, errorMessage, FailedPreconditionError, InternalError } from "./errors.js";
 import { stateDiskKey } from "./keys.js";
-import type { Logger } from "./logger.js";
+import type { Logger } from "../shared/logger.js";
 import type { InitMarker } from "./marker.js";
 import type { Node } from "./node.js";
 import type { NodeState, NodeStateStore } from "./node-state.js";

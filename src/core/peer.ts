@@ -1,26 +1,10 @@
 import { InvalidArgumentError } from "./errors.js";
 import { checkIP, checkWGKey } from "./validate.js";
 
-/** Role is what a peer record stands for. */
-export type Role = "coordinator" | "node" | "admin";
+import type { PeerRecord, Role } from "../shared/shapes.js";
 
-/**
- * PeerRecord is one member of the mesh as the Coordinators store it and serve it to everyone in the
- * VPN. Admins have no public address (empty publicIP): they dial in.
- */
-export interface PeerRecord {
-  role: Role;
-  /** publicIP is the address of the peer's WireGuard port and pubapi; empty for admins. */
-  publicIP: string;
-  /** vpnIP is the peer's address inside the VPN. */
-  vpnIP: string;
-  /** vpnPubKey is the peer's WireGuard public key, base64. */
-  vpnPubKey: string;
-  /** wgPort is the peer's WireGuard port (0 for admins). */
-  wgPort: number;
-  /** pubapiPort is the peer's public API port (0 for admins). */
-  pubapiPort: number;
-}
+/** Role and PeerRecord are defined with the other shared shapes (src/shared/shapes.ts). */
+export type { PeerRecord, Role };
 
 const roles: readonly Role[] = ["coordinator", "node", "admin"];
 

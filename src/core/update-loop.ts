@@ -1,6 +1,6 @@
 import type { Clock } from "./clock.js";
 import { errorMessage, InvalidArgumentError } from "./errors.js";
-import type { Logger } from "./logger.js";
+import type { Logger } from "../shared/logger.js";
 import type { PeerRecord } from "./peer.js";
 import type { PeerDelta, PeerUpdate, UpdateStream } from "./remote.js";
 

@@ -1,4 +1,5 @@
 import { isIPv4, isIPv6 } from "node:net";
+import { wgKeyPattern } from "../shared/shapes.js";
 import { InvalidArgumentError } from "./errors.js";
 
 /** checkIP throws InvalidArgumentError naming `field` unless ip is a literal IPv4 or IPv6 address. */
@@ -69,7 +70,7 @@ export const wgKeyBytes = 32;
 
 /** checkWGKey throws unless key is the 44-character base64 of 32 bytes, as `wg pubkey` prints. */
 export function checkWGKey(key: unknown, field: string): string {
-  if (typeof key !== "string" || !/^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/.test(key)) {
+  if (typeof key !== "string" || !wgKeyPattern.test(key)) {
     const len = typeof key === "string" ? key.length : 0;
     throw new InvalidArgumentError(`${field}: must be a base64 WireGuard key of 32 bytes (44 characters), got ${len} characters`);
   }

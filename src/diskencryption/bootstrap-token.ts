@@ -12,9 +12,9 @@
  * an existing token is replaced with `--token-replace --token-id N`, which cryptsetup 2.6 commits as
  * one LUKS2 metadata update (the header epoch grows by one), so a reader sees the old or the new one.
  */
-import { isIP } from "node:net";
-import type { Logger } from "../core/logger.js";
-import type { NodeState, NodeStateRecord, NodeStateRecordStore } from "../core/node-state.js";
+import { nullLogger, type Logger } from "../shared/logger.js";
+import type { NodeStateRecordStore } from "../core/node-state.js";
+import { checkNodeStateRecord, type NodeStateRecord } from "../shared/shapes.js";
 import { CryptsetupRunner, type Exec } from "./cryptsetup.js";
 import { CorruptMetadataError, CryptsetupError, DiskError, TokenTooLargeError } from "./errors.js";
 import { requireLUKS2, resolveDevice } from "./header.js";
@@ -45,13 +45,12 @@ export interface BootstrapTokenOptions {
   commandTimeoutMs?: number;
 }
 
-const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
 
 function runner(o: BootstrapTokenOptions | undefined): CryptsetupRunner {
   return new CryptsetupRunner({
     path: o?.cryptsetupPath ?? "cryptsetup",
     timeoutMs: o?.commandTimeoutMs ?? 30_000,
-    logger: (o?.logger ?? silent).child("diskencryption"),
+    logger: (o?.logger ?? nullLogger).child("diskencryption"),
     ...(o?.exec ? { exec: o.exec } : {}),
   });
 }
@@ -215,93 +214,3 @@ export class LUKSTokenNodeState implements NodeStateRecordStore {
   }
 }
 
-/**
- * checkNodeStateRecord makes the checks of core's checkNodeStateRecord (see checkNodeState for why
- * they are written twice) and returns a copy with only the record's fields.
- */
-export function checkNodeStateRecord(v: unknown): NodeStateRecord {
-  if (!isObject(v)) throw new Error("not an object");
-  if (typeof v.tag !== "string" || !/^[0-9a-f]{64}$/.test(v.tag)) throw new Error("tag: must be 64 lower-case hex characters");
-  let nodeState: NodeState;
-  try {
-    nodeState = checkNodeState(v.nodeState);
-  } catch (err) {
-    throw new Error(`nodeState: ${(err as Error).message}`, { cause: err });
-  }
-  const k = v.sealedKey;
-  if (!isObject(k)) throw new Error("sealedKey: not an object");
-  const pcrs = k.pcrs;
-  if (!Array.isArray(pcrs) || pcrs.length === 0 || pcrs.length > 24) throw new Error("sealedKey.pcrs: must list 1 to 24 PCRs");
-  if (!pcrs.every((p) => Number.isInteger(p) && p >= 0 && p <= 23) || new Set(pcrs).size !== pcrs.length) {
-    throw new Error("sealedKey.pcrs: must be distinct integers from 0 to 23");
-  }
-  const b64 = (x: unknown, name: string): string => {
-    if (typeof x !== "string" || x.length === 0 || x.length > 2048 || !/^[A-Za-z0-9+/]+={0,2}$/.test(x)) {
-      throw new Error(`sealedKey.${name}: must be base64 of at most 2048 characters`);
-    }
-    return x;
-  };
-  return { nodeState, sealedKey: { pcrs: [...(pcrs as number[])], public: b64(k.public, "public"), private: b64(k.private, "private") }, tag: v.tag };
-}
-
-/**
- * checkNodeState makes the checks of core's checkNodeState (this layer may not import core at run
- * time — DESIGN.md's layer table; test/unit/state-volume-node-state.test.ts keeps the two in step).
- * It returns a copy with only NodeState's fields, or throws an Error naming the bad field.
- */
-export function checkNodeState(v: unknown): NodeState {
-  if (!isObject(v)) throw new Error("not an object");
-  if (v.role !== "coordinator" && v.role !== "node") throw new Error("role: must be coordinator or node");
-  const ip = (x: unknown, field: string): string => {
-    if (typeof x !== "string" || isIP(x) === 0) throw new Error(`${field}: not an IP address`);
-    return x;
-  };
-  const hex = (x: unknown, field: string): string => {
-    if (typeof x !== "string" || !/^[0-9a-f]{64}$/.test(x)) throw new Error(`${field}: must be 64 lower-case hex characters`);
-    return x;
-  };
-  if (!Array.isArray(v.coordinatorVPNIPs) || !Array.isArray(v.coordinatorEndpoints)) throw new Error("coordinators: must be arrays");
-  if (!v.coordinatorEndpoints.every((e) => typeof e === "string" && e.length < 300)) throw new Error("coordinatorEndpoints: must be strings under 300 characters");
-  const peersIn: unknown = v.coordinatorPeers ?? [];
-  if (!Array.isArray(peersIn)) throw new Error("coordinatorPeers: must be an array");
-  const seenIP = new Set<string>();
-  const seenKey = new Set<string>();
-  const coordinatorPeers = peersIn.map((p: unknown, i) => {
-    const f = `coordinatorPeers[${i}]`;
-    if (!isObject(p)) throw new Error(`${f}: must be a peer`);
-    if (p.role !== "coordinator" && p.role !== "node" && p.role !== "admin") throw new Error(`${f}.role: must be coordinator, node or admin`);
-    const admin = p.role === "admin";
-    const port = (x: unknown, field: string): number => {
-      if (typeof x !== "number" || !Number.isInteger(x) || x < (admin ? 0 : 1) || x > 65535) throw new Error(`${f}.${field}: not a port`);
-      return x;
-    };
-    if (typeof p.vpnPubKey !== "string" || !/^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/.test(p.vpnPubKey)) throw new Error(`${f}.vpnPubKey: not a WireGuard key`);
-    const rec = {
-      role: p.role as NodeState["coordinatorPeers"][number]["role"],
-      publicIP: admin && (p.publicIP === "" || p.publicIP === undefined) ? "" : ip(p.publicIP, `${f}.publicIP`),
-      vpnIP: ip(p.vpnIP, `${f}.vpnIP`),
-      vpnPubKey: p.vpnPubKey,
-      wgPort: port(p.wgPort, "wgPort"),
-      pubapiPort: port(p.pubapiPort, "pubapiPort"),
-    };
-    if (seenIP.has(rec.vpnIP) || seenKey.has(rec.vpnPubKey)) throw new Error(`${f}: VPN IP or public key appears twice`);
-    seenIP.add(rec.vpnIP);
-    seenKey.add(rec.vpnPubKey);
-    return rec;
-  });
-  return {
-    role: v.role,
-    vpnIP: ip(v.vpnIP, "vpnIP"),
-    ownerID: hex(v.ownerID, "ownerID"),
-    clusterID: hex(v.clusterID, "clusterID"),
-    coordinatorVPNIPs: v.coordinatorVPNIPs.map((x, i) => ip(x, `coordinatorVPNIPs[${i}]`)),
-    coordinatorEndpoints: [...(v.coordinatorEndpoints as string[])],
-    coordinatorPeers,
-    ...(v.coordinatorAuthPubKey !== undefined ? { coordinatorAuthPubKey: authPubKey(v.coordinatorAuthPubKey) } : {}),
-  };
-}
-
-function authPubKey(x: unknown): string {
-  if (typeof x !== "string" || !/^[A-Za-z0-9+/]{43}=$/.test(x)) throw new Error("coordinatorAuthPubKey: must be a base64 32-byte Ed25519 public key");
-  return x;
-}

@@ -3,8 +3,8 @@
  * (`--key-file -` or a positional new-key file `-`), a C locale so its messages parse, and exit
  * statuses turned into typed errors. Parsers for its output are pure and exported for tests.
  */
-import { execa } from "execa";
-import type { Logger } from "../core/logger.js";
+import { runProcess, type RunResult as ProcessResult } from "../shared/run.js";
+import type { Logger } from "../shared/logger.js";
 import { CryptsetupError, errorForExit } from "./errors.js";
 
 /** luks2MaxKeyslots is the number of keyslot IDs (0..31) a LUKS2 header has. */
@@ -97,15 +97,7 @@ export interface ExecOptions {
 }
 
 /** ExecResult is how a child ended; exitCode is undefined when it could not run or was killed. */
-export interface ExecResult {
-  exitCode: number | undefined;
-  stdout: string;
-  stderr: string;
-  timedOut?: boolean;
-  signal?: string | undefined;
-  /** spawnCode is the errno name when the program could not be started ("ENOENT"). */
-  spawnCode?: string | undefined;
-}
+export type ExecResult = Omit<ProcessResult, "timedOut" | "signal" | "spawnCode"> & Partial<Pick<ProcessResult, "timedOut" | "signal" | "spawnCode">>;
 
 /**
  * Exec runs `file args…` in the C locale and resolves with how it ended; it never rejects for a
@@ -113,25 +105,8 @@ export interface ExecResult {
  */
 export type Exec = (file: string, args: readonly string[], options: ExecOptions) => Promise<ExecResult>;
 
-/** execaExec is the real {@link Exec}: execa, environment plus LC_ALL=C, stdin from input or /dev/null. */
-export const execaExec: Exec = async (file, args, options) => {
-  const input = options.input;
-  const r = await execa(file, args, {
-    ...(input ? { input: Buffer.from(input.buffer, input.byteOffset, input.byteLength) } : { stdin: "ignore" as const }),
-    reject: false,
-    timeout: options.timeoutMs,
-    env: { LC_ALL: "C", LANG: "C" },
-    stripFinalNewline: true,
-  });
-  return {
-    exitCode: r.exitCode,
-    stdout: String(r.stdout ?? ""),
-    stderr: String(r.stderr ?? ""),
-    timedOut: r.timedOut,
-    signal: r.signal,
-    spawnCode: (r as { code?: string }).code,
-  };
-};
+/** execaExec is the real {@link Exec}: runProcess (src/shared/run.ts), stdin from input or /dev/null. */
+export const execaExec: Exec = (file, args, options) => runProcess(file, args, options);
 
 /**
  * CryptsetupRunner runs cryptsetup. It does not serialize: callers hold cryptsetupMutex around

@@ -10,7 +10,7 @@
  * the initial key *file*, passed by path.
  */
 import type { StateDisk } from "../core/disk.js";
-import type { Logger } from "../core/logger.js";
+import { nullLogger, type Logger } from "../shared/logger.js";
 import { CryptsetupRunner, luks2MaxKeyslots, parseKeyslotLine, pbkdfArgs, type PBKDFOptions } from "./cryptsetup.js";
 import { AlreadyFormattedError, CryptsetupError, KeyFileNotFoundError, LUKSVersionError, NoFreeKeyslotError, NotLUKSError, WrongKeyError } from "./errors.js";
 import { checkKey, fileExists, isMappingName, listKeyslots, requireLUKS2, resolveDevice, unlockKeyslot } from "./header.js";
@@ -52,7 +52,6 @@ export interface FormatOptions {
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
 
 /**
  * LUKSDisk implements core's StateDisk on a LUKS2 header. Every public method takes the
@@ -77,7 +76,7 @@ export class LUKSDisk implements StateDisk {
     this.initialKeyFile = options.initialKeyFile ?? defaultInitialKeyFile;
     pbkdfArgs(options.pbkdf); // validate now rather than on first use
     this.pbkdf = options.pbkdf;
-    this.log = (options.logger ?? silent).child("diskencryption");
+    this.log = (options.logger ?? nullLogger).child("diskencryption");
     this.cs = new CryptsetupRunner({
       path: options.cryptsetupPath ?? "cryptsetup",
       timeoutMs: options.commandTimeoutMs ?? defaultCommandTimeoutMs,

@@ -14,7 +14,7 @@ import { randomBytes } from "node:crypto";
 import { chmod, mkdir, open, realpath, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { StateDisk } from "../core/disk.js";
-import type { Logger } from "../core/logger.js";
+import { nullLogger, type Logger } from "../shared/logger.js";
 import { CryptsetupRunner, execaExec, parseStatus, pbkdfArgs, type Exec, type ExecResult, type PBKDFOptions } from "./cryptsetup.js";
 import { CryptsetupError, DeviceNotBlankError, NotLUKSError, VolumeCommandError, WrongKeyError } from "./errors.js";
 import { checkKey, fileExists, requireLUKS2, resolveDevice, unlockKeyslot, type KeySource } from "./header.js";
@@ -48,7 +48,6 @@ export interface StateVolumeOptions {
   commandTimeoutMs?: number;
 }
 
-const silent: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silent };
 const blankCheckBytes = 1024 * 1024;
 
 /**
@@ -87,7 +86,7 @@ export class StateVolume implements StateDisk {
     this.initialKeyFile = options.initialKeyFile;
     this.#mapperPath = join(options.mapperDir ?? "/dev/mapper", name);
     this.#exec = options.runner ?? execaExec;
-    this.#log = (options.logger ?? silent).child("statevolume");
+    this.#log = (options.logger ?? nullLogger).child("statevolume");
     const timeoutMs = options.commandTimeoutMs ?? defaultCommandTimeoutMs;
     this.#cs = new CryptsetupRunner({ path: "cryptsetup", timeoutMs, logger: this.#log, exec: this.#exec });
     this.#luks = new LUKSDisk({ device: d, initialKeyFile: this.initialKeyFile, logger: this.#log, commandTimeoutMs: timeoutMs, ...(options.pbkdf ? { pbkdf: options.pbkdf } : {}) });

@@ -1,7 +1,7 @@
 import { copyFile, chmod } from "node:fs/promises";
 import { join } from "node:path";
 import type { ExecResult, NetnsHarness, NetnsNode } from "./netns.js";
-import { waitFor } from "./poll.js";
+import { waitFor } from "../shared/wait.js";
 
 /** MeshctlPeer is one row of `meshctl peers --json`. */
 export interface MeshctlPeer {

@@ -2,7 +2,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { NetnsHarness, NetnsNode } from "./netns.js";
 import { NsProcess } from "./ns-process.js";
-import { waitFor } from "./poll.js";
+import { waitFor } from "../shared/wait.js";
 
 /** pubapiPort is where every local peer's meshd listens (DESIGN.md). */
 export const pubapiPort = 9000;

@@ -8,7 +8,7 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Validator, Verdict } from "../attestation/attestation.js";
 import { errorMessage } from "../core/errors.js";
 import type { MeshEvents } from "../core/events.js";
-import type { Logger } from "../core/logger.js";
+import type { Logger } from "../shared/logger.js";
 import type { ReadOptions, Store, Transaction } from "../core/store.js";
 
 /** MeshView is what the scrape-time gauges read from the running peer. */

@@ -2,7 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { ActivationResult } from "../core/coordinator.js";
 import type { CallerContext } from "../core/caller.js";
 import { InvalidArgumentError } from "../core/errors.js";
-import type { Logger } from "../core/logger.js";
+import type { Logger } from "../shared/logger.js";
 import type { MeshPeer } from "../core/mesh-peer.js";
 import { checkDiskUUID } from "../core/keys.js";
 import { connectionSignatureBytes } from "../core/coordinator-auth.js";

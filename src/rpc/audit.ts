@@ -1,5 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
-import type { Logger } from "../core/logger.js";
+import type { Logger } from "../shared/logger.js";
 
 /**
  * Who a successful call of each method has proven to be (the handlers refuse anyone else). Methods

@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { NativeError } from "../attestation/native.js";
 import { CoreError, errorMessage, type CoreErrorCode } from "../core/errors.js";
-import type { Logger } from "../core/logger.js";
+import type { Logger } from "../shared/logger.js";
 import { DiskError } from "../diskencryption/errors.js";
 import { WireGuardError, type WireGuardErrorCode } from "../wireguard/errors.js";
 

@@ -1,6 +1,6 @@
 import { CompareResult, CompareTarget, type ICompare, type IKeyValue, type IRangeRequest, type IRangeResponse, type IRequestOp, type ITxnRequest, type ITxnResponse } from "etcd3";
 import { ConflictError } from "../core/errors.js";
-import type { Logger } from "../core/logger.js";
+import type { Logger } from "../shared/logger.js";
 import { BufferedTransaction, overlayWrites } from "../core/store.js";
 import type { EtcdLayout } from "./etcd-layout.js";
 

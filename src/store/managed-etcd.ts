@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import type { ClusterSecrets } from "../core/cluster-store.js";
 import { errorMessage, FailedPreconditionError, UnavailableError } from "../core/errors.js";
-import type { Logger } from "../core/logger.js";
+import type { Logger } from "../shared/logger.js";
 import type { DeferredStore, StoreMembers } from "../core/store-members.js";
 import { caSubject, deriveEtcdCA, issueMemberCertificate } from "./etcd-pki.js";
 import { defaultNamespace } from "./etcd-layout.js";

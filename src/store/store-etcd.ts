@@ -1,6 +1,6 @@
 import { Etcd3, GRPCDeadlineExceededError, type IOptions, type IRangeRequest, type IRangeResponse } from "etcd3";
 import { InternalError, InvalidArgumentError, UnavailableError, errorMessage } from "../core/errors.js";
-import { nullLogger, type Logger } from "../core/logger.js";
+import { nullLogger, type Logger } from "../shared/logger.js";
 import type { ReadOptions, Store, Transaction } from "../core/store.js";
 import { storeErrorOf } from "./errors.js";
 import { compareKeys, defaultNamespace, EtcdLayout } from "./etcd-layout.js";

@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { InvalidArgumentError } from "../core/errors.js";
 import { offsetOf } from "../core/ip-pool.js";
-import type { Logger } from "../core/logger.js";
+import type { Logger } from "../shared/logger.js";
 import type { MeshPeer } from "../core/mesh-peer.js";
 import type { UpdateFeed } from "../core/update-feed.js";
 import { checkIP } from "../core/validate.js";

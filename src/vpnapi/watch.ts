@@ -1,6 +1,6 @@
 import type * as grpc from "@grpc/grpc-js";
 import { CoreError, errorMessage, InvalidArgumentError } from "../core/errors.js";
-import type { Logger } from "../core/logger.js";
+import type { Logger } from "../shared/logger.js";
 import { checkPeerSet } from "../core/peer.js";
 import type { PeerDelta, UpdateStream } from "../core/remote.js";
 import type { UpdateFeed } from "../core/update-feed.js";

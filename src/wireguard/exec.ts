@@ -1,6 +1,6 @@
 import { accessSync, constants } from "node:fs";
 import { delimiter, join } from "node:path";
-import { execa } from "execa";
+import { runProcess } from "../shared/run.js";
 import { WireGuardError } from "./errors.js";
 
 /** CommandOptions are per-call options of a CommandRunner. */
@@ -50,21 +50,11 @@ export const execaRunner: CommandRunner = async (file, args, options = {}) => {
   // a remote shell daemon runs it and sources ~/.bashrc (on our CI machines that runs pyenv, which
   // can wait 60 s for a lock a killed shell left behind).
   const [f, a] = args.includes("/proc/self/fd/0") ? ["sh", ["-c", 'cat | "$@"', "sh", file, ...args]] : [file, [...args]];
-  try {
-    const r = await execa(f, a, {
-      input: options.input ?? "",
-      timeout: options.timeoutMs ?? 10_000,
-      stripFinalNewline: false,
-      env: { LC_ALL: "C" },
-    });
-    return { stdout: r.stdout, stderr: r.stderr };
-  } catch (err) {
-    const e = err as { code?: string; exitCode?: number; stderr?: unknown; stdout?: unknown; timedOut?: boolean };
-    if (e.timedOut) throw new WireGuardError("timeout", `${command}: did not finish within ${options.timeoutMs ?? 10_000} ms`, { cause: err });
-    const text = (v: unknown): string => (typeof v === "string" ? v.trim() : Buffer.isBuffer(v) ? v.toString("utf8").trim() : "");
-    const output = (text(e.stderr) || text(e.stdout)).slice(0, 2000);
-    throw new CommandError(command, e.exitCode, output, e.code === "ENOENT", { cause: err });
-  }
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const r = await runProcess(f, a, { input: options.input ?? "", timeoutMs, stripFinalNewline: false });
+  if (r.timedOut) throw new WireGuardError("timeout", `${command}: did not finish within ${timeoutMs} ms`);
+  if (r.exitCode !== 0) throw new CommandError(command, r.exitCode, (r.stderr.trim() || r.stdout.trim()).slice(0, 2000), r.spawnCode === "ENOENT");
+  return { stdout: r.stdout, stderr: r.stderr };
 };
 
 /**

@@ -1,4 +1,5 @@
 import nacl from "tweetnacl";
+import { wgKeyPattern } from "../shared/shapes.js";
 import { invalidArgument } from "./errors.js";
 
 /** keyLength is the length in bytes of every WireGuard (Curve25519) key. */
@@ -72,11 +73,10 @@ export function parseKey(value: unknown, field: string): Uint8Array {
   return new Uint8Array(bytes);
 }
 
-const canonicalKeyPattern = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 
 /** checkKey validates a base64 key like parseKey and returns its canonical (trimmed) text. */
 export function checkKey(value: unknown, field: string): string {
-  if (typeof value === "string" && canonicalKeyPattern.test(value)) return value; // fast path: 1,000-peer sets
+  if (typeof value === "string" && wgKeyPattern.test(value)) return value; // fast path: 1,000-peer sets
   return encodeKey(parseKey(value, field));
 }
 

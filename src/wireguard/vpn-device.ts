@@ -6,6 +6,7 @@ import { loadOrCreatePrivateKey } from "./key-file.js";
 import { checkKey, encodeKey, publicKeyBytes } from "./keys.js";
 import type { DevicePeer, DeviceState } from "./uapi.js";
 import type { WireGuardLogger, WireGuardOptions, WireGuardPeerSpec } from "./vpn.js";
+import { nullLogger } from "../shared/logger.js";
 
 /** defaultListenPort is WireGuard's port in the mesh. */
 export const defaultListenPort = 51820;
@@ -31,7 +32,7 @@ export function resolveOptions(o: WireGuardOptions): ResolvedWireGuardOptions {
     persistentKeepaliveSec: checkPort(o.persistentKeepaliveSec ?? defaultPersistentKeepaliveSec, "persistentKeepaliveSec", true),
     vpnPrefixLength: prefix,
     netns: o.netns,
-    logger: o.logger ?? silentLogger,
+    logger: o.logger ?? nullLogger,
     commandTimeoutMs: o.commandTimeoutMs ?? 10_000,
     runner: o.runner ?? execaRunner,
   };
@@ -311,4 +312,3 @@ export function keepLearnedEndpoints(device: readonly PeerConfig[], want: readon
   });
 }
 
-const silentLogger: WireGuardLogger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };

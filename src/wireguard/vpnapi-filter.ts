@@ -7,7 +7,7 @@
  * IP via the Coordinator's public address reaches the vpnapi with any source address it likes.
  */
 import { isIPv4 } from "node:net";
-import { nullLogger, type Logger } from "../core/logger.js";
+import { nullLogger, type Logger } from "../shared/logger.js";
 import { WireGuardError } from "./errors.js";
 import { CommandError, execaRunner, findExecutable, inNetns, type CommandRunner } from "./exec.js";
 

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest"
 import { LocalMesh } from "../../src/localmesh/local-mesh.js";
 import type { LocalPeer } from "../../src/localmesh/local-peer.js";
 import { localMeshTools } from "../../src/localmesh/requirements.js";
-import { waitFor } from "../../src/localmesh/poll.js";
+import { waitFor } from "../../src/shared/wait.js";
 import { canRunE2E } from "../helpers/netns.js";
 
 const reason = canRunE2E(localMeshTools) ?? (existsSync("/usr/bin/etcd") ? undefined : "no /usr/bin/etcd (Debian etcd-server)");

@@ -15,7 +15,7 @@ import { LocalMesh } from "../../src/localmesh/local-mesh.js";
 import type { LocalPeer } from "../../src/localmesh/local-peer.js";
 import { localMeshTools } from "../../src/localmesh/requirements.js";
 import { vpnapiFilterTable } from "../../src/wireguard/vpnapi-filter.js";
-import { waitFor } from "../../src/localmesh/poll.js";
+import { waitFor } from "../../src/shared/wait.js";
 import { canRunE2E } from "../helpers/netns.js";
 
 const reason = canRunE2E(localMeshTools);
@@ -59,7 +59,7 @@ async function getState(mesh: LocalMesh, p: LocalPeer): Promise<{ exitCode: numb
   const script = `
     import { getState } from ${dist("pubapi/admin.js")};
     import { createATLSChannelCredentials } from ${dist("atls/client.js")};
-    import { loadValidators } from ${dist("cli/validators.js")};
+    import { loadValidators } from ${dist("attestation/validators.js")};
     const creds = createATLSChannelCredentials(await loadValidators(process.argv[1]), { requireFresh: true });
     process.stdout.write(await getState(process.argv[2], creds));`;
   const r = await mesh.net.exec(mesh.admin.netns, process.execPath, ["--input-type=module", "-e", script, mesh.measurementsFile, p.endpoint], { reject: false });
@@ -337,7 +337,7 @@ describe.skipIf(reason !== undefined)(`mesh across namespaces (meshd, meshctl, s
     const script = `
       import { sendActivateAdditionalNodes } from ${dist("pubapi/admin.js")};
       import { createATLSChannelCredentials } from ${dist("atls/client.js")};
-      import { loadValidators } from ${dist("cli/validators.js")};
+      import { loadValidators } from ${dist("attestation/validators.js")};
       import { channelOptions, pubapiService } from ${dist("rpc/proto.js")};
       const creds = createATLSChannelCredentials(await loadValidators(process.argv[1]), {});
       const unsigned = await sendActivateAdditionalNodes(process.argv[2], creds, { request: Buffer.alloc(0), challenge: Buffer.alloc(0), signature: Buffer.alloc(0) }, () => {}).then(() => "accepted", (e) => e.code);

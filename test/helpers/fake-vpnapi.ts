@@ -1,6 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { systemClock } from "../../src/core/clock.js";
-import { nullLogger } from "../../src/core/logger.js";
+import { nullLogger } from "../../src/shared/logger.js";
 import type { PeerRecord } from "../../src/core/peer.js";
 import { UpdateFeed } from "../../src/core/update-feed.js";
 import { createVPNAPIServer } from "../../src/vpnapi/server.js";

@@ -1,10 +1,8 @@
-/** until polls `cond` every 25 ms until it holds, or throws naming `what` after timeoutMs (a bounded poll, never a fixed sleep). */
+import { waitFor } from "../../src/shared/wait.js";
+
+/** until polls `cond` every 25 ms until it holds, or throws naming `what` after timeoutMs (a bounded poll, never a fixed sleep; shared/wait.ts). */
 export async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  await waitFor(async () => ((await cond()) ? true : undefined), { what, timeoutMs, intervalMs: 25 });
 }
 
 /** caught awaits a promise that must reject and returns its error; it throws if the promise resolves. */

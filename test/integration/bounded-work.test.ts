@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { HandshakeLimiter } from "../../src/atls/limiter.js";
 import { newNonce } from "../../src/atls/nonce.js";
 import { createATLSServerCredentials } from "../../src/atls/server.js";
-import { createLogger } from "../../src/core/logger.js";
+import { createLogger } from "../../src/shared/logger.js";
 import { PeerState } from "../../src/core/state.js";
 import { activateAsCoordinator, getState } from "../../src/pubapi/admin.js";
 import { createPubAPIServer } from "../../src/pubapi/server.js";

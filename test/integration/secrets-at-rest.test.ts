@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseMeshdFlags, type MeshdConfig } from "../../src/cmd/flags.js";
 import { openStore } from "../../src/cmd/store.js";
 import { ClusterStore } from "../../src/core/cluster-store.js";
-import { createLogger } from "../../src/core/logger.js";
+import { createLogger } from "../../src/shared/logger.js";
 import { PeerState } from "../../src/core/state.js";
 import { activateAsCoordinator } from "../../src/pubapi/admin.js";
 import { TestMesh } from "../helpers/mesh.js";

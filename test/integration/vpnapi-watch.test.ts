@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { systemClock } from "../../src/core/clock.js";
-import { nullLogger } from "../../src/core/logger.js";
+import { nullLogger } from "../../src/shared/logger.js";
 import type { PeerRecord } from "../../src/core/peer.js";
 import { UpdateLoop } from "../../src/core/update-loop.js";
 import { toVPNPeers } from "../../src/core/vpn-peers.js";

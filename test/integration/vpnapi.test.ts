@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import nacl from "tweetnacl";
 import * as grpc from "@grpc/grpc-js";
 import { deriveDataKey, stateDiskKey } from "../../src/core/keys.js";
-import { nullLogger } from "../../src/core/logger.js";
+import { nullLogger } from "../../src/shared/logger.js";
 import { activateAsCoordinator } from "../../src/pubapi/admin.js";
 import { VPNAPIClient } from "../../src/vpnapi/client.js";
 import { createVPNAPIServer, sourceVPNIP } from "../../src/vpnapi/server.js";

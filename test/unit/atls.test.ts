@@ -14,7 +14,7 @@ import { createATLSChannelCredentials, type ATLSClientOptions } from "../../src/
 import { ATLSError, atlsReasonOf } from "../../src/atls/errors.js";
 import { probeEndpoint } from "../../src/atls/probe.js";
 import { createATLSServerCredentials, type ATLSServerOptions } from "../../src/atls/server.js";
-import { createLogger } from "../../src/core/logger.js";
+import { createLogger } from "../../src/shared/logger.js";
 import { TestIssuer, TestValidator, testPlatformOID, type TestIssuerOptions } from "../helpers/attestation-test.js";
 
 // A one-method service over raw Buffers: no .proto needed.

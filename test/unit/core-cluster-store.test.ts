@@ -2,7 +2,7 @@ import nacl from "tweetnacl";
 import { describe, expect, it } from "vitest";
 import { ClusterStore } from "../../src/core/cluster-store.js";
 import { checkPeerSet, type PeerRecord } from "../../src/core/peer.js";
-import { MemoryStore } from "../../src/core/store-memory.js";
+import { MemoryStore } from "../../src/store/store-memory.js";
 
 const wgKey = (): string => Buffer.from(nacl.box.keyPair().publicKey).toString("base64");
 const node = (vpnIP: string, vpnPubKey = wgKey()): PeerRecord => ({ role: "node", publicIP: "198.18.0.9", vpnIP, vpnPubKey, wgPort: 51820, pubapiPort: 9000 });

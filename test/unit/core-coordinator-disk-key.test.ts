@@ -9,12 +9,12 @@ import { ClusterStore } from "../../src/core/cluster-store.js";
 import { Coordinator } from "../../src/core/coordinator.js";
 import { UnavailableError } from "../../src/core/errors.js";
 import { stateDiskKey } from "../../src/core/keys.js";
-import { nullLogger } from "../../src/core/logger.js";
+import { nullLogger } from "../../src/shared/logger.js";
 import type { PeerRecord } from "../../src/core/peer.js";
 import type { PeerClient } from "../../src/core/remote.js";
 import type { ReadOptions, Store } from "../../src/core/store.js";
 import type { StoreMembers } from "../../src/core/store-members.js";
-import { MemoryStore } from "../../src/core/store-memory.js";
+import { MemoryStore } from "../../src/store/store-memory.js";
 import { FakeVPN } from "../helpers/fakes.js";
 
 const self: PeerRecord = { role: "coordinator", publicIP: "192.0.2.1", vpnIP: "10.118.0.1", vpnPubKey: Buffer.alloc(32, 9).toString("base64"), wgPort: 51820, pubapiPort: 9000 };

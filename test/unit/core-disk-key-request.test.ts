@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { systemClock } from "../../src/core/clock.js";
 import { DiskKeyRequest } from "../../src/core/disk-key-request.js";
-import { nullLogger } from "../../src/core/logger.js";
+import { nullLogger } from "../../src/shared/logger.js";
 import type { PeerClient } from "../../src/core/remote.js";
 import { FakeDisk } from "../helpers/fakes.js";
 

@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import type { Clock } from "../../src/core/clock.js";
 import { CoreError, PermissionDeniedError, UnavailableError } from "../../src/core/errors.js";
-import { nullLogger } from "../../src/core/logger.js";
+import { nullLogger } from "../../src/shared/logger.js";
 import { firstContact } from "../../src/core/node-activation.js";
 
 /** steppingClock: every sleep advances time by its length at once. */

@@ -23,6 +23,22 @@ describe("layering", () => {
     expect(offenders).toEqual([]);
   });
 
+  it("src/shared is a leaf: it imports nothing of ours but itself", async () => {
+    const offenders: string[] = [];
+    for (const f of await files("src/shared")) {
+      for (const m of (await readFile(f, "utf8")).matchAll(/from\s+["'](\.[^"']*)["']/g)) if (!m[1].startsWith("./")) offenders.push(`${f}: ${m[1]}`);
+    }
+    expect(offenders).toEqual([]);
+  });
+
+  it("src/diskencryption and src/wireguard use no core code at run time (types only; shared shapes come from src/shared)", async () => {
+    const offenders: string[] = [];
+    for (const f of [...(await files("src/diskencryption")), ...(await files("src/wireguard"))]) {
+      for (const m of (await readFile(f, "utf8")).matchAll(/^import (?!type )[^;]*from\s+["'](\.\.\/core\/[^"']*)["']/gm)) offenders.push(`${f}: ${m[1]}`);
+    }
+    expect(offenders).toEqual([]);
+  });
+
   it("no file under src imports test helpers", async () => {
     const offenders: string[] = [];
     for (const f of await files("src")) if (/from\s+["'][./]*test\//.test(await readFile(f, "utf8"))) offenders.push(f);

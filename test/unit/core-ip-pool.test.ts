@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { ClusterStore } from "../../src/core/cluster-store.js";
 import { ResourceExhaustedError } from "../../src/core/errors.js";
 import { allocateIP, coordinatorPool, ipOf, nodePool, offsetOf, releaseIP, type IPPool } from "../../src/core/ip-pool.js";
-import { MemoryStore } from "../../src/core/store-memory.js";
+import { MemoryStore } from "../../src/store/store-memory.js";
 import { runTransaction } from "../../src/core/store.js";
 
 describe("VPN IP pools", () => {

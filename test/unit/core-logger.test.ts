@@ -2,7 +2,7 @@
 // below the level are dropped; children nest their component.
 import { describe, expect, it } from "vitest";
 import { parseMeshdFlags } from "../../src/cmd/flags.js";
-import { createLogger } from "../../src/core/logger.js";
+import { createLogger } from "../../src/shared/logger.js";
 
 describe("createLogger", () => {
   it("writes one JSON object per line with time, level, component, msg and fields", () => {

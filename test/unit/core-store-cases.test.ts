@@ -1,5 +1,5 @@
 import { describe, it } from "vitest";
-import { MemoryStore } from "../../src/core/store-memory.js";
+import { MemoryStore } from "../../src/store/store-memory.js";
 import { storeCases } from "../helpers/store-cases.js";
 
 // The same table runs against the etcd store in test/integration/store-etcd.test.ts.

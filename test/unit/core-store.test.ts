@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConflictError } from "../../src/core/errors.js";
-import { MemoryStore } from "../../src/core/store-memory.js";
+import { MemoryStore } from "../../src/store/store-memory.js";
 import { runTransaction } from "../../src/core/store.js";
 
 const b = (s: string): Buffer => Buffer.from(s);

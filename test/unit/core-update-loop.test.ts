@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { systemClock } from "../../src/core/clock.js";
 import { CoreError, UnavailableError } from "../../src/core/errors.js";
-import { nullLogger } from "../../src/core/logger.js";
+import { nullLogger } from "../../src/shared/logger.js";
 import { Node } from "../../src/core/node.js";
 import type { PeerRecord } from "../../src/core/peer.js";
 import type { CoordinatorClient, PeerUpdate } from "../../src/core/remote.js";

@@ -4,7 +4,7 @@ import { ChangeLog } from "../../src/core/change-log.js";
 import { systemClock } from "../../src/core/clock.js";
 import { Histogram } from "../../src/core/histogram.js";
 import { UpdateFeed } from "../../src/core/update-feed.js";
-import { nullLogger } from "../../src/core/logger.js";
+import { nullLogger } from "../../src/shared/logger.js";
 import type { PeerRecord } from "../../src/core/peer.js";
 import { UpdateLoop } from "../../src/core/update-loop.js";
 import { toVPNPeers } from "../../src/core/vpn-peers.js";

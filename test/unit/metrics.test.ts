@@ -5,8 +5,8 @@ import { describe, expect, it } from "vitest";
 import type { Validator } from "../../src/attestation/attestation.js";
 import { parseMeshdFlags } from "../../src/cmd/flags.js";
 import { ConflictError, UnavailableError } from "../../src/core/errors.js";
-import { nullLogger } from "../../src/core/logger.js";
-import { MemoryStore } from "../../src/core/store-memory.js";
+import { nullLogger } from "../../src/shared/logger.js";
+import { MemoryStore } from "../../src/store/store-memory.js";
 import type { Store } from "../../src/core/store.js";
 import { MeshMetrics, serveMetrics, type MeshView } from "../../src/metrics/metrics.js";
 

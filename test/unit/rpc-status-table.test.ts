@@ -6,7 +6,7 @@ import * as grpc from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import { NativeError } from "../../src/attestation/native.js";
 import { CoreError, PermissionDeniedError, UnavailableError } from "../../src/core/errors.js";
-import { nullLogger } from "../../src/core/logger.js";
+import { nullLogger } from "../../src/shared/logger.js";
 import {
   AlreadyFormattedError, CorruptMetadataError, DeviceBusyError, DeviceNotBlankError, DeviceNotFoundError, KeyFileNotFoundError, LUKSVersionError,
   NoFreeKeyslotError, NotLUKSError, WrongKeyError,

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { defaultPolicy } from "../../src/attestation/policy.js";
 import { SIMULATED_SNP_MEASUREMENT, SimulatedSNPIssuer } from "../../src/attestation/snp-simulated.js";
 import { sharedSimulatedSNPChain } from "../../src/attestation/snp-test-chain.js";
-import { validatorsFor } from "../../src/cli/validators.js";
+import { validatorsFor } from "../../src/attestation/validators.js";
 
 describe("shared simulated SEV-SNP chain (meshd --snp simulated)", () => {
   const nonce = Buffer.alloc(32, 5);

@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
-import { link, mkdir, open, readFile, rename, unlink } from "node:fs/promises";
-import { dirname, join } from "node:path";
-import { ConflictError, errorMessage, FailedPreconditionError, InternalError } from "./errors.js";
-import { BufferedTransaction, overlayWrites, type Store, type Transaction } from "./store.js";
+import { readFile } from "node:fs/promises";
+import { writeFileAtomic } from "../shared/atomic-file.js";
+import { ConflictError, errorMessage, FailedPreconditionError, InternalError } from "../core/errors.js";
+import { BufferedTransaction, overlayWrites, type Store, type Transaction } from "../core/store.js";
 
 /** MemoryStoreOptions configures a MemoryStore. */
 export interface MemoryStoreOptions {
@@ -238,49 +238,6 @@ class MemoryTransaction extends BufferedTransaction {
     this.finish();
     await this.#store.apply(this.#readKeys, this.#readPrefixes, this.writes);
   }
-}
-
-/** writeFileAtomic writes data to a temp file (mode 0600), fsyncs it and renames it over path. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, options: { keepPrevious?: boolean } = {}): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = join(dirname(path), `.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  const fh = await open(tmp, "w", 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } catch (err) {
-    await fh.close();
-    await unlink(tmp).catch(() => {});
-    throw err;
-  }
-  await fh.close();
-  try {
-    if (options.keepPrevious) await keepPrevious(path);
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => {});
-    throw err;
-  }
-  // The rename is durable only once the directory is: fsync it too.
-  const dir = await open(dirname(path), "r");
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
-}
-
-/** keepPrevious makes `<path>.prev` the current `path` (a hard link, atomically replacing an older copy); no file, nothing to keep. */
-async function keepPrevious(path: string): Promise<void> {
-  const tmp = `${path}.prev.${process.pid}.tmp`;
-  await unlink(tmp).catch(() => {}); // left by a crash of an earlier process with this pid
-  try {
-    await link(path, tmp);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-    throw err;
-  }
-  await rename(tmp, `${path}.prev`);
 }
 
 /** checksum is the SHA-256 (hex) of a store snapshot's JSON without its checksum. */
