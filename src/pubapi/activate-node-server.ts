@@ -1,9 +1,8 @@
-import type * as grpc from "@grpc/grpc-js";
 import type { CallerContext } from "../core/caller.js";
 import { InvalidArgumentError } from "../core/errors.js";
 import type { MeshPeer } from "../core/mesh-peer.js";
-import type { WireActivateAsNodeRequest, WireActivateAsNodeResponse, WireCallerProof } from "./messages.js";
-import { initialRequestFromWire, openActivationStream } from "./initial-request.js";
+import type { PubAPIHandlers, WireCallerProof } from "./messages.js";
+import { openActivationStream } from "./initial-request.js";
 
 /**
  * serveActivateAsNode runs the Node side of the ActivateAsNode stream:
@@ -12,29 +11,22 @@ import { initialRequestFromWire, openActivationStream } from "./initial-request.
  * proof of initial_request to the call's connection.
  */
 export async function serveActivateAsNode(
-  call: grpc.ServerDuplexStream<unknown, unknown>,
+  call: Parameters<PubAPIHandlers["ActivateAsNode"]>[0],
   peer: MeshPeer,
   timeoutMs: number,
   callerOf: (proof: WireCallerProof | null | undefined) => CallerContext,
 ): Promise<void> {
-  const { reader, initial: r } = await openActivationStream<WireActivateAsNodeRequest>(call, "ActivateAsNode", timeoutMs);
-  const write = (m: WireActivateAsNodeResponse): void => {
-    call.write(m);
-  };
-  const reply = await peer.activateAsNode(
-    callerOf(r.callerProof),
-    initialRequestFromWire(r),
-    {
-      sendDiskUUID: async (uuid) => {
-        write({ stateDiskUuid: uuid });
-        const m = await reader.next("state_disk_key", timeoutMs);
-        if (m.request !== "stateDiskKey" || m.stateDiskKey === undefined) {
-          throw new InvalidArgumentError(`ActivateAsNode: expected state_disk_key, got ${m.request ?? "an empty message"}`);
-        }
-        return m.stateDiskKey;
-      },
+  const { reader, request, caller, write } = await openActivationStream(call, "ActivateAsNode", timeoutMs, callerOf);
+  const reply = await peer.activateAsNode(caller, request, {
+    sendDiskUUID: async (uuid) => {
+      write({ stateDiskUuid: uuid });
+      const m = await reader.next("state_disk_key", timeoutMs);
+      if (m.request !== "stateDiskKey" || m.stateDiskKey === undefined) {
+        throw new InvalidArgumentError(`ActivateAsNode: expected state_disk_key, got ${m.request ?? "an empty message"}`);
+      }
+      return m.stateDiskKey;
     },
-  );
+  });
   write({ nodeVpn: { nodeVpnPubKey: Buffer.from(reply.vpnPubKey, "base64"), wgPort: reply.wgPort } });
   call.end();
 }

@@ -95,34 +95,33 @@ export async function signedAdminRequest<M extends AdminMethod>(
   return { request, challenge, signature: signAdminRequest(admin.secretKey, admin.clusterID, method, challenge, request) };
 }
 
-/** activateAdditionalNodes asks an activated Coordinator, as its admin, to activate more Nodes, streaming progress. */
-export async function activateAdditionalNodes(
-  endpoint: string,
-  credentials: grpc.ChannelCredentials,
-  admin: AdminSigner,
-  nodeEndpoints: string[],
-  onLog: (line: string) => void,
-  timeoutMs = 30 * 60_000,
-): Promise<ActivationResult> {
-  const req = await signedAdminRequest(endpoint, credentials, admin, "ActivateAdditionalNodes", { nodePublicEndpoints: nodeEndpoints });
-  return sendActivateAdditionalNodes(endpoint, credentials, req, onLog, timeoutMs);
-}
-
 /**
- * activateAdditionalCoordinators asks an activated Coordinator, as its admin, to activate further
- * Coordinators (ActivateAdditionalCoordinator), streaming progress.
+ * ActivateMore asks an activated Coordinator at `endpoint`, as its admin, to activate more peers
+ * (`endpoints`), streaming progress lines to onLog, and returns who was activated and who failed.
  */
-export async function activateAdditionalCoordinators(
+export type ActivateMore = (
   endpoint: string,
   credentials: grpc.ChannelCredentials,
   admin: AdminSigner,
-  coordinatorEndpoints: string[],
+  endpoints: string[],
   onLog: (line: string) => void,
-  timeoutMs = 30 * 60_000,
-): Promise<ActivationResult> {
-  const req = await signedAdminRequest(endpoint, credentials, admin, "ActivateAdditionalCoordinator", { coordinatorPublicEndpoints: coordinatorEndpoints });
-  return sendActivateAdditionalNodes(endpoint, credentials, req, onLog, timeoutMs, "ActivateAdditionalCoordinator");
-}
+  timeoutMs?: number,
+) => Promise<ActivationResult>;
+
+/** activateAdditionalNodes activates more Nodes (ActivateAdditionalNodes); see ActivateMore. */
+export const activateAdditionalNodes: ActivateMore = async (endpoint, credentials, admin, endpoints, onLog, timeoutMs = 30 * 60_000) =>
+  sendActivateAdditionalNodes(endpoint, credentials, await signedAdminRequest(endpoint, credentials, admin, "ActivateAdditionalNodes", { nodePublicEndpoints: endpoints }), onLog, timeoutMs);
+
+/** activateAdditionalCoordinators activates further Coordinators (ActivateAdditionalCoordinator); see ActivateMore. */
+export const activateAdditionalCoordinators: ActivateMore = async (endpoint, credentials, admin, endpoints, onLog, timeoutMs = 30 * 60_000) =>
+  sendActivateAdditionalNodes(
+    endpoint,
+    credentials,
+    await signedAdminRequest(endpoint, credentials, admin, "ActivateAdditionalCoordinator", { coordinatorPublicEndpoints: endpoints }),
+    onLog,
+    timeoutMs,
+    "ActivateAdditionalCoordinator",
+  );
 
 /** sendActivateAdditionalNodes sends an already signed ActivateAdditionalNodes request (see signedAdminRequest). */
 export async function sendActivateAdditionalNodes(

@@ -7,11 +7,10 @@ import { runActivateAsAdditionalCoordinator } from "./activate-coordinator.js";
 import { keyFromWire } from "../rpc/peer-wire.js";
 import { channelOptions, pubapiService } from "../rpc/proto.js";
 import { unaryCall, type UnaryMethod, type UnaryRequest, type UnaryResponse } from "../rpc/status.js";
-import { StreamReader } from "../rpc/stream-reader.js";
 import { ProvenChannel } from "./connect.js";
 import { pubapiError } from "./errors.js";
-import type { PubAPIGrpcClient, WireActivateAsNodeResponse, WireCallerProof } from "./messages.js";
-import { initialRequestToWire } from "./initial-request.js";
+import type { PubAPIGrpcClient, WireCallerProof } from "./messages.js";
+import { runActivationCall } from "./initial-request.js";
 
 /** PubAPIClientOptions configure a PubAPIClient. */
 export interface PubAPIClientOptions {
@@ -51,31 +50,27 @@ export class PubAPIClient implements PeerClient {
     req: NodeActivationRequest,
     diskKey: (uuid: string) => Promise<Uint8Array>,
   ): Promise<{ vpnPubKey: string; wgPort: number }> {
-    const channel = new ProvenChannel(endpoint, this.#o.validators, this.#o.issuer, true);
     const timeoutMs = this.#o.activationTimeoutMs ?? 120_000;
-    let call: ReturnType<PubAPIGrpcClient["ActivateAsNode"]> | undefined;
     try {
-      const deadline = Date.now() + timeoutMs;
-      const proof = await channel.proof(deadline, undefined);
-      call = channel.client.ActivateAsNode({ deadline });
-      const reader = new StreamReader<WireActivateAsNodeResponse>(call);
-      call.write({ initialRequest: initialRequestToWire(req, proof) });
-      const m1 = await reader.next("state_disk_uuid", timeoutMs);
-      if (m1.response !== "stateDiskUuid") throw new InvalidArgumentError(`ActivateAsNode: expected state_disk_uuid, got ${m1.response ?? "an empty message"}`);
-      const key = await diskKey(m1.stateDiskUuid ?? "");
-      call.write({ stateDiskKey: Buffer.from(key) });
-      const m2 = await reader.next("node_vpn_pub_key", timeoutMs);
-      if (m2.response !== "nodeVpn" || !m2.nodeVpn) throw new InvalidArgumentError(`ActivateAsNode: expected node_vpn_pub_key, got ${m2.response ?? "an empty message"}`);
-      const wgPort = m2.nodeVpn.wgPort;
-      if (!Number.isInteger(wgPort) || wgPort < 1 || wgPort > 65535) throw new InvalidArgumentError(`nodeVPN.wgPort: must be 1-65535, got ${wgPort}`);
-      const vpnPubKey = keyFromWire(m2.nodeVpn.nodeVpnPubKey, "nodeVPNPubKey");
-      call.end();
-      return { vpnPubKey, wgPort };
+      return await runActivationCall(
+        new ProvenChannel(endpoint, this.#o.validators, this.#o.issuer, true),
+        req,
+        timeoutMs,
+        (client, options) => client.ActivateAsNode(options),
+        async (call, reader) => {
+          const m1 = await reader.next("state_disk_uuid", timeoutMs);
+          if (m1.response !== "stateDiskUuid") throw new InvalidArgumentError(`ActivateAsNode: expected state_disk_uuid, got ${m1.response ?? "an empty message"}`);
+          const key = await diskKey(m1.stateDiskUuid ?? "");
+          call.write({ stateDiskKey: Buffer.from(key) });
+          const m2 = await reader.next("node_vpn_pub_key", timeoutMs);
+          if (m2.response !== "nodeVpn" || !m2.nodeVpn) throw new InvalidArgumentError(`ActivateAsNode: expected node_vpn_pub_key, got ${m2.response ?? "an empty message"}`);
+          const wgPort = m2.nodeVpn.wgPort;
+          if (!Number.isInteger(wgPort) || wgPort < 1 || wgPort > 65535) throw new InvalidArgumentError(`nodeVPN.wgPort: must be 1-65535, got ${wgPort}`);
+          return { vpnPubKey: keyFromWire(m2.nodeVpn.nodeVpnPubKey, "nodeVPNPubKey"), wgPort };
+        },
+      );
     } catch (err) {
-      call?.cancel();
       throw clientError(err, `ActivateAsNode ${endpoint}`);
-    } finally {
-      channel.close();
     }
   }
 

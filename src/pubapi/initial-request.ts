@@ -3,7 +3,9 @@ import { InvalidArgumentError } from "../core/errors.js";
 import type { NodeActivationRequest } from "../core/remote.js";
 import { peerFromWire, peerToWire } from "../rpc/peer-wire.js";
 import { StreamReader } from "../rpc/stream-reader.js";
-import type { WireCallerProof, WireInitialRequest } from "./messages.js";
+import type { CallerContext } from "../core/caller.js";
+import type { ProvenChannel } from "./connect.js";
+import type { PubAPIGrpcClient, WireCallerProof, WireInitialRequest } from "./messages.js";
 
 /**
  * initialRequestToWire renders the first message a Coordinator sends a fresh peer (ActivateAsNode
@@ -38,20 +40,57 @@ export function initialRequestFromWire(r: WireInitialRequest): NodeActivationReq
   };
 }
 
+/** ActivationStreamRequest is what both activation streams' client messages have: initial_request first. */
+type ActivationStreamRequest = { request?: string; initialRequest?: WireInitialRequest | null };
+
 /**
  * openActivationStream starts the fresh peer's side of an activation stream (ActivateAsNode,
- * ActivateAsAdditionalCoordinator): a reader over the call, and its first message, which must be
- * initial_request (else INVALID_ARGUMENT naming what came instead).
+ * ActivateAsAdditionalCoordinator): a reader over the call, its first message, which must be
+ * initial_request (else INVALID_ARGUMENT naming what came instead), as core's request with its
+ * caller (the proof bound to the call's connection by `callerOf`), and a typed write.
  */
-export async function openActivationStream<Req extends { request?: string; initialRequest?: WireInitialRequest | null }>(
-  call: grpc.ServerDuplexStream<unknown, unknown>,
+export async function openActivationStream<Req extends ActivationStreamRequest, Res>(
+  call: grpc.ServerDuplexStream<Req, Res>,
   op: string,
   timeoutMs: number,
-): Promise<{ reader: StreamReader<Req>; initial: WireInitialRequest }> {
+  callerOf: (proof: WireCallerProof | null | undefined) => CallerContext,
+): Promise<{ reader: StreamReader<Req>; request: NodeActivationRequest; caller: CallerContext; write: (m: Res) => void }> {
   const reader = new StreamReader<Req>(call);
   const first = await reader.next("initial_request", timeoutMs);
   if (first.request !== "initialRequest" || !first.initialRequest) {
     throw new InvalidArgumentError(`${op}: first message must be initial_request, got ${first.request ?? "an empty message"}`);
   }
-  return { reader, initial: first.initialRequest };
+  const r = first.initialRequest;
+  return { reader, request: initialRequestFromWire(r), caller: callerOf(r.callerProof), write: (m) => void call.write(m) };
+}
+
+/**
+ * runActivationCall is the activating Coordinator's side of an activation stream: over a fresh
+ * aTLS channel to `endpoint` (the peer's evidence must verify and show a fresh peer) it opens the
+ * call with `open`, sends initial_request with the caller proof of that connection, and lets
+ * `drive` run the rest. Any failure cancels the call; the channel is always closed.
+ */
+export async function runActivationCall<Req extends { initialRequest?: unknown }, Res, T>(
+  channel: ProvenChannel,
+  req: NodeActivationRequest,
+  timeoutMs: number,
+  open: (client: PubAPIGrpcClient, options: grpc.CallOptions) => grpc.ClientDuplexStream<Req, Res>,
+  drive: (call: grpc.ClientDuplexStream<Req, Res>, reader: StreamReader<Res>) => Promise<T>,
+): Promise<T> {
+  let call: grpc.ClientDuplexStream<Req, Res> | undefined;
+  try {
+    const deadline = Date.now() + timeoutMs;
+    const proof = await channel.proof(deadline, undefined);
+    call = open(channel.client, { deadline });
+    const reader = new StreamReader<Res>(call);
+    call.write({ initialRequest: initialRequestToWire(req, proof) } as Req);
+    const out = await drive(call, reader);
+    call.end();
+    return out;
+  } catch (err) {
+    call?.cancel();
+    throw err;
+  } finally {
+    channel.close();
+  }
 }

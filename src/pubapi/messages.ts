@@ -4,16 +4,10 @@
  * fields, bytes as Buffer, defaults filled, oneofs named). Nothing here is written by hand: a
  * renamed proto field breaks every use at compile time.
  */
-export type { ActivateAdditionalNodesRequest__Output as WireActivateAdditionalNodesRequest } from "../gen/attestedmesh/pubapi/ActivateAdditionalNodesRequest.js";
-export type { ActivateAsAdditionalCoordinatorRequest__Output as WireCoordinatorRequest } from "../gen/attestedmesh/pubapi/ActivateAsAdditionalCoordinatorRequest.js";
-export type { ActivateAsAdditionalCoordinatorResponse__Output as WireCoordinatorResponse } from "../gen/attestedmesh/pubapi/ActivateAsAdditionalCoordinatorResponse.js";
 export type { ActivateAsNodeInitialRequest__Output as WireInitialRequest } from "../gen/attestedmesh/pubapi/ActivateAsNodeInitialRequest.js";
-export type { ActivateAsNodeRequest__Output as WireActivateAsNodeRequest } from "../gen/attestedmesh/pubapi/ActivateAsNodeRequest.js";
-export type { ActivateAsNodeResponse__Output as WireActivateAsNodeResponse } from "../gen/attestedmesh/pubapi/ActivateAsNodeResponse.js";
 export type { ActivationResult__Output as WireActivationResult } from "../gen/attestedmesh/pubapi/ActivationResult.js";
 export type { AdminConfig__Output as WireAdminConfig } from "../gen/attestedmesh/pubapi/AdminConfig.js";
 export type { AdminRequest__Output as WireAdminRequest } from "../gen/attestedmesh/pubapi/AdminRequest.js";
 export type { CallerProof__Output as WireCallerProof } from "../gen/attestedmesh/pubapi/CallerProof.js";
 export type { NodeFailure__Output as WireFailure } from "../gen/attestedmesh/pubapi/NodeFailure.js";
-export type { RemoveNodeRequest__Output as WireRemoveNodeRequest } from "../gen/attestedmesh/pubapi/RemoveNodeRequest.js";
 export type { APIClient as PubAPIGrpcClient, APIHandlers as PubAPIHandlers } from "../gen/attestedmesh/pubapi/API.js";
