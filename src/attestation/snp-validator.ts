@@ -13,7 +13,7 @@ import { readVcekExtensions, sha256Hex, vcekPublicKey, verifySNPChain, type Pinn
 import {
   parseSNPReport, reportSignatureP1363, reportVersion, signedBytes, tcbToString, unsignedTailIsZero,
   SNP_MAX_REPORT_VERSION, SNP_MIN_REPORT_VERSION, SNP_POLICY_DEBUG_BIT, SNP_REPORT_SIZE, SNP_SIG_ALGO_ECDSA_P384_SHA384,
-  type SNPReport, type TcbVersion,
+  type SNPReport,
 } from "./snp-report.js";
 
 const MAX_CERT_BYTES = 16 * 1024;
@@ -110,6 +110,16 @@ function verifyReportSignature(report: SNPReport, chain: SNPChainResult): Check 
     : { name, status: "failed", detail: "report signature does not verify with the VCEK key" };
 }
 
+/** vcekExtensionsOr reads the VCEK's extensions, or returns check `name` failed saying why there are none to compare `what` with. */
+function vcekExtensionsOr(chain: SNPChainResult, name: string, what: string): ReturnType<typeof readVcekExtensions> | Check {
+  if (!chain.vcek) return { name, status: "failed", detail: `no parseable VCEK to compare ${what} with` };
+  try {
+    return readVcekExtensions(chain.vcek);
+  } catch (err) {
+    return { name, status: "failed", detail: (err as Error).message };
+  }
+}
+
 function tcbCheck(report: SNPReport, chain: SNPChainResult, min: SNPPolicy["minTcb"]): Check {
   const name = "tcb";
   const r = report.reportedTcb;
@@ -117,13 +127,9 @@ function tcbCheck(report: SNPReport, chain: SNPChainResult, min: SNPPolicy["minT
   if (low.length > 0) {
     return { name, status: "failed", detail: `reported_tcb ${tcbToString(r)} below policy minimum in ${low.map((f) => `${f} (${r[f]} < ${min[f]})`).join(", ")}` };
   }
-  if (!chain.vcek) return { name, status: "failed", detail: "no parseable VCEK to compare reported_tcb with" };
-  let vcekTcb: TcbVersion | undefined;
-  try {
-    vcekTcb = readVcekExtensions(chain.vcek).tcb;
-  } catch (err) {
-    return { name, status: "failed", detail: (err as Error).message };
-  }
+  const ext = vcekExtensionsOr(chain, name, "reported_tcb");
+  if ("status" in ext) return ext;
+  const vcekTcb = ext.tcb;
   if (!vcekTcb) return { name, status: "failed", detail: "VCEK lacks the TCB extensions 1.3.6.1.4.1.3704.1.3.{1,2,3,8}" };
   const fields = report.turin ? (["fmc", "bootloader", "tee", "snp", "microcode"] as const) : (["bootloader", "tee", "snp", "microcode"] as const);
   if (fields.some((f) => vcekTcb[f] !== r[f])) {
@@ -134,13 +140,9 @@ function tcbCheck(report: SNPReport, chain: SNPChainResult, min: SNPPolicy["minT
 
 function chipIdCheck(report: SNPReport, chain: SNPChainResult): Check {
   const name = "chip id";
-  if (!chain.vcek) return { name, status: "failed", detail: "no parseable VCEK to compare chip_id with" };
-  let hwId: Uint8Array | undefined;
-  try {
-    hwId = readVcekExtensions(chain.vcek).hwId;
-  } catch (err) {
-    return { name, status: "failed", detail: (err as Error).message };
-  }
+  const ext = vcekExtensionsOr(chain, name, "chip_id");
+  if ("status" in ext) return ext;
+  const hwId = ext.hwId;
   if (!hwId) return { name, status: "skipped", detail: "VCEK carries no hwID extension" };
   if (report.chipId.every((b) => b === 0)) return { name, status: "skipped", detail: "report chip_id is masked (all zero)" };
   // Turin hwIDs are 8 bytes; the report's chip_id then holds them followed by zeros.

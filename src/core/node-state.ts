@@ -134,15 +134,13 @@ export function canonicalJSON(v: unknown): string {
  * activation. Failures are logged: the running peer does not depend on them.
  */
 export class KnownCoordinators {
-  readonly #nodeState: NodeStateStore;
-  readonly #log: Logger;
   /** #written is the Coordinator set last written (JSON). */
   #written: string | undefined;
 
-  constructor(nodeState: NodeStateStore, log: Logger) {
-    this.#nodeState = nodeState;
-    this.#log = log;
-  }
+  constructor(
+    private readonly nodeState: NodeStateStore,
+    private readonly log: Logger,
+  ) {}
 
   /** remember writes the Coordinators among `peers` to the node state when they changed. */
   async remember(peers: readonly PeerRecord[]): Promise<void> {
@@ -150,9 +148,9 @@ export class KnownCoordinators {
     const key = JSON.stringify(coordinators);
     if (coordinators.length === 0 || key === this.#written) return;
     try {
-      const saved = await this.#nodeState.load();
+      const saved = await this.nodeState.load();
       if (!saved) return;
-      await this.#nodeState.save({
+      await this.nodeState.save({
         ...saved,
         coordinatorVPNIPs: coordinators.map((p) => p.vpnIP),
         coordinatorEndpoints: coordinators.map((p) => `${p.publicIP}:${p.pubapiPort}`),
@@ -160,7 +158,7 @@ export class KnownCoordinators {
       });
       this.#written = key;
     } catch (err) {
-      this.#log.warn("could not remember the current Coordinators in the node state", { error: errorMessage(err) });
+      this.log.warn("could not remember the current Coordinators in the node state", { error: errorMessage(err) });
     }
   }
 }

@@ -50,9 +50,17 @@ export abstract class BufferedTransaction implements Transaction {
   protected readonly writes = new Map<string, Uint8Array | null>();
   #done = false;
 
-  abstract get(key: string): Promise<Uint8Array | undefined>;
   abstract list(prefix: string): Promise<Array<[string, Uint8Array]>>;
+  /** readKey reads `key` from the store's snapshot (it was not written in this transaction) and records the read for the commit's conflict check. */
+  protected abstract readKey(key: string): Promise<Uint8Array | undefined>;
   abstract commit(): Promise<void>;
+
+  /** get reads this transaction's own write of `key`, else the store's snapshot. */
+  async get(key: string): Promise<Uint8Array | undefined> {
+    this.check();
+    if (this.writes.has(key)) return this.writes.get(key) ?? undefined;
+    return this.readKey(key);
+  }
 
   put(key: string, value: Uint8Array): void {
     this.check();

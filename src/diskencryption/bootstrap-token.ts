@@ -113,14 +113,7 @@ function encodeToken(data: unknown, dev: string, op: string): Buffer {
  * CorruptMetadataError for a malformed token. Serialized on the cryptsetup mutex.
  */
 export function readBootstrapToken(device: string, options?: BootstrapTokenOptions): Promise<unknown> {
-  const op = "read bootstrap token";
-  const cs = runner(options);
-  return cryptsetupMutex.run(async () => {
-    const dev = await resolveDevice(cs, device, op);
-    await requireLUKS2(cs, dev, op);
-    const found = await findToken(cs, dev, op);
-    return found ? dataOf(found, dev, op) : undefined;
-  });
+  return withToken(device, "read bootstrap token", options, async (_cs, dev, found, op) => (found ? dataOf(found, dev, op) : undefined));
 }
 
 /**
@@ -144,17 +137,31 @@ export function writeBootstrapToken(device: string, data: unknown, options?: Boo
   return writeToken(device, () => data, options);
 }
 
+/**
+ * withToken runs `fn` in one cryptsetup critical section with the resolved LUKS2 device and its
+ * bootstrap token (undefined when there is none); `op` names the operation in errors.
+ */
+function withToken<T>(
+  device: string,
+  op: string,
+  options: BootstrapTokenOptions | undefined,
+  fn: (cs: CryptsetupRunner, dev: string, found: { id: number; token: Json } | undefined, op: string) => Promise<T>,
+): Promise<T> {
+  const cs = runner(options);
+  return cryptsetupMutex.run(async () => {
+    const dev = await resolveDevice(cs, device, op);
+    await requireLUKS2(cs, dev, op);
+    return fn(cs, dev, await findToken(cs, dev, op), op);
+  });
+}
+
 function writeToken(
   device: string,
   next: (found: { id: number; token: Json } | undefined, dev: string, op: string) => unknown,
   options: BootstrapTokenOptions | undefined,
 ): Promise<void> {
   const op = "write bootstrap token";
-  const cs = runner(options);
-  return cryptsetupMutex.run(async () => {
-    const dev = await resolveDevice(cs, device, op);
-    await requireLUKS2(cs, dev, op);
-    const found = await findToken(cs, dev, op);
+  return withToken(device, op, options, async (cs, dev, found) => {
     const input = encodeToken(next(found, dev, op), dev, op);
     const id = found ? ["--token-replace", "--token-id", String(found.id)] : [];
     try {

@@ -56,9 +56,7 @@ export class EtcdTransaction extends BufferedTransaction {
     this.#kv = kv;
   }
 
-  async get(key: string): Promise<Uint8Array | undefined> {
-    this.check();
-    if (this.writes.has(key)) return this.writes.get(key) ?? undefined;
+  protected async readKey(key: string): Promise<Uint8Array | undefined> {
     const res = await this.#read(`store get ${key}`, { key: this.#kv.layout.valueKey(key) });
     const kv: IKeyValue | undefined = res.kvs[0];
     if (!this.#readKeys.has(key)) this.#readKeys.set(key, kv?.mod_revision ?? "0");

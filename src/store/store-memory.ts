@@ -217,9 +217,7 @@ class MemoryTransaction extends BufferedTransaction {
     this.#store = store;
   }
 
-  async get(key: string): Promise<Uint8Array | undefined> {
-    this.check();
-    if (this.writes.has(key)) return this.writes.get(key) ?? undefined;
+  protected async readKey(key: string): Promise<Uint8Array | undefined> {
     if (!this.#readKeys.has(key)) this.#readKeys.set(key, this.#store.revisionOf(key));
     return this.#store.valueOf(key);
   }
