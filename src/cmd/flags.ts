@@ -31,7 +31,7 @@ export interface MeshdConfig {
   measurements: string | undefined;
   logLevel: LogLevel;
   logFormat: LogFormat;
-  /** metricsListen is where Prometheus metrics are served (loopback only); undefined: off. */
+  /** metricsListen is where Prometheus metrics are served: a loopback address, or host "vpn" (the peer's VPN IP, WireGuard only); undefined: off. */
   metricsListen: { host: string; port: number } | undefined;
 }
 
@@ -81,8 +81,11 @@ Flags:
   --log-level debug|info|warn|error   (default info)
   --log-format json|text       json: one JSON object per line, for shipping (default); text: for a terminal.
                                Every pubapi/vpnapi call is logged once ("audit": true): method, caller, code, duration
-  --metrics-listen HOST:PORT   serve Prometheus metrics at http://HOST:PORT/metrics (off by default;
-                               HOST must be a loopback address: scrape through a local agent)
+  --metrics-listen HOST:PORT   serve Prometheus metrics at http://HOST:PORT/metrics (off by default).
+                               HOST is a loopback address (scrape through a local agent), or "vpn":
+                               this peer's VPN IP once it has one, reachable only through WireGuard
+                               (an nftables filter drops anything else), so a scraper inside the mesh
+                               (the admin) can read every peer
   -h, --help                   this help`;
 
 /** parseMeshdFlags validates argv; errors name the flag. `help` is true for --help. */
@@ -135,8 +138,10 @@ export function parseMeshdFlags(argv: string[]): { help: true } | { help: false;
   let metricsListen: MeshdConfig["metricsListen"];
   if (values["metrics-listen"] !== undefined) {
     const m = parseEndpoint(values["metrics-listen"], "--metrics-listen");
-    if (isIP(m.host) === 0 || !isLoopbackHost(m.host)) {
-      throw new InvalidArgumentError(`--metrics-listen: HOST must be a loopback address (127.0.0.1 or ::1), got ${JSON.stringify(m.host)}: metrics are not served to the network`);
+    if (m.host !== "vpn" && (isIP(m.host) === 0 || !isLoopbackHost(m.host))) {
+      throw new InvalidArgumentError(
+        `--metrics-listen: HOST must be a loopback address (127.0.0.1 or ::1) or "vpn" (this peer's VPN IP, through WireGuard only), got ${JSON.stringify(m.host)}: metrics are not served to the public network`,
+      );
     }
     metricsListen = { host: m.host, port: m.port };
   }

@@ -39,6 +39,7 @@ import { DeferredStore } from "../core/store-members.js";
 import type { ManagedEtcd } from "../store/managed-etcd.js";
 import { openVPN } from "./vpn.js";
 import { MeshMetrics, serveMetrics, type MeshView } from "../metrics/metrics.js";
+import { vpnMetricsServer } from "./vpn-metrics.js";
 import { formatEndpoint } from "../core/validate.js";
 
 /** Closer releases one resource at shutdown. */
@@ -84,7 +85,9 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     const metrics = config.metricsListen ? new MeshMetrics(meshView(() => peerRef)) : undefined;
     const validators = metrics ? metrics.validators(validatorsFor(policy)) : validatorsFor(policy);
     const { disk, nodeState, locked, encrypted } = await openStateDisk(config, new TPMKeySealer(tpm), logger.child("disk"));
-    const vpn = openVPN(config, logger.child("wireguard"));
+    const vpnMetrics = metrics && config.metricsListen?.host === "vpn" ? vpnMetricsServer(metrics, config.wgInterface, config.metricsListen.port, logger.child("metrics")) : undefined;
+    if (vpnMetrics) closers.push(() => vpnMetrics.close());
+    const vpn = openVPN(config, logger.child("wireguard"), vpnMetrics && ((ip) => vpnMetrics.serveOn(ip)));
     closers.push(() => vpn.close());
     // Open the device now when its key can be read (it can unless a locked state disk holds it).
     if (!locked) await vpn.getPublicKey();
@@ -167,7 +170,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     const address = config.listenHost.includes(":") ? `[${config.listenHost}]:${config.listenPort}` : `${config.listenHost}:${config.listenPort}`;
     await bind(pub, address, atls);
     logger.info("serving the pubapi over aTLS", { address, platform: issuer.platform, state: peer.state });
-    if (metrics && config.metricsListen) {
+    if (metrics && config.metricsListen && !vpnMetrics) {
       const served = await serveMetrics(metrics, config.metricsListen.host, config.metricsListen.port, logger.child("metrics"));
       closers.push(() => served.close());
       logger.info("serving Prometheus metrics", { address: `http://${formatEndpoint(config.metricsListen)}/metrics` });

@@ -12,9 +12,10 @@ export type ManagedVPN = VPN & { close(): Promise<void> };
  * openVPN returns meshd's WireGuard device (--vpn, --wg-interface, --wg-port). The device opens on
  * first use, not here: its private key lives in the state dir (wg.key, mode 0600), which on a
  * rebooted peer with a state disk exists only once the disk is unlocked. Concurrent first calls
- * share one opening; a failed opening is retried by the next call.
+ * share one opening; a failed opening is retried by the next call. `onInterfaceIP` runs after each
+ * successful setInterfaceIP (the VPN IP of an activation or a restart), before it returns.
  */
-export function openVPN(config: MeshdConfig, logger: Logger): ManagedVPN {
+export function openVPN(config: MeshdConfig, logger: Logger, onInterfaceIP?: (vpnIP: string) => Promise<void>): ManagedVPN {
   let device: Promise<WireGuardVPN> | undefined;
   const get = (): Promise<WireGuardVPN> => {
     device ??= openWireGuardVPN({
@@ -31,7 +32,10 @@ export function openVPN(config: MeshdConfig, logger: Logger): ManagedVPN {
   };
   return {
     getPublicKey: async () => (await get()).getPublicKey(),
-    setInterfaceIP: async (ip: string) => (await get()).setInterfaceIP(ip),
+    setInterfaceIP: async (ip: string) => {
+      await (await get()).setInterfaceIP(ip);
+      await onInterfaceIP?.(ip);
+    },
     updatePeers: async (peers: readonly VPNPeer[]) => (await get()).updatePeers(peers),
     repairPeers: async (peers: readonly VPNPeer[]) => (await get()).repairPeers(peers),
     close: async () => {

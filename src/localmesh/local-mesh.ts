@@ -20,6 +20,8 @@ export interface LocalMeshOptions {
   binDir?: string;
   /** managedStore runs every meshd with --store managed (an etcd member per Coordinator); default false. */
   managedStore?: boolean;
+  /** metricsOnVPN serves every meshd's metrics on its VPN IP (--metrics-listen vpn:9100) instead of its namespace's loopback; default false. */
+  metricsOnVPN?: boolean;
 }
 
 /** PeerRow is one line of LocalMesh.status(): a peer and its RTT from the admin through the VPN. */
@@ -68,7 +70,7 @@ export class LocalMesh {
     this.workDir = workDir;
     this.measurementsFile = join(workDir, "measurements.json");
     this.masterSecretFile = join(workDir, "admin", "master-secret");
-    this.#o = { updateIntervalSec: o.updateIntervalSec ?? 2, progress: o.progress ?? (() => {}), readyTimeoutMs: o.readyTimeoutMs ?? 30_000, binDir, managedStore: o.managedStore ?? false };
+    this.#o = { updateIntervalSec: o.updateIntervalSec ?? 2, progress: o.progress ?? (() => {}), readyTimeoutMs: o.readyTimeoutMs ?? 30_000, binDir, managedStore: o.managedStore ?? false, metricsOnVPN: o.metricsOnVPN ?? false };
     this.admin = new Admin({ net, node: net.addNode("admin"), dir: join(workDir, "admin"), meshctlScript: join(binDir, "meshctl.js") });
   }
 
@@ -127,6 +129,7 @@ export class LocalMesh {
       updateIntervalSec: this.#o.updateIntervalSec,
       readyTimeoutMs: this.#o.readyTimeoutMs,
       managedStore: this.#o.managedStore,
+      metricsOnVPN: this.#o.metricsOnVPN,
     });
     this.#peers.push(peer);
     return peer;

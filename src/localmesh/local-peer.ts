@@ -29,6 +29,8 @@ export interface LocalPeerOptions {
   readyTimeoutMs: number;
   /** managedStore runs meshd with --store managed (an etcd member per Coordinator, /usr/bin/etcd). */
   managedStore?: boolean;
+  /** metricsOnVPN: meshd serves metrics on its VPN IP (--metrics-listen vpn:9100), else on 127.0.0.1:9100 in its namespace. */
+  metricsOnVPN?: boolean;
 }
 
 /**
@@ -162,7 +164,7 @@ export class LocalPeer {
         "--insecure-state-dir",
         "--update-interval", String(o.updateIntervalSec),
         "--measurements", measurements,
-        "--metrics-listen", `127.0.0.1:${metricsPort}`,
+        "--metrics-listen", o.metricsOnVPN ? `vpn:${metricsPort}` : `127.0.0.1:${metricsPort}`,
         ...(o.managedStore ? ["--store", "managed"] : []),
       ],
       logFile: join(this.dir, "meshd.log"),
@@ -171,9 +173,14 @@ export class LocalPeer {
     await this.#waitListening(o, meshd, this.publicIP, pubapiPort);
   }
 
-  /** metrics scrapes this peer's meshd (GET /metrics on its namespace's loopback) and returns the Prometheus text. */
+  /**
+   * metrics scrapes this peer's meshd from inside its namespace (GET /metrics on its loopback, or on
+   * its VPN IP with metricsOnVPN) and returns the Prometheus text.
+   */
   async metrics(): Promise<string> {
-    const script = `fetch("http://127.0.0.1:${metricsPort}/metrics").then(async (r) => { if (!r.ok) throw new Error("HTTP " + r.status); process.stdout.write(await r.text()); })`;
+    const host = this.#o.metricsOnVPN ? this.vpnIP : "127.0.0.1";
+    if (host === undefined) throw new Error(`${this.label} serves metrics on its VPN IP and has none yet`);
+    const script = `fetch("http://${host}:${metricsPort}/metrics").then(async (r) => { if (!r.ok) throw new Error("HTTP " + r.status); process.stdout.write(await r.text()); })`;
     const r = await this.#net.exec(this.netns, process.execPath, ["-e", script], { reject: false, timeoutMs: 10_000 });
     if (r.exitCode !== 0) throw new Error(`scrape ${this.label}'s metrics failed (exit ${r.exitCode}): ${r.stderr.trim().split("\n").pop() ?? ""}`);
     return r.stdout;

@@ -19,6 +19,11 @@ export interface VPNAPIFilterOptions {
   vpnIP: string;
   /** port is the vpnapi's TCP port. */
   port: number;
+  /**
+   * service names what the port serves, in the table name and log lines: "vpnapi" (default) or
+   * "metrics" (meshd --metrics-listen vpn:PORT). Each has its own table, so either can go alone.
+   */
+  service?: "vpnapi" | "metrics";
   /** netns runs nft inside that network namespace (tests); undefined: the process's own namespace. */
   netns?: string;
   /** run executes nft; undefined: execa. */
@@ -31,10 +36,10 @@ export interface VPNAPIFilterOptions {
  * table per interface, so several meshd in one namespace never touch each other's filter. Names of
  * letters, digits, '.' and '-' are kept; any other name is hex-encoded after a double underscore.
  */
-export function vpnapiFilterTable(wgInterface: string): string {
+export function vpnapiFilterTable(wgInterface: string, service: "vpnapi" | "metrics" = "vpnapi"): string {
   return /^[A-Za-z0-9.-]{1,15}$/.test(wgInterface)
-    ? `meshd_vpnapi_${wgInterface}`
-    : `meshd_vpnapi__${Buffer.from(wgInterface).toString("hex")}`;
+    ? `meshd_${service}_${wgInterface}`
+    : `meshd_${service}__${Buffer.from(wgInterface).toString("hex")}`;
 }
 
 /**
@@ -42,11 +47,11 @@ export function vpnapiFilterTable(wgInterface: string): string {
  * same name in the same atomic transaction: TCP to vpnIP:port is accepted from the WireGuard
  * interface and from lo (processes of this machine), and dropped from every other interface.
  */
-export function vpnapiFilterRuleset(o: Pick<VPNAPIFilterOptions, "wgInterface" | "vpnIP" | "port">): string {
+export function vpnapiFilterRuleset(o: Pick<VPNAPIFilterOptions, "wgInterface" | "vpnIP" | "port" | "service">): string {
   if (!/^[A-Za-z0-9_=+.-]{1,15}$/.test(o.wgInterface)) throw new WireGuardError("invalid-argument", `vpnapi filter: bad interface name ${JSON.stringify(o.wgInterface)}`);
   if (!isIPv4(o.vpnIP)) throw new WireGuardError("invalid-argument", `vpnapi filter: vpnIP must be an IPv4 address, got ${JSON.stringify(o.vpnIP)}`);
   if (!Number.isInteger(o.port) || o.port < 1 || o.port > 65535) throw new WireGuardError("invalid-argument", `vpnapi filter: bad port ${o.port}`);
-  const t = vpnapiFilterTable(o.wgInterface);
+  const t = vpnapiFilterTable(o.wgInterface, o.service);
   const match = `ip daddr ${o.vpnIP} tcp dport ${o.port}`;
   return [
     `table inet ${t}`,
@@ -86,7 +91,7 @@ export class VPNAPIFilter {
 
   private constructor(o: VPNAPIFilterOptions) {
     this.#o = o;
-    this.table = vpnapiFilterTable(o.wgInterface);
+    this.table = vpnapiFilterTable(o.wgInterface, o.service);
     this.#run = o.run ?? execaRunner;
   }
 
@@ -96,7 +101,8 @@ export class VPNAPIFilter {
     const script = vpnapiFilterRuleset(o);
     if (o.run === undefined) checkNftAvailable();
     await f.#nft(["-f", "-"], script, "install");
-    (o.logger ?? nullLogger).info("vpnapi filter installed: only WireGuard reaches the vpnapi", { table: f.table, address: `${o.vpnIP}:${o.port}`, interface: o.wgInterface });
+    const service = o.service ?? "vpnapi";
+    (o.logger ?? nullLogger).info(`${service} filter installed: only WireGuard reaches the ${service}`, { table: f.table, address: `${o.vpnIP}:${o.port}`, interface: o.wgInterface });
     return f;
   }
 

@@ -1,4 +1,4 @@
-// meshd's metrics (issue 13): --metrics-listen is loopback only, GET /metrics serves Prometheus text
+// meshd's metrics (issue 13): --metrics-listen is loopback or the VPN IP (vpn:PORT), GET /metrics serves Prometheus text
 // and nothing else, verdicts count by platform and failed check, the store wrapper times round
 // trips and counts failures (not conflicts) without changing results, core events land in metrics.
 import { describe, expect, it } from "vitest";
@@ -29,7 +29,12 @@ describe("meshd --metrics-listen", () => {
     expect(on.config.metricsListen).toEqual({ host: "127.0.0.1", port: 9100 });
     expect(off.config.metricsListen).toBeUndefined();
   });
-  for (const bad of ["0.0.0.0:9100", "198.18.0.2:9100", "10.118.0.1:9100", "localhost:9100", "127.0.0.1:70000"]) {
+  it(`takes "vpn:PORT": the peer's VPN IP once it has one (WireGuard only)`, () => {
+    const on = parseMeshdFlags(["--public-ip", "192.0.2.7", "--metrics-listen", "vpn:9101"]);
+    if (on.help) throw new Error("help");
+    expect(on.config.metricsListen).toEqual({ host: "vpn", port: 9101 });
+  });
+  for (const bad of ["0.0.0.0:9100", "198.18.0.2:9100", "10.118.0.1:9100", "localhost:9100", "127.0.0.1:70000", "vpn:0", "VPN:9100"]) {
     it(`refuses ${bad}`, () => {
       expect(() => parseMeshdFlags(["--public-ip", "192.0.2.7", "--metrics-listen", bad])).toThrow(/--metrics-listen/);
     });

@@ -30,6 +30,15 @@ describe("vpnapi filter (nftables ruleset)", () => {
     );
   });
 
+  it("a metrics filter (meshd --metrics-listen vpn:PORT) has a table of its own beside the vpnapi's", () => {
+    expect(vpnapiFilterTable("wg0", "metrics")).toBe("meshd_metrics_wg0");
+    const r = vpnapiFilterRuleset({ wgInterface: "wg0", vpnIP: "10.118.0.12", port: 9101, service: "metrics" });
+    expect(r).toContain("table inet meshd_metrics_wg0 {");
+    expect(r).toContain('    ip daddr 10.118.0.12 tcp dport 9101 iifname "wg0" accept');
+    expect(r).toContain("    ip daddr 10.118.0.12 tcp dport 9101 drop");
+    expect(r).not.toContain("meshd_vpnapi_");
+  });
+
   const bad = [
     { name: "an interface name with a quote", o: { wgInterface: 'wg"0', vpnIP: "10.118.0.1", port: 9027 } },
     { name: "a VPN IP that is not IPv4", o: { wgInterface: "wg0", vpnIP: "10.118.0.1; drop", port: 9027 } },
