@@ -15,7 +15,7 @@ import { activateCoordinator } from "./coordinator-join.js";
 import type { StoreMembers } from "./store-members.js";
 import { CoordinatorCredential } from "./coordinator-auth.js";
 import { parseEndpoint } from "./validate.js";
-import { toVPNPeers } from "./vpn-peers.js";
+import { deviceSync } from "./vpn-peers.js";
 import type { VPN } from "./vpn.js";
 
 /** ProgressLog receives human-readable progress lines for the admin (never secrets). */
@@ -101,16 +101,9 @@ export class Coordinator {
     this.#feed = new UpdateFeed(options.clock, undefined, new AckTracker(undefined, events.propagation?.bind(events)));
     this.#loop = new UpdateLoop({
       fetch: (v) => this.getUpdate(v),
-      apply: async (peers) => {
-        await options.vpn.updatePeers(toVPNPeers(peers, options.self.vpnIP));
-        await options.onPeers?.(peers);
-      },
-      repair: (peers) => options.vpn.repairPeers(toVPNPeers(peers, options.self.vpnIP)),
-      intervalMs: options.updateIntervalMs,
+      ...deviceSync(options, options.self.vpnIP, "vpn-sync", (peers) => options.onPeers?.(peers)),
       // Re-reading its own store is cheap: after a store outage a Coordinator is back within a few intervals.
       maxBackoffMs: 4 * options.updateIntervalMs,
-      clock: options.clock,
-      logger: options.logger.child("vpn-sync"),
     });
   }
 

@@ -4,7 +4,7 @@ import type { PeerRecord } from "./peer.js";
 import type { Logger } from "../shared/logger.js";
 import type { CoordinatorClient, CoordinatorDialer, PeerUpdate, UpdateStream } from "./remote.js";
 import { UpdateLoop } from "./update-loop.js";
-import { toVPNPeers } from "./vpn-peers.js";
+import { deviceSync } from "./vpn-peers.js";
 import type { VPN } from "./vpn.js";
 
 /** NodeOptions wires a Node's update loop. */
@@ -46,16 +46,11 @@ export class Node {
     this.#coordinators = [...options.coordinatorVPNIPs];
     this.#loop = new UpdateLoop({
       fetch: (v) => this.#fetch(v),
-      apply: async (peers) => {
-        await options.vpn.updatePeers(toVPNPeers(peers, options.vpnIP));
+      ...deviceSync(options, options.vpnIP, "update-loop", async (peers) => {
         this.#learnCoordinators(peers);
         await options.onPeers?.(peers);
-      },
-      repair: (peers) => options.vpn.repairPeers(toVPNPeers(peers, options.vpnIP)),
+      }),
       watch: (v) => this.#watch(v),
-      intervalMs: options.updateIntervalMs,
-      clock: options.clock,
-      logger: options.logger.child("update-loop"),
     });
   }
 

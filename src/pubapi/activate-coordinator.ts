@@ -3,14 +3,12 @@
  * initial_request → info → secrets → member_started → promoted → done.
  */
 import type { Issuer, Validator } from "../attestation/attestation.js";
-import type { CallerContext } from "../core/caller.js";
 import { InvalidArgumentError } from "../core/errors.js";
-import type { MeshPeer } from "../core/mesh-peer.js";
 import type { CoordinatorJoinHandlers, NodeActivationRequest } from "../core/remote.js";
 import { keyFromWire } from "../rpc/peer-wire.js";
 import { ProvenChannel } from "./connect.js";
-import type { PubAPIHandlers, WireCallerProof } from "./messages.js";
-import { openActivationStream, runActivationCall } from "./initial-request.js";
+import type { PubAPIHandlers } from "./messages.js";
+import { openActivationStream, runActivationCall, type ActivationServing } from "./initial-request.js";
 
 /** maxStoreJoinBytes bounds CoordinatorSecrets.store_join (an etcd initial-cluster string). */
 const maxStoreJoinBytes = 4096;
@@ -57,9 +55,7 @@ export async function runActivateAsAdditionalCoordinator(
  */
 export async function serveActivateAsAdditionalCoordinator(
   call: Parameters<PubAPIHandlers["ActivateAsAdditionalCoordinator"]>[0],
-  peer: MeshPeer,
-  timeoutMs: number,
-  callerOf: (proof: WireCallerProof | null | undefined) => CallerContext,
+  { peer, timeoutMs, callerOf }: ActivationServing,
 ): Promise<void> {
   const { reader, request, caller, write } = await openActivationStream(call, "ActivateAsAdditionalCoordinator", timeoutMs, callerOf);
   await peer.activateAsAdditionalCoordinator(caller, request, {

@@ -1,8 +1,6 @@
-import type { CallerContext } from "../core/caller.js";
 import { InvalidArgumentError } from "../core/errors.js";
-import type { MeshPeer } from "../core/mesh-peer.js";
-import type { PubAPIHandlers, WireCallerProof } from "./messages.js";
-import { openActivationStream } from "./initial-request.js";
+import type { PubAPIHandlers } from "./messages.js";
+import { openActivationStream, type ActivationServing } from "./initial-request.js";
 
 /**
  * serveActivateAsNode runs the Node side of the ActivateAsNode stream:
@@ -12,9 +10,7 @@ import { openActivationStream } from "./initial-request.js";
  */
 export async function serveActivateAsNode(
   call: Parameters<PubAPIHandlers["ActivateAsNode"]>[0],
-  peer: MeshPeer,
-  timeoutMs: number,
-  callerOf: (proof: WireCallerProof | null | undefined) => CallerContext,
+  { peer, timeoutMs, callerOf }: ActivationServing,
 ): Promise<void> {
   const { reader, request, caller, write } = await openActivationStream(call, "ActivateAsNode", timeoutMs, callerOf);
   const reply = await peer.activateAsNode(caller, request, {

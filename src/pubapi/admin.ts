@@ -10,6 +10,19 @@ import { pubapiError } from "./errors.js";
 import { newPubAPIClient } from "./client.js";
 import type { PubAPIGrpcClient, WireActivationResult, WireAdminConfig, WireAdminRequest, WireFailure } from "./messages.js";
 
+/**
+ * AdminStream is a server-streaming admin call to the peer at `endpoint` over `credentials`: progress
+ * lines go to onLog as they come, the final message is the result; `timeoutMs` bounds the call.
+ */
+export type AdminStream<Req, Res, Extra extends unknown[] = []> = (
+  endpoint: string,
+  credentials: grpc.ChannelCredentials,
+  req: Req,
+  onLog: (line: string) => void,
+  timeoutMs?: number,
+  ...extra: Partial<Extra>
+) => Promise<Res>;
+
 /** ActivateRequest is what meshctl sends to ActivateAsCoordinator. */
 export interface ActivateRequest {
   /** adminVPNPubKey is base64; the private key stays with the admin. */
@@ -25,13 +38,7 @@ export interface ActivateRequest {
  * activateAsCoordinator calls ActivateAsCoordinator on a fresh peer over `credentials` (aTLS that
  * requires a fresh peer), passes each progress line to onLog and returns the validated AdminConfig.
  */
-export async function activateAsCoordinator(
-  endpoint: string,
-  credentials: grpc.ChannelCredentials,
-  req: ActivateRequest,
-  onLog: (line: string) => void,
-  timeoutMs = 30 * 60_000,
-): Promise<AdminConfig> {
+export const activateAsCoordinator: AdminStream<ActivateRequest, AdminConfig> = async (endpoint, credentials, req, onLog, timeoutMs = 30 * 60_000) => {
   const c: WireAdminConfig = await serverStream(
     endpoint,
     credentials,
@@ -59,7 +66,7 @@ export async function activateAsCoordinator(
     peers: c.peers.map((p, i) => peerFromWire(p, `peers[${i}]`)),
     failed: c.failedNodes.map(failureFromWire),
   };
-}
+};
 
 /**
  * AdminSigner is the admin's Ed25519 secret key (64 bytes, tweetnacl form; see src/cli/admin-key.ts)
@@ -124,14 +131,14 @@ export const activateAdditionalCoordinators: ActivateMore = async (endpoint, cre
   );
 
 /** sendActivateAdditionalNodes sends an already signed ActivateAdditionalNodes request (see signedAdminRequest). */
-export async function sendActivateAdditionalNodes(
-  endpoint: string,
-  credentials: grpc.ChannelCredentials,
-  req: WireAdminRequest,
-  onLog: (line: string) => void,
+export const sendActivateAdditionalNodes: AdminStream<WireAdminRequest, ActivationResult, ["ActivateAdditionalNodes" | "ActivateAdditionalCoordinator"]> = async (
+  endpoint,
+  credentials,
+  req,
+  onLog,
   timeoutMs = 30 * 60_000,
-  method: "ActivateAdditionalNodes" | "ActivateAdditionalCoordinator" = "ActivateAdditionalNodes",
-): Promise<ActivationResult> {
+  method = "ActivateAdditionalNodes",
+) => {
   const r: WireActivationResult = await serverStream(
     endpoint,
     credentials,
@@ -144,7 +151,7 @@ export async function sendActivateAdditionalNodes(
     activated: r.activated.map((p, i) => peerFromWire(p, `activated[${i}]`)),
     failed: r.failedNodes.map(failureFromWire),
   };
-}
+};
 
 /**
  * removePeer asks an activated Coordinator, as its admin, to take the peer with vpnIP out

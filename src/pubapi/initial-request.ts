@@ -4,6 +4,7 @@ import type { NodeActivationRequest } from "../core/remote.js";
 import { peerFromWire, peerToWire } from "../rpc/peer-wire.js";
 import { StreamReader } from "../rpc/stream-reader.js";
 import type { CallerContext } from "../core/caller.js";
+import type { MeshPeer } from "../core/mesh-peer.js";
 import type { ProvenChannel } from "./connect.js";
 import type { PubAPIGrpcClient, WireCallerProof, WireInitialRequest } from "./messages.js";
 
@@ -38,6 +39,15 @@ export function initialRequestFromWire(r: WireInitialRequest): NodeActivationReq
     coordinatorEndpoints: r.coordinatorPublicEndpoints,
     coordinatorAuthPubKey: r.coordinatorAuthPubKey,
   };
+}
+
+/** ActivationServing is what serving an activation stream on a fresh peer takes besides the call. */
+export interface ActivationServing {
+  peer: MeshPeer;
+  /** timeoutMs bounds the wait for each client message. */
+  timeoutMs: number;
+  /** callerOf binds initial_request's caller proof to the call's connection. */
+  callerOf: (proof: WireCallerProof | null | undefined) => CallerContext;
 }
 
 /** ActivationStreamRequest is what both activation streams' client messages have: initial_request first. */

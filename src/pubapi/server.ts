@@ -114,7 +114,7 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
     },
 
     ActivateAsNode: (call) => {
-      serveActivateAsNode(call, o.peer, o.streamMessageTimeoutMs ?? 60_000, (proof) => callerOf(call, proof)).catch(failStream("ActivateAsNode", call));
+      serveActivateAsNode(call, { peer: o.peer, timeoutMs: o.streamMessageTimeoutMs ?? 60_000, callerOf: (proof) => callerOf(call, proof) }).catch(failStream("ActivateAsNode", call));
     },
 
     GetAdminChallenge: unary("GetAdminChallenge", () => ({ challenge: o.peer.getAdminChallenge() })),
@@ -124,7 +124,7 @@ export function createPubAPIServer(o: PubAPIServerOptions): grpc.Server {
     ActivateAdditionalCoordinator: activateMore("ActivateAdditionalCoordinator", (grant, p, progress) => o.peer.activateAdditionalCoordinators(grant, p.coordinatorPublicEndpoints, progress)),
 
     ActivateAsAdditionalCoordinator: (call) => {
-      serveActivateAsAdditionalCoordinator(call, o.peer, o.streamMessageTimeoutMs ?? 60_000, (proof) => callerOf(call, proof)).catch(failStream("ActivateAsAdditionalCoordinator", call));
+      serveActivateAsAdditionalCoordinator(call, { peer: o.peer, timeoutMs: o.streamMessageTimeoutMs ?? 60_000, callerOf: (proof) => callerOf(call, proof) }).catch(failStream("ActivateAsAdditionalCoordinator", call));
     },
 
     RemoveNode: unary("RemoveNode", async (call) => {
