@@ -40,6 +40,8 @@ import type { ManagedEtcd } from "../store/managed-etcd.js";
 import { openVPN } from "./vpn.js";
 import { MeshMetrics, serveMetrics, type MeshView } from "../metrics/metrics.js";
 import { vpnMetricsServer } from "./vpn-metrics.js";
+import { checkCrashPointEnv } from "../shared/crash.js";
+import { lockStateDir } from "./state-lock.js";
 import { formatEndpoint } from "../core/validate.js";
 
 /** Closer releases one resource at shutdown. */
@@ -64,6 +66,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     // Fail before anything else when the vpnapi filter could not be installed later.
     checkNftAvailable();
     await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    closers.push(await lockStateDir(config.stateDir));
     const tpm = await Tpm.open(config.tcti).catch((err: unknown) => {
       throw new FailedPreconditionError(`TPM ${config.tcti}: ${errorMessage(err)} (meshd needs a TPM for its activation marker; use --tpm)`, { cause: err });
     });
@@ -282,6 +285,7 @@ export function run(): void {
   process.env.TSS2_LOG ??= "all+none";
   let parsed;
   try {
+    checkCrashPointEnv();
     parsed = parseMeshdFlags(process.argv.slice(2));
   } catch (err) {
     process.stderr.write(`meshd: ${errorMessage(err)} (see meshd --help)\n`);

@@ -1,5 +1,6 @@
 import type { Clock } from "./clock.js";
 import { ClusterStore } from "./cluster-store.js";
+import { crashPoint } from "../shared/crash.js";
 import type { StateDisk } from "./disk.js";
 import { errorMessage, FailedPreconditionError, NotFoundError } from "./errors.js";
 import { checkDiskUUID, deriveOwnerID, stateDiskKey } from "./keys.js";
@@ -232,6 +233,7 @@ export class Coordinator {
     const secrets = await this.#o.store.secrets();
     const credential = CoordinatorCredential.derive(secrets.masterSecret, secrets.clusterID);
     const vpnIP = await this.#o.store.allocateNodeIP();
+    crashPoint("coordinator-activation:after-ip");
     let diskUUID: string | undefined;
     let peer: PeerRecord;
     try {
@@ -254,6 +256,7 @@ export class Coordinator {
             await this.#o.store.claimDisk(uuid, vpnIP);
             diskUUID = uuid;
           }
+          crashPoint("coordinator-activation:after-disk-claimed");
           progress.committing = true; // the key (possibly empty) is the Node's commit point
           return uuid === "" ? new Uint8Array(0) : stateDiskKey(secrets.masterSecret, secrets.clusterID, uuid);
         },
@@ -261,6 +264,7 @@ export class Coordinator {
       peer = { role: "node", publicIP: ep.host, vpnIP, vpnPubKey: reply.vpnPubKey, wgPort: reply.wgPort, pubapiPort: ep.port };
       // Refuses a WireGuard key or VPN IP another peer has: a bad Node fails alone, the set stays valid.
       await this.#o.store.putPeer(peer);
+      crashPoint("coordinator-activation:after-peer-stored");
     } catch (err) {
       await this.#o.store.releaseNodeIP(vpnIP, diskUUID).catch((e: unknown) => this.#o.logger.error("release IP", { error: errorMessage(e) }));
       throw err;

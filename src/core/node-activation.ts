@@ -1,3 +1,4 @@
+import { crashPoint } from "../shared/crash.js";
 import type { StateDisk } from "./disk.js";
 import type { Clock } from "./clock.js";
 import { CoreError, errorMessage, InvalidArgumentError } from "./errors.js";
@@ -44,10 +45,14 @@ export async function commitNodeActivation(d: NodeActivationDeps, req: NodeActiv
     ...nodeStateOf("node", req.nodeVPNIP, req.ownerID, req.clusterID, req.coordinatorVPNIPs, req.coordinatorEndpoints, req.peers.filter((p) => p.role === "coordinator")),
     coordinatorAuthPubKey: req.coordinatorAuthPubKey.toString("base64"),
   });
+  crashPoint("node-activation:after-node-state");
   await d.marker.mark(req.ownerID, req.clusterID);
+  crashPoint("node-activation:after-mark");
   if (d.disk) await d.disk.updatePassphrase(key);
+  crashPoint("node-activation:after-disk-key");
   await d.vpn.setInterfaceIP(req.nodeVPNIP);
   await d.vpn.updatePeers(toVPNPeers(req.peers, req.nodeVPNIP));
+  crashPoint("node-activation:after-vpn");
 }
 
 /** nodeStateOf builds the NodeState a peer persists when it leaves AcceptingInit. */

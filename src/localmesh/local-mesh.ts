@@ -105,12 +105,13 @@ export class LocalMesh {
   /**
    * startPeers starts fresh peers (in parallel) labelled `labels`, and resolves once every meshd
    * serves its pubapi. The first peer ever started also writes measurementsFile from its fresh TPM.
+   * `meshdEnv` adds environment variables to these peers' first meshd run (a crash point, in tests).
    */
-  async startPeers(labels: readonly string[]): Promise<LocalPeer[]> {
+  async startPeers(labels: readonly string[], options: { meshdEnv?: Record<string, string> } = {}): Promise<LocalPeer[]> {
     this.#o.progress(`starting ${labels.length} peer(s): ${labels.join(", ")} (swtpm, meshd, wireguard-go in one namespace each)`);
     for (const label of labels) await mkdir(join(this.workDir, label), { mode: 0o700 });
     // Namespaces (and so underlay addresses) are made in label order: LocalPeer.start makes its namespace first.
-    const started = await Promise.allSettled(labels.map((label) => this.#startPeer(label)));
+    const started = await Promise.allSettled(labels.map((label) => this.#startPeer(label, options.meshdEnv)));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
     const peers = started.map((r) => (r as PromiseFulfilledResult<LocalPeer>).value);
@@ -118,7 +119,7 @@ export class LocalMesh {
     return peers;
   }
 
-  async #startPeer(label: string): Promise<LocalPeer> {
+  async #startPeer(label: string, meshdEnv: Record<string, string> | undefined): Promise<LocalPeer> {
     const dir = join(this.workDir, label);
     const peer = await LocalPeer.start({
       net: this.net,
@@ -130,6 +131,7 @@ export class LocalMesh {
       readyTimeoutMs: this.#o.readyTimeoutMs,
       managedStore: this.#o.managedStore,
       metricsOnVPN: this.#o.metricsOnVPN,
+      ...(meshdEnv ? { meshdEnv } : {}),
     });
     this.#peers.push(peer);
     return peer;

@@ -31,6 +31,8 @@ export interface LocalPeerOptions {
   managedStore?: boolean;
   /** metricsOnVPN: meshd serves metrics on its VPN IP (--metrics-listen vpn:9100), else on 127.0.0.1:9100 in its namespace. */
   metricsOnVPN?: boolean;
+  /** meshdEnv adds environment variables to meshd's first start only (a crash point: AM_CRASH_AT). */
+  meshdEnv?: Record<string, string>;
 }
 
 /**
@@ -141,12 +143,21 @@ export class LocalPeer {
     }
   }
 
-  /** restartMeshd starts meshd again on the same state dir (after crash()) and waits until it listens. */
-  async restartMeshd(): Promise<void> {
-    await this.#startMeshd(this.#o);
+  /**
+   * restartMeshd starts meshd again with the same flags on the same state dir (after crash()) and
+   * waits until it listens. `env` adds variables (a crash point: AM_CRASH_AT) to this run only.
+   */
+  async restartMeshd(env: Record<string, string> = {}): Promise<void> {
+    await this.#startMeshd(this.#o, env);
   }
 
-  async #startMeshd(o: LocalPeerOptions): Promise<void> {
+  /** meshdExited resolves with how the current meshd ended (a crash point's SIGKILL, say). */
+  meshdExited(): Promise<string> {
+    if (!this.#meshd) return Promise.reject(new Error(`${this.label}: meshd never started`));
+    return this.#meshd.exited;
+  }
+
+  async #startMeshd(o: LocalPeerOptions, env: Record<string, string> = o.meshdEnv ?? {}): Promise<void> {
     const measurements = this.#measurements!;
     const meshd = NsProcess.start({
       name: `${this.label} meshd`,
@@ -168,6 +179,7 @@ export class LocalPeer {
         ...(o.managedStore ? ["--store", "managed"] : []),
       ],
       logFile: join(this.dir, "meshd.log"),
+      env,
     });
     this.#meshd = meshd;
     await this.#waitListening(o, meshd, this.publicIP, pubapiPort);

@@ -1,5 +1,6 @@
 import { link, mkdir, open, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { crashPoint } from "./crash.js";
 
 /**
  * writeFileAtomic writes data to a temp file (mode 0600), fsyncs it, renames it over path and
@@ -21,7 +22,9 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
   await fh.close();
   try {
     if (options.keepPrevious) await keepPrevious(path);
+    crashPoint("atomic-write:before-rename");
     await rename(tmp, path);
+    crashPoint("atomic-write:after-rename");
   } catch (err) {
     await unlink(tmp).catch(() => {});
     throw err;
