@@ -20,6 +20,8 @@ export interface LocalMeshOptions {
   binDir?: string;
   /** managedStore runs every meshd with --store managed (an etcd member per Coordinator); default false. */
   managedStore?: boolean;
+  /** disk gives every peer a LUKS2 state disk in a file (LocalPeerOptions.disk); default false. */
+  disk?: boolean;
   /** metricsOnVPN serves every meshd's metrics on its VPN IP (--metrics-listen vpn:9100) instead of its namespace's loopback; default false. */
   metricsOnVPN?: boolean;
 }
@@ -70,7 +72,7 @@ export class LocalMesh {
     this.workDir = workDir;
     this.measurementsFile = join(workDir, "measurements.json");
     this.masterSecretFile = join(workDir, "admin", "master-secret");
-    this.#o = { updateIntervalSec: o.updateIntervalSec ?? 2, progress: o.progress ?? (() => {}), readyTimeoutMs: o.readyTimeoutMs ?? 30_000, binDir, managedStore: o.managedStore ?? false, metricsOnVPN: o.metricsOnVPN ?? false };
+    this.#o = { updateIntervalSec: o.updateIntervalSec ?? 2, progress: o.progress ?? (() => {}), readyTimeoutMs: o.readyTimeoutMs ?? 30_000, binDir, managedStore: o.managedStore ?? false, metricsOnVPN: o.metricsOnVPN ?? false, disk: o.disk ?? false };
     this.admin = new Admin({ net, node: net.addNode("admin"), dir: join(workDir, "admin"), meshctlScript: join(binDir, "meshctl.js") });
   }
 
@@ -95,6 +97,11 @@ export class LocalMesh {
   /** peers are the started peers, in the order they became ready. */
   get peers(): readonly LocalPeer[] {
     return this.#peers;
+  }
+
+  /** adminDir is the admin's directory (admin.json, wg0.conf), once activate() succeeded. */
+  get adminDir(): string | undefined {
+    return this.#adminDir;
   }
 
   /** coordinatorVPNIP is the activated Coordinator's VPN IP, once activate() succeeded. */
@@ -131,6 +138,7 @@ export class LocalMesh {
       readyTimeoutMs: this.#o.readyTimeoutMs,
       managedStore: this.#o.managedStore,
       metricsOnVPN: this.#o.metricsOnVPN,
+      disk: this.#o.disk,
       ...(meshdEnv ? { meshdEnv } : {}),
     });
     this.#peers.push(peer);

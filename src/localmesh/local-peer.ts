@@ -1,4 +1,6 @@
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, truncate, writeFile } from "node:fs/promises";
+import { execa } from "execa";
 import { join } from "node:path";
 import type { NetnsHarness, NetnsNode } from "./netns.js";
 import { NsProcess } from "./ns-process.js";
@@ -33,6 +35,12 @@ export interface LocalPeerOptions {
   metricsOnVPN?: boolean;
   /** meshdEnv adds environment variables to meshd's first start only (a crash point: AM_CRASH_AT). */
   meshdEnv?: Record<string, string>;
+  /**
+   * disk gives meshd a LUKS2 state disk in a file (--disk DIR/disk.img, its initial key in
+   * DIR/disk-initial.key): meshd rotates its key on activation and unlocks it on restart (a file is
+   * never mapped, so the state dir stays a plain directory).
+   */
+  disk?: boolean;
 }
 
 /**
@@ -121,7 +129,26 @@ export class LocalPeer {
     this.#swtpm = swtpm;
     await this.#waitListening(o, swtpm, "127.0.0.1", swtpmPort);
     this.#measurements = typeof o.measurementsFile === "string" ? o.measurementsFile : await o.measurementsFile(this);
+    if (o.disk) await this.#formatDisk();
     await this.#startMeshd(o);
+  }
+
+  /** diskFile is the peer's LUKS2 state disk (a file) when it has one. */
+  get diskFile(): string | undefined {
+    return this.#o.disk ? join(this.dir, "disk.img") : undefined;
+  }
+
+  /** diskInitialKeyFile holds the disk's initial passphrase (mode 0600), before meshd rotates it. */
+  get diskInitialKeyFile(): string {
+    return join(this.dir, "disk-initial.key");
+  }
+
+  async #formatDisk(): Promise<void> {
+    await writeFile(this.diskInitialKeyFile, randomBytes(32), { mode: 0o600 });
+    const img = this.diskFile!;
+    await writeFile(img, Buffer.alloc(0));
+    await truncate(img, 20 * 1024 * 1024);
+    await execa("cryptsetup", ["luksFormat", "--type", "luks2", "--batch-mode", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file", this.diskInitialKeyFile, img], { stdin: "ignore" });
   }
 
   /**
@@ -177,6 +204,7 @@ export class LocalPeer {
         "--measurements", measurements,
         "--metrics-listen", o.metricsOnVPN ? `vpn:${metricsPort}` : `127.0.0.1:${metricsPort}`,
         ...(o.managedStore ? ["--store", "managed"] : []),
+        ...(o.disk ? ["--disk", join(this.dir, "disk.img"), "--disk-initial-key", this.diskInitialKeyFile] : []),
       ],
       logFile: join(this.dir, "meshd.log"),
       env,

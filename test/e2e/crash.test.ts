@@ -3,10 +3,16 @@
  * For each point it makes meshd SIGKILL itself there (AM_CRASH_AT, read by no production flag),
  * starts it again with the same flags, and checks the invariants: the peer set holds no VPN IP or
  * key twice, every running peer's device converges to it, the peer that was being activated is
- * either in the set and a working Node or not in the set at all (never a ghost), and the admin can
- * still add a Node afterwards. Runs dist/: build first.
+ * either in the set and a working Node or not in the set at all (never a ghost), every member's LUKS2
+ * state disk (a file) opens with its derived key and no longer with its initial one, the interrupted
+ * peer's disk still opens with one of the two, and the admin can still add a Node afterwards. Runs
+ * dist/: build first.
  */
+import { readFile } from "node:fs/promises";
+import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
+import { readAdminFile } from "../../src/cli/admin-file.js";
+import { stateDiskKey } from "../../src/core/keys.js";
 import { LocalMesh } from "../../src/localmesh/local-mesh.js";
 import type { LocalPeer } from "../../src/localmesh/local-peer.js";
 import { localMeshTools } from "../../src/localmesh/requirements.js";
@@ -33,7 +39,7 @@ describe.skipIf(reason !== undefined)(`crash points (meshd SIGKILLed at each, re
   let n = 0;
 
   beforeAll(async () => {
-    mesh = await LocalMesh.create({ updateIntervalSec, progress: (l) => progress.push(l), readyTimeoutMs: 20_000 });
+    mesh = await LocalMesh.create({ updateIntervalSec, disk: true, progress: (l) => progress.push(l), readyTimeoutMs: 20_000 });
     const [c, first] = (await mesh.startPeers(["coord", "node0"])) as [LocalPeer, LocalPeer];
     coordinator = c;
     const r = await mesh.activate(coordinator, [first]);
@@ -54,6 +60,35 @@ describe.skipIf(reason !== undefined)(`crash points (meshd SIGKILLed at each, re
 
   /** exitOf resolves with how the peer's meshd ended, or "still running" after 30 s. */
   const exitOf = (p: LocalPeer): Promise<string> => Promise.race([p.meshdExited(), new Promise<string>((r) => setTimeout(() => r("still running after 30 s"), 30_000))]);
+
+  /** opens says whether the peer's LUKS2 disk file opens with `key` (cryptsetup open --test-passphrase). */
+  const opens = async (p: LocalPeer, key: Buffer): Promise<boolean> =>
+    (await execa("cryptsetup", ["open", "--test-passphrase", "--key-file", "-", p.diskFile!], { input: key, reject: false })).exitCode === 0;
+
+  /** derivedKey is the disk key the cluster derives for the peer's disk (HKDF of the master secret, cluster ID, disk UUID). */
+  const derivedKey = async (p: LocalPeer): Promise<Buffer> => {
+    const uuid = (await execa("cryptsetup", ["luksUUID", p.diskFile!])).stdout.trim();
+    const admin = await readAdminFile(mesh.adminDir!, "no admin.json");
+    return stateDiskKey(await readFile(mesh.masterSecretFile), admin.clusterID, uuid);
+  };
+
+  /**
+   * disksHold checks the disks: every peer in the set opens with its derived key and no longer with
+   * its initial one; the interrupted peer, wherever it ended, opens with one of the two (a crash never
+   * leaves a disk without a working key).
+   */
+  async function disksHold(members: LocalPeer[], subject: LocalPeer | undefined): Promise<void> {
+    for (const p of members) {
+      expect(await opens(p, await derivedKey(p)), `${p.label}'s disk opens with its derived key`).toBe(true);
+      expect(await opens(p, await readFile(p.diskInitialKeyFile)), `${p.label}'s disk no longer opens with its initial key`).toBe(false);
+      checks += 2;
+    }
+    if (subject) {
+      const either = (await opens(subject, await derivedKey(subject))) || (await opens(subject, await readFile(subject.diskInitialKeyFile)));
+      expect(either, `${subject.label}'s disk still opens with a key`).toBe(true);
+      checks++;
+    }
+  }
 
   /** publicKey reads a peer's WireGuard public key from its device. */
   const publicKey = async (p: LocalPeer): Promise<string> => (await mesh.net.exec(p.netns, "wg", ["show", p.wgInterface, "public-key"])).stdout.trim();
@@ -84,6 +119,7 @@ describe.skipIf(reason !== undefined)(`crash points (meshd SIGKILLed at each, re
       await waitFor(async () => (await mesh.net.exec(coordinator.netns, "ping", ["-c", "1", "-W", "1", ip], { reject: false })).exitCode === 0 || undefined, { what: `the Coordinator to reach ${subject.label} at ${ip}`, timeoutMs: convergeMs });
       checks++;
     }
+    await disksHold([coordinator, ...nodes, ...(inSet ? [subject] : [])], inSet ? undefined : subject);
     return inSet;
   }
 
