@@ -37,7 +37,7 @@ describe.skipIf(reason !== undefined)(`netns harness teardown${reason ? ` — sk
   beforeAll(() => {
     // Transpile the harness and what it imports so a plain node child can run it.
     dir = mkdtempSync(join(tmpdir(), "am-netns-driver-"));
-    for (const file of ["test/helpers/netns.ts", "src/localmesh/netns.ts", "src/localmesh/cleanup.ts", "src/localmesh/requirements.ts", "src/wireguard/exec.ts", "src/wireguard/errors.ts"]) {
+    for (const file of ["test/helpers/netns.ts", "src/localmesh/netns.ts", "src/localmesh/cleanup.ts", "src/localmesh/requirements.ts", "src/wireguard/exec.ts", "src/wireguard/errors.ts", "src/shared/run.ts"]) {
       const out = ts.transpileModule(readFileSync(join(repo, file), "utf8"), { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } });
       mkdirSync(dirname(join(dir, file)), { recursive: true });
       writeFileSync(join(dir, file.replace(/\.ts$/, ".js")), out.outputText);
