@@ -7,11 +7,12 @@
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { request } from "node:https";
-import { connect, createServer, type AddressInfo } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 import { execa, type ResultPromise } from "execa";
+import { freePort } from "./ports.js";
 import { afterAll } from "vitest";
 import { registerCleanup } from "../../src/localmesh/cleanup.js";
 
@@ -35,17 +36,6 @@ interface Running {
 }
 const running = new Set<Running>();
 
-/** freePort asks the OS for a free loopback port (the tiny race before etcd binds it is retried by startEtcd). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, host, () => {
-      const port = (srv.address() as AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

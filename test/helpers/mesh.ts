@@ -3,7 +3,6 @@ import * as grpc from "@grpc/grpc-js";
 import nacl from "tweetnacl";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Issuer, Validator } from "../../src/attestation/attestation.js";
@@ -35,6 +34,7 @@ import { createVPNAPIServer } from "../../src/vpnapi/server.js";
 import { FakeDisk, FakeKeySealer, FakeMarker, FakeVPNNetwork, type FakeVPN } from "./fakes.js";
 import { TestIssuer, TestValidator } from "./attestation-test.js";
 import { createLUKSFile, fastPBKDF, type LUKSFile } from "./luks.js";
+import { freePort } from "./ports.js";
 import { startSwtpm, swtpmPolicy, type Swtpm } from "./swtpm.js";
 import { LUKSDisk } from "../../src/diskencryption/luks-disk.js";
 import type { StateDisk } from "../../src/core/disk.js";
@@ -360,17 +360,7 @@ function markerAwareIssuer(marker: FakeMarker): Issuer {
   };
 }
 
-/** freePort asks the OS for a free loopback port (the tiny race before reuse is acceptable in tests). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from "./ports.js";
 
 /** bind binds a server and resolves with its port. */
 export function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {

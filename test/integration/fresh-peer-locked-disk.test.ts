@@ -12,7 +12,6 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -25,20 +24,11 @@ import { startMeshd } from "../../src/cmd/meshd.js";
 import { createLogger } from "../../src/shared/logger.js";
 import { activateAsCoordinator } from "../../src/pubapi/admin.js";
 import { createLUKSFile, haveCryptsetup } from "../helpers/luks.js";
+import { freePort } from "../helpers/ports.js";
 import { startSwtpm, swtpmPolicy } from "../helpers/swtpm.js";
 
 const canRun = process.getuid?.() === 0 && haveCryptsetup() && existsSync("/usr/sbin/losetup") && existsSync("/usr/bin/swtpm");
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterAll(async () => {
