@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { access, readFile } from "node:fs/promises";
 import { errorMessage, InternalError, PermissionDeniedError } from "./errors.js";
 import type { Logger } from "../shared/logger.js";
 import { writeFileAtomic } from "../shared/atomic-file.js";
@@ -97,9 +97,9 @@ export class NodeStateFile implements NodeStateRecordStore {
     return this.#path;
   }
 
-  /** save writes the record atomically. */
+  /** save writes the record atomically, keeping the record it replaces as `<path>.prev`. */
   async save(record: NodeStateRecord): Promise<void> {
-    await writeFileAtomic(this.#path, `${JSON.stringify(record, null, 2)}\n`);
+    await writeFileAtomic(this.#path, `${JSON.stringify(record, null, 2)}\n`, { keepPrevious: true });
   }
 
   /** load returns the saved record, undefined when there is none, or throws when it is malformed. */
@@ -114,7 +114,12 @@ export class NodeStateFile implements NodeStateRecordStore {
     try {
       return checkNodeStateRecord(JSON.parse(text));
     } catch (err) {
-      throw new InternalError(`node state: ${this.#path} is corrupt: ${(err as Error).message}`, { cause: err });
+      const prev = `${this.#path}.prev`;
+      const kept = await access(prev).then(
+        () => `the copy it replaced is ${prev}: check it and move it into place to start from it`,
+        () => "there is no earlier copy",
+      );
+      throw new InternalError(`node state: ${this.#path} is corrupt (${(err as Error).message}); it is left as it is; ${kept}`, { cause: err });
     }
   }
 }

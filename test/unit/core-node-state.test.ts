@@ -46,6 +46,24 @@ describe("node state", () => {
     expect(r.tag).toMatch(/^[0-9a-f]{64}$/);
   });
 
+  it("a torn write (truncated file) is refused naming the file and the last good copy it kept; nothing is overwritten, and that copy loads", async () => {
+    const path = file();
+    const sealer = new FakeKeySealer();
+    const s = new AuthenticatedNodeState(new NodeStateFile(path), sealer);
+    await s.save(state);
+    await s.save({ ...state, coordinatorEndpoints: ["192.0.2.9:9000"] });
+    const whole = await readFile(path, "utf8");
+    await writeFile(path, whole.slice(0, whole.length / 2));
+    const err = await caught(new AuthenticatedNodeState(new NodeStateFile(path), sealer).load());
+    expect(err.message).toContain(`node state: ${path} is corrupt`);
+    expect(err.message).toContain(`the copy it replaced is ${path}.prev`);
+    expect(await readFile(path, "utf8")).toBe(whole.slice(0, whole.length / 2));
+    expect(await new AuthenticatedNodeState(new NodeStateFile(`${path}.prev`), sealer).load()).toEqual(state);
+    const fresh = file();
+    await writeFile(fresh, "{");
+    expect((await caught(new NodeStateFile(fresh).load())).message).toContain("there is no earlier copy");
+  });
+
   it("a state rewritten by the host is refused, naming the tag check (regression: unauthenticated node state)", async () => {
     const path = file();
     const sealer = new FakeKeySealer();
