@@ -1,4 +1,5 @@
 import { createATLSChannelCredentials } from "../atls/client.js";
+import { CoreError } from "../core/errors.js";
 import { reportFailures } from "./retry.js";
 import { activateAdditionalNodes } from "../pubapi/admin.js";
 import { describeChange, mergeAdminWGConfig, readAdminWGConfig } from "./admin-config.js";
@@ -45,7 +46,15 @@ Options:
     if (outDir !== undefined) await readAdminWGConfig(outDir);
     const creds = createATLSChannelCredentials(validators);
     const progress = new Progress(io);
-    const res = await tryCoordinators(coordinators, io, (ep) => activateAdditionalNodes(ep, creds, admin, nodes, (l) => progress.line(l))).finally(() => progress.end());
+    const res = await tryCoordinators(coordinators, io, (ep) => activateAdditionalNodes(ep, creds, admin, nodes, (l) => progress.line(l)))
+      .catch((err: unknown) => {
+        // The Coordinator went away mid-way (a crash, a reboot): some Nodes may be in the mesh already.
+        if (err instanceof CoreError && err.code === "unavailable") {
+          throw new CoreError("unavailable", `${err.message}; if the Coordinator stopped during the activation, some of the Nodes may be in the mesh already: 'meshctl status' shows which`, { cause: err });
+        }
+        throw err;
+      })
+      .finally(() => progress.end());
     for (const p of res.activated) io.out(`activated ${p.publicIP}:${p.pubapiPort} as ${p.vpnIP} (WireGuard key ${p.vpnPubKey}, port ${p.wgPort})`);
     if (outDir !== undefined && res.activated.length > 0) io.out(describeChange(outDir, await mergeAdminWGConfig(outDir, res.activated)));
     return reportFailures(io, "add-nodes", res.failed, nodes.length, "Node(s)", (eps) => `meshctl add-nodes --admin-dir ${adminDir} --nodes ${eps.join(",")}`);

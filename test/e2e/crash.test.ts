@@ -161,6 +161,7 @@ describe.skipIf(reason !== undefined)(`crash points (meshd SIGKILLed at each, re
       if (!early) {
         const r = await mesh.addNodes([x]);
         expect(r.exitCode, "add-nodes cannot succeed against a Coordinator that died mid-way").not.toBe(0);
+        expect(r.stderr, "and it says where to look").toContain("'meshctl status' shows which");
       }
       expect(await exitOf(coordinator), "meshd died at the crash point").toMatch(/SIGKILL/);
       expect(coordinator.processes.at(-1)!.logTail(40)).toContain(`crash point ${point} reached`);
