@@ -1,26 +1,38 @@
-import { createServer, type AddressInfo } from "node:net";
+import { createServer } from "node:net";
 
-/** handedOut holds every port freePort gave this process: never given twice (the kernel may hand a just-released port to the next bind). */
+/** handedOut holds every port freePort gave this process: never given twice. */
 const handedOut = new Set<number>();
 
 /**
- * freePort asks the OS for a free loopback port, one this process was not given before. Whoever
- * binds it later still races other processes for it; callers retry on EADDRINUSE where that matters.
- * Regression: the 100-Node activation bench gave two peers one port (EADDRINUSE at bind).
+ * Ports come from below Linux's ephemeral range (32768-60999 by default), so that no outgoing
+ * connection of this or another process is given the port between freePort and the bind. Regression:
+ * the 100-Node activation bench took free ports from the OS (bind to port 0, release), and a gRPC
+ * client's connection took one of them before its peer bound it (EADDRINUSE).
+ */
+const low = 20_000;
+const high = 32_767;
+let next = low + Math.floor(Math.random() * (high - low));
+
+const canListen = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const srv = createServer();
+    srv.once("error", () => resolve(false));
+    srv.listen({ port, host: "127.0.0.1", exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+
+/**
+ * freePort returns a loopback port that is free now and that this process was not given before.
+ * Another process may still bind it first; callers retry on EADDRINUSE where that matters.
  */
 export async function freePort(): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const srv = createServer();
-      srv.once("error", reject);
-      srv.listen(0, "127.0.0.1", () => {
-        const p = (srv.address() as AddressInfo).port;
-        srv.close(() => resolve(p));
-      });
-    });
+  for (let i = 0; i <= high - low; i++) {
+    const port = next;
+    next = next >= high ? low : next + 1;
     if (handedOut.has(port)) continue;
-    handedOut.add(port);
-    return port;
+    if (await canListen(port)) {
+      handedOut.add(port);
+      return port;
+    }
   }
-  throw new Error("freePort: the OS kept handing out ports this process already has");
+  throw new Error(`freePort: no free port left in ${low}-${high} on 127.0.0.1`);
 }
