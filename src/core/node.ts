@@ -51,6 +51,9 @@ export class Node {
         await options.onPeers?.(peers);
       }),
       watch: (v) => this.#watch(v),
+      // A Node cut off for a while (a partition, a Coordinator restart) is back within four intervals
+      // of the Coordinator answering again, not after a minute of backoff; polls stay jittered.
+      maxBackoffMs: 4 * options.updateIntervalMs,
     });
   }
 
