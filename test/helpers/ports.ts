@@ -24,15 +24,25 @@ const canListen = (port: number): Promise<boolean> =>
  * freePort returns a loopback port that is free now and that this process was not given before.
  * Another process may still bind it first; callers retry on EADDRINUSE where that matters.
  */
-export async function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
+  return freePorts(1);
+}
+
+/** freePortPair returns a port P like freePort whose neighbour P+1 is free too (swtpm: command and control port); both are taken. */
+export function freePortPair(): Promise<number> {
+  return freePorts(2);
+}
+
+async function freePorts(n: 1 | 2): Promise<number> {
   for (let i = 0; i <= high - low; i++) {
     const port = next;
-    next = next >= high ? low : next + 1;
-    if (handedOut.has(port)) continue;
-    if (await canListen(port)) {
-      handedOut.add(port);
+    next = next + n > high ? low : next + n;
+    const ports = n === 1 ? [port] : [port, port + 1];
+    if (ports.some((p) => handedOut.has(p))) continue;
+    if ((await canListen(port)) && (n === 1 || (await canListen(port + 1)))) {
+      for (const p of ports) handedOut.add(p);
       return port;
     }
   }
-  throw new Error(`freePort: no free port left in ${low}-${high} on 127.0.0.1`);
+  throw new Error(`freePort: no ${n === 1 ? "free port" : "two adjacent free ports"} left in ${low}-${high} on 127.0.0.1`);
 }

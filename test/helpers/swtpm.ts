@@ -5,7 +5,7 @@
  */
 import { existsSync, rmSync } from "node:fs";
 import { mkdtemp, readdir, readFile, readlink, rm } from "node:fs/promises";
-import { createServer, Socket, type Server } from "node:net";
+import { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -15,6 +15,7 @@ import { Tpm } from "../../src/attestation/native.js";
 import type { MeasurementPolicy } from "../../src/attestation/policy.js";
 import { provisionSimulatedTpm, type AKKind } from "../../src/attestation/tpm-provision.js";
 import { registerCleanup } from "../../src/localmesh/cleanup.js";
+import { freePortPair } from "./ports.js";
 
 /** Swtpm is one running swtpm; `tcti` is what Tpm.open / openTPM take. */
 export interface Swtpm {
@@ -49,38 +50,7 @@ interface Running {
 }
 const running = new Set<Running>();
 
-function listen(port: number): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen({ host, port, exclusive: true }, () => resolve(s));
-  });
-}
 
-const closeServer = (s: Server) => new Promise<void>((r) => s.close(() => r()));
-
-/** handedOut holds the ports of this process's swtpm (starting or running): never handed out twice. */
-const handedOut = new Set<number>();
-
-/** freePortPair asks the OS for a free port P whose neighbour P+1 is free too, and reserves both. */
-async function freePortPair(): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const a = await listen(0);
-    const port = (a.address() as { port: number }).port;
-    if (handedOut.has(port) || handedOut.has(port + 1)) {
-      await closeServer(a);
-      continue;
-    }
-    const b = port < 65535 ? await listen(port + 1).catch(() => undefined) : undefined;
-    await closeServer(a);
-    if (b) {
-      await closeServer(b);
-      handedOut.add(port).add(port + 1);
-      return port;
-    }
-  }
-  throw new Error("swtpm: found no two adjacent free ports on 127.0.0.1");
-}
 
 /**
  * exchange sends `request` to 127.0.0.1:port and resolves with `ok` of the first `length` bytes of
@@ -177,8 +147,6 @@ async function startOnce(keepDir?: string): Promise<Swtpm | "port-taken"> {
     stop: () =>
       (stopped ??= (async () => {
         running.delete(entry);
-        handedOut.delete(port);
-        handedOut.delete(ctrlPort);
         if (!exited) {
           child.kill("SIGTERM");
           const timer = setTimeout(() => child.kill("SIGKILL"), 2000);
