@@ -1,6 +1,6 @@
 import type * as grpc from "@grpc/grpc-js";
 import { retryLines } from "./retry.js";
-import { access, mkdir, readFile, stat } from "node:fs/promises";
+import { access, mkdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { createATLSChannelCredentials } from "../atls/client.js";
 import { masterSecretMaxBytes, masterSecretMinBytes } from "../core/keys.js";
@@ -9,7 +9,9 @@ import { writeFileAtomic } from "../shared/atomic-file.js";
 import { activateAsCoordinator } from "../pubapi/admin.js";
 import { adminWGConfig, adminWGFileName, generateAdminKeyPair } from "./admin-config.js";
 import { adminFileName } from "./admin-file.js";
-import { adminKeyFile, generateAdminKey, writeAdminKey } from "./admin-key.js";
+import { adminKeyFile, adminKeyOf, generateAdminKey, writeAdminKey } from "./admin-key.js";
+import { errorMessage } from "../core/errors.js";
+import { checkKey, publicKeyOf } from "../wireguard/keys.js";
 import { list, required, UsageError, type Command, type IO } from "./command.js";
 import { endpointFlag } from "./endpoint.js";
 import { Progress } from "./progress.js";
@@ -35,6 +37,12 @@ Writes, into --out (default: the current directory):
               coordinatorEndpoints (every Coordinator: admin commands try each until one answers)
   admin.key   the admin signing key (mode 0600): add-nodes and remove-node must be signed with it
 Existing files there are never overwritten: the command refuses before it contacts anyone.
+Until they are written, the admin's new keys are kept in --out/activate.pending.json (mode 0600).
+
+Interrupted (the connection dropped, the Coordinator's meshd was killed)? Re-run the same command.
+It uses the kept keys: a peer that had not committed the activation is fresh again and is activated
+from the start; a Coordinator that had committed it (it finishes its own part when its meshd runs
+again) answers with the admin's config and activates the peers not in the mesh yet.
 
 Options:
   --coordinator ENDPOINT     the fresh peer to make Coordinator (HOST[:PORT], port 9000 by default)
@@ -64,7 +72,15 @@ the others stay activated: retry it with meshctl add-nodes); 2 on a usage error.
     const validators = await loadValidators(measurementsFlag(v));
     const masterSecret = await readMasterSecret(required(v, "master-secret"), io);
     return runActivate(
-      { coordinator, nodes, coordinators, masterSecret, outDir: typeof v.out === "string" ? v.out : ".", credentials: createATLSChannelCredentials(validators, { requireFresh: true }) },
+      {
+        coordinator,
+        nodes,
+        coordinators,
+        masterSecret,
+        outDir: typeof v.out === "string" ? v.out : ".",
+        credentials: createATLSChannelCredentials(validators, { requireFresh: true }),
+        resumeCredentials: createATLSChannelCredentials(validators),
+      },
       io,
     );
   },
@@ -79,6 +95,12 @@ export interface ActivateOptions {
   outDir: string;
   /** credentials verify the fresh Coordinator's attestation (aTLS with requireFresh). */
   credentials: grpc.ChannelCredentials;
+  /**
+   * resumeCredentials verify the Coordinator when an interrupted activation is resumed (aTLS
+   * without requireFresh: a Coordinator that committed it is marked). It answers only the same
+   * master secret and admin keys. undefined: `credentials`.
+   */
+  resumeCredentials?: grpc.ChannelCredentials;
 }
 
 /**
@@ -88,18 +110,27 @@ export interface ActivateOptions {
  */
 export async function runActivate(o: ActivateOptions, io: IO): Promise<number> {
   await checkOutDir(o.outDir);
-  const keys = generateAdminKeyPair();
-  const admin = generateAdminKey();
+  const pending = await pendingKeys(o.outDir, io);
+  const { keys, admin } = pending;
   io.err(`verifying ${o.coordinator} and activating it as Coordinator (${o.nodes.length} Node(s))`);
   const progress = new Progress(io);
   const cfg = await activateAsCoordinator(
     o.coordinator,
-    o.credentials,
+    pending.resumed && o.resumeCredentials ? o.resumeCredentials : o.credentials,
     { adminVPNPubKey: keys.publicKey, adminPubKey: admin.key.publicKey, masterSecret: o.masterSecret, nodeEndpoints: o.nodes, coordinatorEndpoints: o.coordinators },
     (line) => progress.line(line),
-  ).finally(() => progress.end());
+  )
+    .catch((err: unknown) => {
+      throw new Error(
+        `${errorMessage(err)}\nmeshctl activate: if the Coordinator got as far as committing the activation, it finishes it when its meshd runs again; ` +
+          `re-run this same command then: it uses the keys kept in ${join(o.outDir, pendingFile)} and resumes (a peer that is still fresh is activated from the start)`,
+        { cause: err },
+      );
+    })
+    .finally(() => progress.end());
   await writeAdminKey(o.outDir, admin.seed);
   await writeOutputs(o.outDir, cfg, keys.privateKey, admin.key.publicKey);
+  await rm(join(o.outDir, pendingFile), { force: true });
   io.out(`Coordinator ${cfg.coordinator.publicIP} is ${cfg.coordinator.vpnIP}; admin is ${cfg.adminVPNIP}`);
   io.out(`wrote ${join(o.outDir, adminWGFileName)}, ${join(o.outDir, adminFileName)} and ${join(o.outDir, adminKeyFile)}`);
   if (cfg.failed.length > 0) {
@@ -112,6 +143,39 @@ export async function runActivate(o: ActivateOptions, io: IO): Promise<number> {
     return 1;
   }
   return 0;
+}
+
+/**
+ * pendingFile keeps the admin's keys (0600) from before the first contact until admin.json is
+ * written: an activation interrupted after the Coordinator's commit point is resumed with them.
+ */
+export const pendingFile = "activate.pending.json";
+
+/** pendingKeys returns the keys an interrupted run kept in DIR/activate.pending.json, or makes and keeps new ones. */
+async function pendingKeys(dir: string, io: IO): Promise<{ keys: { privateKey: string; publicKey: string }; admin: ReturnType<typeof generateAdminKey>; resumed: boolean }> {
+  const path = join(dir, pendingFile);
+  const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return undefined;
+    throw new Error(`${path}: ${err.code ?? "cannot read"}`);
+  });
+  if (text === undefined) {
+    const keys = generateAdminKeyPair();
+    const admin = generateAdminKey();
+    await writeFileAtomic(path, `${JSON.stringify({ wgPrivateKey: keys.privateKey, adminKeySeed: admin.seed.toString("base64") })}\n`);
+    return { keys, admin, resumed: false };
+  }
+  let wg: string;
+  let seed: Buffer;
+  try {
+    const v = JSON.parse(text) as { wgPrivateKey?: unknown; adminKeySeed?: unknown };
+    wg = checkKey(v.wgPrivateKey, "wgPrivateKey");
+    seed = Buffer.from(typeof v.adminKeySeed === "string" ? v.adminKeySeed : "", "base64");
+    if (seed.length !== 32) throw new Error("adminKeySeed: must be 32 bytes (base64)");
+  } catch (err) {
+    throw new Error(`${path}: not what an interrupted meshctl activate kept (${errorMessage(err)}); move it away to start over`, { cause: err });
+  }
+  io.err(`resuming an interrupted activation with the admin keys kept in ${path}`);
+  return { keys: { privateKey: wg, publicKey: publicKeyOf(wg) }, admin: adminKeyOf(seed), resumed: true };
 }
 
 /** readMasterSecret reads the secret file's raw bytes, checking size; it never prints the content. */

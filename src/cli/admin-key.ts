@@ -20,7 +20,11 @@ export interface AdminKey {
 
 /** generateAdminKey makes a fresh admin signing key (tweetnacl Ed25519). */
 export function generateAdminKey(): { key: AdminKey; seed: Buffer } {
-  const seed = Buffer.from(nacl.randomBytes(adminKeySeedBytes));
+  return adminKeyOf(Buffer.from(nacl.randomBytes(adminKeySeedBytes)));
+}
+
+/** adminKeyOf is the admin signing key of a 32-byte seed (an interrupted activation kept it). */
+export function adminKeyOf(seed: Buffer): { key: AdminKey; seed: Buffer } {
   return { key: keyOf(seed), seed };
 }
 

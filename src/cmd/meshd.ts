@@ -1,15 +1,12 @@
 import * as grpc from "@grpc/grpc-js";
-import { randomBytes } from "node:crypto";
 import { mkdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Issuer } from "../attestation/attestation.js";
 import { Tpm } from "../attestation/native.js";
-import { loadPolicy, policyToJSON, type MeasurementPolicy } from "../attestation/policy.js";
-import { capturePolicy } from "../attestation/policy-capture.js";
 import { hexIndex, provisionSimulatedTpm } from "../attestation/tpm-provision.js";
 import { SNPDeviceIssuer } from "../attestation/snp-device.js";
 import { SimulatedSNPIssuer } from "../attestation/snp-simulated.js";
-import { sharedSimulatedSNPChain, simulatedSNPTestRoot } from "../attestation/snp-test-chain.js";
+import { sharedSimulatedSNPChain } from "../attestation/snp-test-chain.js";
 import { TPMIssuer } from "../attestation/tpm-issuer.js";
 import { TPMMarker } from "../attestation/tpm-marker.js";
 import { TPMKeySealer } from "../attestation/tpm-seal.js";
@@ -35,6 +32,8 @@ import { createVPNAPIServer } from "../vpnapi/server.js";
 import { checkNftAvailable, VPNAPIFilter } from "../wireguard/vpnapi-filter.js";
 import { meshdUsage, parseMeshdFlags, type MeshdConfig } from "./flags.js";
 import { openStore } from "./store.js";
+import { peerPolicy } from "./peer-policy.js";
+import { MemoryStore } from "../store/store-memory.js";
 import { DeferredStore } from "../core/store-members.js";
 import type { ManagedEtcd } from "../store/managed-etcd.js";
 import { openVPN } from "./vpn.js";
@@ -129,6 +128,18 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
       store = deferred;
       onStateUnlocked = async () => deferred.attach(await openStore(config, encrypted, logger));
     } else store = await openStore(config, encrypted, logger);
+    const own = store;
+    /** Only this peer's own store is discarded when it starts fresh: never an external etcd others share. */
+    const discardUncommitted = members
+      ? async () => {
+          if (await members!.discardUncommitted()) logger.warn("fresh peer: removed the etcd member data an activation interrupted before its commit point left");
+        }
+      : own instanceof MemoryStore
+        ? async () => {
+            const n = await own.discardAll();
+            if (n > 0) logger.warn("fresh peer: discarded what an activation interrupted before its commit point wrote to the store", { keys: n });
+          }
+        : undefined;
     const closeStore = store;
     closers.push(() => closeStore.close());
     if (metrics) store = metrics.store(store);
@@ -146,6 +157,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
       ...(members ? { members } : {}),
       stateLocked: locked,
       ...(onStateUnlocked ? { onStateUnlocked } : {}),
+      ...(discardUncommitted ? { discardUncommitted } : {}),
       peerClient,
       // A poll is small and answered from memory or the store: a Coordinator that takes two
       // intervals (at least 3 s, at most 10 s) is treated as silent and the Node moves on.
@@ -246,25 +258,6 @@ async function openStateDisk(
   const disk = new LUKSDisk({ device: config.disk, initialKeyFile: config.diskInitialKey, pbkdf: diskPBKDF, logger });
   await disk.checkLUKS2();
   return { disk, nodeState: authenticated, locked: false, encrypted: false };
-}
-
-/**
- * peerPolicy is the measurement policy meshd holds other peers to: --measurements, or without it
- * the policy this peer's own verified evidence shows (peers measured like itself), logged clearly.
- */
-async function peerPolicy(config: MeshdConfig, issuer: Issuer, logger: Logger): Promise<MeasurementPolicy> {
-  if (config.measurements !== undefined) return loadPolicy(config.measurements);
-  const nonce = randomBytes(32);
-  const userData = randomBytes(32);
-  const own = await capturePolicy(issuer.platform, await issuer.issue(nonce, userData), { nonce, userData }, { snpTestRoots: [simulatedSNPTestRoot()] }).catch((err: unknown) => {
-    throw new FailedPreconditionError(`no --measurements, and this peer's own evidence does not verify to derive one: ${errorMessage(err)}`, { cause: err });
-  });
-  logger.warn("no --measurements: expecting peers measured like this one (the policy its own verified evidence shows)", {
-    policy: JSON.stringify(policyToJSON(own.policy)),
-    root: own.root,
-    ...(own.testRoot ? { testRoot: "a test root: this policy allows simulated hardware only" } : {}),
-  });
-  return own.policy;
 }
 
 async function makeIssuer(config: MeshdConfig, tpm: Tpm): Promise<Issuer> {

@@ -17,6 +17,17 @@ const keys = {
 /** retired is the owner of a disk UUID whose key went to a failed or removed peer: never claimable again. */
 const retired = Buffer.from("");
 
+/** InitCluster is what the first Coordinator commits to an empty store (ClusterStore.initCluster). */
+export interface InitCluster {
+  secrets: ClusterSecrets;
+  adminPubKey: Uint8Array;
+  adminVPNPubKey: string;
+  /** self is the Coordinator's own record; its VPN IP is the first of the Coordinator pool. */
+  self: Omit<PeerRecord, "vpnIP">;
+  /** diskUUID is the Coordinator's own state disk ("" or undefined without one). */
+  diskUUID?: string;
+}
+
 /** ClusterSecrets are what a Coordinator needs to derive keys. Never log them. */
 export interface ClusterSecrets {
   masterSecret: Buffer;
@@ -49,6 +60,37 @@ export class ClusterStore {
     await this.#write(async (tx) => {
       tx.put(keys.masterSecret, secrets.masterSecret);
       tx.put(keys.clusterID, secrets.clusterID);
+    });
+  }
+
+  /**
+   * initCluster is the first Coordinator's store commit, one transaction: it refuses a store that
+   * already holds a cluster, takes the first Coordinator IP and the admin's IP, and stores the
+   * secrets, the admin's signing key, the Coordinator's own record with its state-disk UUID
+   * (registered before its key exists, so no Node can ever claim it) and the admin's record. A
+   * crash before it leaves nothing; after it, everything the Coordinator needs to be restored.
+   */
+  async initCluster(o: InitCluster): Promise<{ vpnIP: string; adminVPNIP: string }> {
+    return this.#write(async (tx) => {
+      const id = await tx.get(keys.clusterID);
+      if (id) {
+        throw new FailedPreconditionError(
+          `store: it already holds cluster ${Buffer.from(id).toString("hex").slice(0, 16)}…: an earlier activation of another peer wrote it, or this store belongs to another cluster; give this Coordinator an empty store`,
+        );
+      }
+      const vpnIP = await allocateIP(tx, coordinatorPool);
+      const adminVPNIP = await allocateIP(tx, nodePool);
+      const self = checkPeerRecord({ ...o.self, vpnIP }, "self");
+      const admin = checkPeerRecord({ role: "admin", publicIP: "", vpnIP: adminVPNIP, vpnPubKey: o.adminVPNPubKey, wgPort: 0, pubapiPort: 0 }, "admin");
+      checkPeerSet([self, admin], "peers");
+      tx.put(keys.masterSecret, o.secrets.masterSecret);
+      tx.put(keys.clusterID, o.secrets.clusterID);
+      tx.put(keys.adminPubKey, o.adminPubKey);
+      if (o.diskUUID) await claimDiskIn(tx, o.diskUUID, vpnIP);
+      tx.put(keys.peer(vpnIP), Buffer.from(JSON.stringify(self)));
+      tx.put(keys.peer(adminVPNIP), Buffer.from(JSON.stringify(admin)));
+      await bumpVersion(tx);
+      return { vpnIP, adminVPNIP };
     });
   }
 

@@ -3,9 +3,11 @@ import { CoordinatorCredential } from "./coordinator-auth.js";
 import { checkAdminPubKey } from "./admin-auth.js";
 import { Coordinator, type NodeFailure, type ProgressLog } from "./coordinator.js";
 import type { StateDisk } from "./disk.js";
-import { InternalError, InvalidArgumentError } from "./errors.js";
+import { timingSafeEqual } from "node:crypto";
+import { crashPoint } from "../shared/crash.js";
+import { InternalError, InvalidArgumentError, PermissionDeniedError } from "./errors.js";
 import { coordinatorPool, ipOf } from "./ip-pool.js";
-import { checkMasterSecret, deriveOwnerID, newClusterID } from "./keys.js";
+import { checkDiskUUID, checkMasterSecret, deriveOwnerID, newClusterID, stateDiskKey } from "./keys.js";
 import type { InitMarker } from "./marker.js";
 import { nodeStateOf } from "./node-activation.js";
 import type { MeshPeerOptions } from "./mesh-peer-options.js";
@@ -87,6 +89,9 @@ export async function startCoordinatorRole(o: MeshPeerOptions, cluster: ClusterS
 
 /** CoordinatorActivationDeps are the side effects of a peer becoming a Coordinator. */
 export interface CoordinatorActivationDeps {
+  publicIP: string;
+  wgPort: number;
+  pubapiPort: number;
   vpn: VPN;
   disk: StateDisk | undefined;
   nodeState: NodeStateStore;
@@ -99,10 +104,21 @@ export interface CoordinatorActivationDeps {
 
 /**
  * setUpFirstCoordinator runs ActivateAsCoordinator once the request is checked and the peer has
- * left AcceptingInit: it starts the store (member), takes the first Coordinator IP, persists the node
- * state with the cluster credential, marks the TPM, stores the secrets and the admin's keys, rotates
- * its own disk and activates the requested Coordinators, then Nodes. `onClusterKey` receives the
- * cluster credential's public key as soon as it exists.
+ * left AcceptingInit. Its steps, and what a crash between them leaves (meshd restarted with the
+ * same flags):
+ *  1. the store member (managed etcd) starts, and one store transaction commits the cluster: the
+ *     secrets, the admin's keys, the first Coordinator IP with this peer's record and disk UUID.
+ *     A crash up to here leaves a fresh peer (no node state, no marker); it discards what this
+ *     peer's own store holds at start (MeshPeerOptions.discardUncommitted).
+ *  2. the node state (with the cluster credential): the commit point. From here on a restarted
+ *     peer restores itself as the Coordinator from the store, marks the TPM again if needed, and
+ *     completes its disk rotation (LUKSDisk.updatePassphrase is idempotent).
+ *  3. the TPM marker, 4. the disk rotation to the derived key, 5. the Coordinator role (VPN IP,
+ *     vpnapi), 6. further Coordinators, then Nodes (each resumable on its own, see Coordinator).
+ * The admin re-runs the same `meshctl activate`: a fresh peer is activated from the start; a
+ * Coordinator that committed this very activation (same master secret and admin keys) answers
+ * with the admin's config and activates the Nodes not in the peer set yet (resumeFirstCoordinator).
+ * `onClusterKey` receives the cluster credential's public key as soon as it exists.
  */
 export async function setUpFirstCoordinator(
   d: CoordinatorActivationDeps,
@@ -114,33 +130,76 @@ export async function setUpFirstCoordinator(
   const masterSecret = Buffer.from(req.masterSecret);
   const ownerID = deriveOwnerID(masterSecret);
   const clusterID = newClusterID();
+  const first = ipOf(coordinatorPool.first);
   if (d.members) {
     // The store member runs on the VPN IP the first Coordinator always gets.
-    await d.vpn.setInterfaceIP(ipOf(coordinatorPool.first));
-    await d.members.create(ipOf(coordinatorPool.first), { masterSecret, clusterID });
+    await d.vpn.setInterfaceIP(first);
+    await d.members.create(first, { masterSecret, clusterID });
     log("started this Coordinator's store member (etcd)");
+    crashPoint("first-coordinator:after-store-member");
   }
-  const vpnIP = await d.cluster.allocateCoordinatorIP();
-  if (d.members && vpnIP !== ipOf(coordinatorPool.first)) throw new InternalError(`activate: the new store handed out ${vpnIP} first`);
+  const diskUUID = d.disk ? await d.disk.uuid() : "";
+  if (d.disk) checkDiskUUID(diskUUID, "own state disk UUID");
+  const self = { role: "coordinator" as const, publicIP: d.publicIP, vpnPubKey: await d.vpn.getPublicKey(), wgPort: d.wgPort, pubapiPort: d.pubapiPort };
+  const { vpnIP, adminVPNIP } = await d.cluster.initCluster({ secrets: { masterSecret, clusterID }, adminPubKey: checked.adminPubKey, adminVPNPubKey: req.adminVPNPubKey, self, diskUUID });
+  if (vpnIP !== first) throw new InternalError(`activate: the new store handed out ${vpnIP} first`);
+  crashPoint("first-coordinator:after-store");
   // The credential's public key lets this Coordinator check, after a reboot, who delivers its disk key.
   const clusterKey = CoordinatorCredential.derive(masterSecret, clusterID).publicKey;
   onClusterKey(clusterKey);
   await d.nodeState.save({ ...nodeStateOf("coordinator", vpnIP, ownerID, clusterID, [vpnIP], [], []), coordinatorAuthPubKey: clusterKey.toString("base64") });
+  crashPoint("first-coordinator:after-node-state");
   await d.marker.mark(ownerID, clusterID);
   log("marked this peer as the Coordinator (TPM PCRs 11 and 12)");
-  await d.cluster.putSecrets({ masterSecret, clusterID });
-  await d.cluster.putAdminKey(checked.adminPubKey);
+  crashPoint("first-coordinator:after-mark");
+  if (d.disk) {
+    await d.disk.updatePassphrase(stateDiskKey(masterSecret, clusterID, diskUUID));
+    log("rotated the Coordinator's state-disk key");
+  } else log("no state disk configured: no disk key to rotate");
+  crashPoint("first-coordinator:after-disk-key");
   const coordinator = await d.becomeCoordinator(vpnIP);
-  await coordinator.rotateOwnDiskKey(log);
-  const adminVPNIP = await d.cluster.allocateNodeIP();
-  await d.cluster.putPeer({ role: "admin", publicIP: "", vpnIP: adminVPNIP, vpnPubKey: req.adminVPNPubKey, wgPort: 0, pubapiPort: 0 });
   await coordinator.syncVPN();
-  const { nodes, coordinators } = checked;
-  log(`Coordinator is ${vpnIP}, admin is ${adminVPNIP}; activating ${coordinators.length} more Coordinator(s) and ${nodes.length} Node(s)`);
+  crashPoint("first-coordinator:after-vpn");
+  return activateRequested(d.cluster, coordinator, { ownerID, clusterID, adminVPNIP }, checked, log);
+}
+
+/**
+ * resumeFirstCoordinator answers an ActivateAsCoordinator that this Coordinator committed before
+ * (its meshd was restarted since, or the admin's connection broke): only for the same master secret,
+ * admin signing key and admin WireGuard key, else PermissionDeniedError. It activates the requested
+ * peers that are not in the peer set yet and returns the admin's config.
+ */
+export async function resumeFirstCoordinator(cluster: ClusterStore, coordinator: Coordinator, req: CoordinatorActivation, checked: CheckedCoordinatorActivation, log: ProgressLog): Promise<AdminConfig> {
+  const op = "ActivateAsCoordinator";
+  const [{ masterSecret, clusterID }, adminKey, snap] = await Promise.all([cluster.secrets(), cluster.adminKey(), cluster.snapshot()]);
+  const given = Buffer.from(req.masterSecret);
+  const sameSecret = given.length === masterSecret.length && timingSafeEqual(given, masterSecret);
+  const admin = snap.peers.find((p) => p.role === "admin" && p.vpnPubKey === req.adminVPNPubKey);
+  if (!sameSecret || !adminKey || !adminKey.equals(checked.adminPubKey) || !admin) {
+    throw new PermissionDeniedError(`${op}: this peer is an activated Coordinator, and the request is not the activation it committed (another master secret or other admin keys)`);
+  }
+  log(`resuming the activation this Coordinator committed before (it is ${coordinator.self.vpnIP}, admin is ${admin.vpnIP})`);
+  const active = new Set(snap.peers.filter((p) => p.role !== "admin").map((p) => `${p.publicIP}:${p.pubapiPort}`));
+  const skip = [...checked.coordinators, ...checked.nodes].filter((e) => active.has(e));
+  if (skip.length > 0) log(`already in the peer set: ${skip.join(", ")}`);
+  const rest = { nodes: checked.nodes.filter((e) => !active.has(e)), coordinators: checked.coordinators.filter((e) => !active.has(e)) };
+  return activateRequested(cluster, coordinator, { ownerID: deriveOwnerID(masterSecret), clusterID, adminVPNIP: admin.vpnIP }, rest, log);
+}
+
+/** activateRequested activates the requested Coordinators, then the Nodes, and builds the admin's config. */
+async function activateRequested(
+  cluster: ClusterStore,
+  coordinator: Coordinator,
+  ids: { ownerID: Buffer; clusterID: Buffer; adminVPNIP: string },
+  requested: { nodes: string[]; coordinators: string[] },
+  log: ProgressLog,
+): Promise<AdminConfig> {
+  const { nodes, coordinators } = requested;
+  log(`Coordinator is ${coordinator.self.vpnIP}, admin is ${ids.adminVPNIP}; activating ${coordinators.length} more Coordinator(s) and ${nodes.length} Node(s)`);
   // Coordinators first: the Nodes then learn every Coordinator at activation.
   const more = coordinators.length > 0 ? await coordinator.activateCoordinators(coordinators, log) : { activated: [], failed: [] };
   const result = nodes.length > 0 ? await coordinator.activateNodes(nodes, log) : { activated: [], failed: [] };
-  return { adminVPNIP, coordinator: coordinator.self, ownerID, clusterID, peers: (await d.cluster.snapshot()).peers, failed: [...more.failed, ...result.failed] };
+  return { ...ids, coordinator: coordinator.self, peers: (await cluster.snapshot()).peers, failed: [...more.failed, ...result.failed] };
 }
 
 /** ReceivedCoordinatorSecrets is what a further Coordinator got before its commit point, checked. */

@@ -171,23 +171,6 @@ export class Coordinator {
     await this.#loop.pollNow();
   }
 
-  /** rotateOwnDiskKey replaces the Coordinator's own initial disk passphrase with its derived key. */
-  async rotateOwnDiskKey(log: ProgressLog): Promise<string | undefined> {
-    const disk = this.#o.disk;
-    if (!disk) {
-      this.#o.logger.info("no state disk configured: skipping disk key rotation");
-      return undefined;
-    }
-    const uuid = await disk.uuid();
-    checkDiskUUID(uuid, "own state disk UUID");
-    // Registered before its key exists, so no Node can ever claim the Coordinator's disk.
-    await this.#o.store.claimDisk(uuid, this.#o.self.vpnIP);
-    const { masterSecret, clusterID } = await this.#o.store.secrets();
-    await disk.updatePassphrase(stateDiskKey(masterSecret, clusterID, uuid));
-    log("rotated the Coordinator's state-disk key");
-    return uuid;
-  }
-
   /**
    * activateNodes activates every endpoint as a Node (bounded concurrency), each independently: a
    * failing Node is reported and the others go on. Afterwards every Node, earlier and new, is told to update.

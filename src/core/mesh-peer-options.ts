@@ -26,6 +26,12 @@ export interface MeshPeerOptions {
    * it must be the DeferredStore those members attach their store to.
    */
   store: Store;
+  /**
+   * discardUncommitted runs when the peer starts fresh (no node state, no marker): it removes what
+   * an activation interrupted before its commit point wrote to this peer's own store (the embedded
+   * store's file, a managed etcd member's data). undefined for a store others share (external etcd).
+   */
+  discardUncommitted?: () => Promise<void>;
   /** members manages this Coordinator's member of a shared store (managed etcd); undefined: `store` as given. */
   members?: StoreMembers;
   peerClient: PeerClient;

@@ -16,7 +16,7 @@ import type { CoordinatorExchange, NodeActivationRequest, NodeExchange, PeerUpda
 import { checkRecoverySignature } from "./coordinator-auth.js";
 import { coordinatorPool } from "./ip-pool.js";
 import { PeerState, StateMachine } from "./state.js";
-import { checkCoordinatorActivation, commitAdditionalCoordinator, receiveCoordinatorSecrets, setUpFirstCoordinator, startCoordinatorRole, type AdminConfig, type CoordinatorActivation, type CoordinatorActivationDeps } from "./coordinator-activation.js";
+import { checkCoordinatorActivation, commitAdditionalCoordinator, receiveCoordinatorSecrets, resumeFirstCoordinator, setUpFirstCoordinator, startCoordinatorRole, type AdminConfig, type CoordinatorActivation, type CoordinatorActivationDeps } from "./coordinator-activation.js";
 import { checkIP } from "./validate.js";
 import type { MeshPeerOptions } from "./mesh-peer-options.js";
 
@@ -67,7 +67,11 @@ export class MeshPeer {
    */
   static async start(options: MeshPeerOptions): Promise<MeshPeer> {
     const saved = await readStart(options);
-    if (!saved) return new MeshPeer(options, PeerState.AcceptingInit);
+    if (!saved) {
+      // Fresh: whatever this peer's own store holds is from an activation that never reached its commit point.
+      await options.discardUncommitted?.();
+      return new MeshPeer(options, PeerState.AcceptingInit);
+    }
     const peer = new MeshPeer(options, saved.role === "coordinator" ? PeerState.ActivatingNodes : PeerState.NodeWaitingForClusterJoin);
     peer.#saved = saved;
     if (saved.coordinatorAuthPubKey) peer.#clusterKey = Buffer.from(saved.coordinatorAuthPubKey, "base64");
@@ -149,6 +153,11 @@ export class MeshPeer {
 
   /** activateAsCoordinator makes this fresh peer the Coordinator and activates the given Nodes. */
   async activateAsCoordinator(req: CoordinatorActivation, log: ProgressLog): Promise<AdminConfig> {
+    if (this.#coordinator && this.#sm.get() === PeerState.ActivatingNodes) {
+      // The admin re-runs an activation that was interrupted after this peer's commit point.
+      const checked = checkCoordinatorActivation(req, `${this.#o.publicIP}:${this.#o.pubapiPort}`);
+      return resumeFirstCoordinator(this.#cluster, this.#coordinator, req, checked, log);
+    }
     this.#sm.require("ActivateAsCoordinator", PeerState.AcceptingInit);
     this.#requireUnreserved("ActivateAsCoordinator");
     const checked = checkCoordinatorActivation(req, `${this.#o.publicIP}:${this.#o.pubapiPort}`);
@@ -351,7 +360,7 @@ export class MeshPeer {
 
   #activationDeps(): CoordinatorActivationDeps {
     const o = this.#o;
-    return { vpn: o.vpn, disk: o.disk, nodeState: o.nodeState, marker: o.marker, cluster: this.#cluster, members: o.members, becomeCoordinator: (ip) => this.#becomeCoordinator(ip) };
+    return { publicIP: o.publicIP, wgPort: o.wgPort, pubapiPort: o.pubapiPort, vpn: o.vpn, disk: o.disk, nodeState: o.nodeState, marker: o.marker, cluster: this.#cluster, members: o.members, becomeCoordinator: (ip) => this.#becomeCoordinator(ip) };
   }
 
   async #becomeCoordinator(vpnIP: string): Promise<Coordinator> {

@@ -107,8 +107,10 @@ async function restoreCoordinator(d: RestoreDeps, saved: NodeState, diskOpen: bo
   }
   const { masterSecret, clusterID } = await storeRetrying(d, "read the cluster secrets", () => d.cluster.secrets());
   if (d.disk && !diskOpen) {
-    await d.disk.unlock(stateDiskKey(masterSecret, clusterID, await d.disk.uuid()));
-    d.log.info("state disk unlocked with the derived key");
+    // updatePassphrase, not unlock: it also completes a rotation that a crash interrupted after the
+    // commit point (the disk still opens with its initial key); on a rotated disk it only checks the key.
+    await d.disk.updatePassphrase(stateDiskKey(masterSecret, clusterID, await d.disk.uuid()));
+    d.log.info("state disk opens with the derived key");
   }
   await d.becomeCoordinator(saved.vpnIP);
 }

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from "./errors.js";
+import { InvalidArgumentError, ResourceExhaustedError } from "./errors.js";
 import { clusterIDBytes } from "./keys.js";
 import { coordinatorAuthPubKeyBytes } from "./coordinator-auth.js";
 import { coordinatorPool, inPool, ipOf, nodePool, type IPPool } from "./ip-pool.js";
@@ -16,7 +16,8 @@ export const maxNodesPerCall = 256;
  */
 export function checkNodeEndpoints(endpoints: readonly unknown[], field: string, self: string): string[] {
   if (!Array.isArray(endpoints)) throw new InvalidArgumentError(`${field}: must be a list`);
-  if (endpoints.length > maxNodesPerCall) throw new InvalidArgumentError(`${field}: at most ${maxNodesPerCall} per call, got ${endpoints.length}`);
+  // Bounded work per request: past the bound the caller is told at once, before any work.
+  if (endpoints.length > maxNodesPerCall) throw new ResourceExhaustedError(`${field}: at most ${maxNodesPerCall} per call, got ${endpoints.length}; split them over several calls`);
   const seen = new Set<string>();
   return endpoints.map((raw, i) => {
     const ep = parseEndpoint(raw, `${field}[${i}]`);

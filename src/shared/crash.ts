@@ -9,6 +9,13 @@ import { writeSync } from "node:fs";
  * test's typo never passes as "survived".
  */
 export const crashPoints = [
+  // The first Coordinator's own activation (ActivateAsCoordinator, core/coordinator-activation.ts).
+  "first-coordinator:after-store-member",
+  "first-coordinator:after-store",
+  "first-coordinator:after-node-state",
+  "first-coordinator:after-mark",
+  "first-coordinator:after-disk-key",
+  "first-coordinator:after-vpn",
   // Node side of ActivateAsNode, between the steps of its commit (core/node-activation.ts).
   "node-activation:after-node-state",
   "node-activation:after-mark",

@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
-import { mkdir, readFile, statfs, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, statfs, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import type { ClusterSecrets } from "../core/cluster-store.js";
@@ -197,6 +197,19 @@ export class ManagedEtcd implements StoreMembers {
       }
     })();
     return () => stop();
+  }
+
+  /**
+   * discardUncommitted removes the member's data and credentials when this peer starts fresh: they
+   * are what an activation interrupted before its commit point left (see MeshPeerOptions). A member
+   * such a run left running is stopped first. Returns whether there was anything.
+   */
+  async discardUncommitted(): Promise<boolean> {
+    const left = ["data", "tls"].map((d) => join(this.#o.dir, d)).filter((d) => existsSync(d));
+    if (left.length === 0) return false;
+    killStale(join(this.#o.dir, "etcd.pid"), this.#o.logger);
+    for (const d of left) await rm(d, { recursive: true, force: true });
+    return true;
   }
 
   /** close stops the member (SIGTERM, SIGKILL after 5 s) and the admin client. */

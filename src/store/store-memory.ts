@@ -78,6 +78,16 @@ export class MemoryStore implements Store {
     await this.#persisting;
   }
 
+  /**
+   * discardAll deletes every key in one commit and returns how many there were: a fresh peer's
+   * store holds only what an activation interrupted before its commit point wrote.
+   */
+  async discardAll(): Promise<number> {
+    const keys = [...this.#data.keys()];
+    if (keys.length > 0) await this.apply(new Map(), new Map(), new Map(keys.map((k) => [k, null])));
+    return keys.length;
+  }
+
   /** revisionOf is the revision a key was last written or deleted at (0: never). */
   revisionOf(key: string): number {
     return this.#data.get(key)?.revision ?? this.#deleted.get(key) ?? 0;

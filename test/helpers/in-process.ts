@@ -96,6 +96,7 @@ export class InProcessMesh {
       marker: hw.marker,
       nodeState: new AuthenticatedNodeState(hw.records, hw.sealer),
       store: hw.store,
+      ...(hw.store instanceof MemoryStore ? { discardUncommitted: () => (hw.store as MemoryStore).discardAll().then(() => {}) } : {}),
       peerClient: this.#client(),
       dialCoordinator: (ip) => this.#dial(hw.vpn, ip),
       callerVerifier: createCallerVerifier([new TestValidator()]),

@@ -42,7 +42,7 @@ describe("bad input gets a clear error and loses nothing", () => {
     {
       name: "257 node endpoints (bounded work per call)",
       req: { nodeEndpoints: Array.from({ length: 257 }, (_, i) => `10.0.${i >> 8}.${(i & 255) + 1}:9000`) },
-      code: "invalid-argument",
+      code: "resource-exhausted",
       msg: /nodeEndpoints: at most 256 per call, got 257/,
     },
   ];

@@ -88,4 +88,70 @@ describe("core without gRPC (in-process clients)", () => {
     await until("the Node to re-join", () => again.peer.state === PeerState.IsNode, 10_000);
   });
 
+  describe("the first Coordinator's activation interrupted (a crash between two steps), then restarted and re-run by the admin", () => {
+    const request = (admin: { vpn: string; sign: Uint8Array }, nodes: InProcessPeer[], masterSecret = secret) => ({
+      adminVPNPubKey: admin.vpn,
+      adminPubKey: admin.sign,
+      masterSecret,
+      nodeEndpoints: nodes.map((n) => n.hw.endpoint),
+      coordinatorEndpoints: [],
+    });
+
+    /** interrupted runs ActivateAsCoordinator with `step` of the Coordinator's hardware throwing (the crash), then restarts the Coordinator. */
+    async function interrupted(step: "nodeState" | "marker"): Promise<{ coord: InProcessPeer; node: InProcessPeer; admin: { vpn: string; sign: Uint8Array } }> {
+      mesh = new InProcessMesh();
+      const hw = await mesh.hardware("coord");
+      const node = await mesh.start(await mesh.hardware("n0"));
+      const first = await mesh.start(hw);
+      const crash = (): Promise<never> => Promise.reject(new Error("crash"));
+      const original = { save: hw.records.save.bind(hw.records), mark: hw.marker.mark.bind(hw.marker) };
+      if (step === "nodeState") hw.records.save = crash;
+      else hw.marker.mark = crash;
+      const admin = { vpn: adminKey(), sign: nacl.sign.keyPair().publicKey };
+      await expect(first.peer.activateAsCoordinator(request(admin, [node]), () => {})).rejects.toThrow(/crash/);
+      mesh.stop(first);
+      hw.records.save = original.save;
+      hw.marker.mark = original.mark;
+      return { coord: await mesh.start(hw), node, admin };
+    }
+
+    it("before the commit point (node state): the restarted peer is fresh, its store emptied, and the admin's re-run activates it from the start", async () => {
+      const { coord, node, admin } = await interrupted("nodeState");
+      expect(coord.peer.state).toBe(PeerState.AcceptingInit);
+      expect(coord.hw.marker.marks).toBe(0);
+      expect(await coord.hw.store.list("")).toEqual([]);
+      const cfg = await coord.peer.activateAsCoordinator(request(admin, [node]), () => {});
+      expect(cfg.failed).toEqual([]);
+      expect(node.peer.state).toBe(PeerState.IsNode);
+      expect(coord.hw.disk.passphrase.equals(stateDiskKey(secret, cfg.clusterID, coord.hw.disk.diskUUID))).toBe(true);
+    });
+
+    it("after the commit point: the restarted peer restores itself as the Coordinator (marker set, disk rotated); the re-run returns the admin's config and activates the Node", async () => {
+      const { coord, node, admin } = await interrupted("marker");
+      expect(coord.peer.state).toBe(PeerState.ActivatingNodes);
+      expect(coord.hw.marker.marks).toBe(1); // marked at restart, before anything else
+      const logs: string[] = [];
+      const cfg = await coord.peer.activateAsCoordinator(request(admin, [node]), (l) => logs.push(l));
+      expect(logs.join("\n")).toMatch(/resuming the activation this Coordinator committed before/);
+      expect(cfg.failed).toEqual([]);
+      expect(cfg.peers.map((p) => p.role).sort()).toEqual(["admin", "coordinator", "node"]);
+      expect(cfg.peers.find((p) => p.role === "admin")!.vpnPubKey).toBe(admin.vpn);
+      expect(node.peer.state).toBe(PeerState.IsNode);
+      expect(coord.hw.disk.passphrase.equals(stateDiskKey(secret, cfg.clusterID, coord.hw.disk.diskUUID))).toBe(true);
+      // Run once more: the Node is in the set already and is not activated again.
+      const again = await coord.peer.activateAsCoordinator(request(admin, [node]), () => {});
+      expect(again.peers).toHaveLength(3);
+      expect(node.hw.marker.marks).toBe(1);
+    });
+
+    it("after the commit point, a request with another master secret or other admin keys is refused (PERMISSION_DENIED), nothing changed", async () => {
+      const { coord, node, admin } = await interrupted("marker");
+      const other = Buffer.from("another master secret, 32 bytes!");
+      for (const req of [request(admin, [node], other), request({ ...admin, sign: nacl.sign.keyPair().publicKey }, [node]), request({ ...admin, vpn: adminKey() }, [node])]) {
+        await expect(coord.peer.activateAsCoordinator(req, () => {})).rejects.toMatchObject({ code: "permission-denied", message: expect.stringMatching(/not the activation it committed/) as string });
+      }
+      expect(node.peer.state).toBe(PeerState.AcceptingInit);
+      expect((await coord.peer.getUpdate(-1)).peers!.map((p) => p.role).sort()).toEqual(["admin", "coordinator"]);
+    });
+  });
 });
