@@ -153,14 +153,11 @@ export class MeshPeer {
 
   /** activateAsCoordinator makes this fresh peer the Coordinator and activates the given Nodes. */
   async activateAsCoordinator(req: CoordinatorActivation, log: ProgressLog): Promise<AdminConfig> {
-    if (this.#coordinator && this.#sm.get() === PeerState.ActivatingNodes) {
-      // The admin re-runs an activation that was interrupted after this peer's commit point.
-      const checked = checkCoordinatorActivation(req, `${this.#o.publicIP}:${this.#o.pubapiPort}`);
-      return resumeFirstCoordinator(this.#cluster, this.#coordinator, req, checked, log);
-    }
+    const checked = checkCoordinatorActivation(req, `${this.#o.publicIP}:${this.#o.pubapiPort}`);
+    // The admin re-runs an activation that was interrupted after this peer's commit point.
+    if (this.#coordinator && this.#sm.get() === PeerState.ActivatingNodes) return resumeFirstCoordinator(this.#cluster, this.#coordinator, req, checked, log);
     this.#sm.require("ActivateAsCoordinator", PeerState.AcceptingInit);
     this.#requireUnreserved("ActivateAsCoordinator");
-    const checked = checkCoordinatorActivation(req, `${this.#o.publicIP}:${this.#o.pubapiPort}`);
     this.#sm.advance("ActivateAsCoordinator", PeerState.AcceptingInit, PeerState.ActivatingNodes);
     try {
       return await setUpFirstCoordinator(this.#activationDeps(), req, checked, (key) => (this.#clusterKey = key), log);

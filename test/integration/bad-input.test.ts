@@ -70,8 +70,9 @@ describe("bad input gets a clear error and loses nothing", () => {
     const viaFresh = await activationError(mesh, coord, {});
     expect(viaFresh.message).toMatch(/aTLS: .*fresh marker/);
     const err = await activateAsCoordinator(coord.endpoint, mesh.credentials(false), { adminVPNPubKey: adminKey(), adminPubKey: mesh.admin.publicKey, masterSecret: Buffer.from("another secret of enough length"), nodeEndpoints: [], coordinatorEndpoints: [] }, () => {}).catch((e: CoreError) => e);
-    expect((err as CoreError).code).toBe("failed-precondition");
-    expect((err as CoreError).message).toMatch(/peer is ActivatingNodes, needs AcceptingInit/);
+    // Only the activation this Coordinator committed (same master secret and admin keys) may be re-run.
+    expect((err as CoreError).code).toBe("permission-denied");
+    expect((err as CoreError).message).toMatch(/is an activated Coordinator, and the request is not the activation it committed/);
     expect(await coord.peer.getUpdate(-1)).toEqual(before);
     expect(coord.marker.marks).toBe(marks);
     expect(await coord.peer.getVPNPublicKey()).toBe(key);

@@ -30,6 +30,6 @@ describe("crash points", () => {
   it("meshd refuses an AM_CRASH_AT that names no crash point, listing the known ones", () => {
     const r = spawnSync(process.execPath, [join(repo, "bin", "meshd.js"), "--public-ip", "192.0.2.1"], { env: { ...process.env, AM_CRASH_AT: "nowhere" }, encoding: "utf8", timeout: 30_000 });
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/AM_CRASH_AT="nowhere" names no crash point; known: node-activation:after-node-state/);
+    expect(r.stderr).toMatch(/AM_CRASH_AT="nowhere" names no crash point; known: first-coordinator:after-store-member, .*node-activation:after-node-state/);
   });
 });
