@@ -7,4 +7,6 @@ bash scripts/setup.sh
 # (typescript-eslint, recommended type-checked rules): either fails fast, before any test runs.
 npm run typecheck --silent
 npm run lint --silent
+# setup.sh installed every real part: a test that cannot find one fails instead of skipping.
+export AM_REQUIRE_E2E="${AM_REQUIRE_E2E:-1}" AM_REQUIRE_VM="${AM_REQUIRE_VM:-1}"
 exec npx vitest run "$@"

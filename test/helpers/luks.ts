@@ -25,8 +25,18 @@ export function haveCryptsetup(): boolean {
     execFileSync("cryptsetup", ["--version"], { stdio: "ignore" });
     return true;
   } catch {
-    return false;
+    return requireOrSkip("cryptsetup");
   }
+}
+
+/**
+ * requireOrSkip is what a missing tool means for a test: a skip on a developer's machine, but with
+ * AM_REQUIRE_E2E=1 (the test command sets it: setup installed everything) a failure, so nothing
+ * skipped can pass as tested.
+ */
+export function requireOrSkip(what: string): false {
+  if (process.env.AM_REQUIRE_E2E === "1") throw new Error(`${what} is required (AM_REQUIRE_E2E=1) but missing: run scripts/setup.sh as root`);
+  return false;
 }
 
 /** haveStrace says whether `strace` runs here with fault injection (ptrace allowed). */
@@ -35,7 +45,7 @@ export function haveStrace(): boolean {
     execFileSync("strace", ["-qq", "-o", "/dev/null", "-e", "inject=getpid:retval=1", "true"], { stdio: "ignore" });
     return true;
   } catch {
-    return false;
+    return requireOrSkip("strace (with fault injection)");
   }
 }
 

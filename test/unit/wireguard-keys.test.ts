@@ -1,3 +1,4 @@
+import { requireOrSkip } from "../helpers/luks.js";
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,7 +9,7 @@ import { findExecutable } from "../../src/wireguard/exec.js";
 import { loadOrCreatePrivateKey } from "../../src/wireguard/key-file.js";
 import { checkKey, clampPrivateKey, generateKeyPair, hexToKey, keyToHex, parseKey, publicKeyOf } from "../../src/wireguard/keys.js";
 
-const wg = findExecutable("wg");
+const wg = findExecutable("wg") ?? requireOrSkip("wg (wireguard-tools)");
 
 describe("wireguard keys", () => {
   it("generates clamped private keys and matching public keys", () => {
