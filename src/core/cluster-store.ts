@@ -12,6 +12,8 @@ const keys = {
   disk: (uuid: string) => `disks/${uuid}`,
   disks: "disks/",
   adminPubKey: "cluster/adminPubKey",
+  pending: (vpnIP: string) => `pending/${vpnIP}`,
+  pendings: "pending/",
 };
 
 /** retired is the owner of a disk UUID whose key went to a failed or removed peer: never claimable again. */
@@ -164,9 +166,12 @@ export class ClusterStore {
    * (ALREADY_EXISTS) a record whose WireGuard public key another peer has and a VPN IP that holds a
    * different record: the stored peer set always passes checkPeerSet.
    */
-  async putPeer(record: PeerRecord, diskUUID?: string): Promise<number> {
+  async putPeer(record: PeerRecord, diskUUID?: string, options: { pendingBy?: string } = {}): Promise<number> {
     const peer = checkPeerRecord(record, "peer");
     return this.#write(async (tx) => {
+      // A peer stored before it committed (a further Coordinator) is pending until clearPending: a
+      // restarted `pendingBy` rolls back what it was activating when it died (pendingBy()).
+      if (options.pendingBy) tx.put(keys.pending(peer.vpnIP), Buffer.from(JSON.stringify({ by: options.pendingBy })));
       const others = (await readPeers(tx)).filter((p) => p.vpnIP !== peer.vpnIP);
       const old = await tx.get(keys.peer(peer.vpnIP));
       if (old && JSON.stringify(decodePeer(keys.peer(peer.vpnIP), old)) !== JSON.stringify(peer)) {
@@ -179,6 +184,28 @@ export class ClusterStore {
       tx.put(keys.peer(peer.vpnIP), Buffer.from(JSON.stringify(peer)));
       return bumpVersion(tx);
     });
+  }
+
+  /** clearPending marks the peer at vpnIP as committed (see putPeer's pendingBy). */
+  async clearPending(vpnIP: string): Promise<void> {
+    await this.#write(async (tx) => {
+      tx.delete(keys.pending(vpnIP));
+    });
+  }
+
+  /** pendingBy lists the VPN IPs of the peers `by` stored as pending and never cleared. */
+  async pendingBy(by: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const [k, v] of await this.#store.list(keys.pendings)) {
+      let owner: unknown;
+      try {
+        owner = (JSON.parse(Buffer.from(v).toString()) as { by?: unknown }).by;
+      } catch {
+        owner = undefined;
+      }
+      if (owner === by) out.push(k.slice(keys.pendings.length));
+    }
+    return out;
   }
 
   #write<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
@@ -222,6 +249,7 @@ export class ClusterStore {
         throw new FailedPreconditionError(`vpnIP: ${vpnIP} is ${peer.role === "coordinator" ? "a Coordinator (use remove-coordinator)" : "not a Coordinator"}`);
       }
       tx.delete(keys.peer(vpnIP));
+      tx.delete(keys.pending(vpnIP));
       for (const [k, v] of await tx.list(keys.disks)) if (Buffer.from(v).toString() === vpnIP) tx.put(k, retired);
       releaseIP(tx, pool, vpnIP);
       return bumpVersion(tx);

@@ -245,12 +245,16 @@ export async function commitAdditionalCoordinator(d: CoordinatorActivationDeps, 
     ...nodeStateOf("coordinator", req.nodeVPNIP, req.ownerID, req.clusterID, req.coordinatorVPNIPs, req.coordinatorEndpoints, coordinatorPeers),
     coordinatorAuthPubKey: req.coordinatorAuthPubKey.toString("base64"),
   });
+  crashPoint("additional-coordinator:after-node-state");
   await d.marker.mark(req.ownerID, req.clusterID);
   if (d.disk) await d.disk.updatePassphrase(received.got.diskKey);
+  crashPoint("additional-coordinator:after-disk-key");
   await d.vpn.setInterfaceIP(req.nodeVPNIP);
   await d.vpn.updatePeers(toVPNPeers(req.peers, req.nodeVPNIP));
   if (d.members) await d.members.join(req.nodeVPNIP, received.secrets, received.got.storeJoin);
+  crashPoint("additional-coordinator:after-member-joined");
   await exchange.memberStarted();
   await d.members?.ready();
   await d.becomeCoordinator(req.nodeVPNIP);
+  crashPoint("additional-coordinator:after-role");
 }

@@ -1,3 +1,4 @@
+import { crashPoint } from "../shared/crash.js";
 import type { ClusterStore } from "./cluster-store.js";
 import { CoordinatorCredential } from "./coordinator-auth.js";
 import { errorMessage, InvalidArgumentError } from "./errors.js";
@@ -10,6 +11,8 @@ import { parseEndpoint } from "./validate.js";
 
 /** CoordinatorJoinDeps are what the activating Coordinator uses to add another one. */
 export interface CoordinatorJoinDeps {
+  /** self is this Coordinator's VPN IP: the new record is pending by it until the new Coordinator committed. */
+  self: string;
   store: ClusterStore;
   members: StoreMembers | undefined;
   peerClient: PeerClient;
@@ -55,12 +58,14 @@ export async function activateCoordinator(d: CoordinatorJoinDeps, endpoint: stri
           if (info.diskUUID !== "") checkDiskUUID(info.diskUUID);
           const peer: PeerRecord = { role: "coordinator", publicIP: ep.host, vpnIP, vpnPubKey: info.vpnPubKey, wgPort: info.wgPort, pubapiPort: ep.port };
           // Record and disk claim in one transaction: a duplicate key, IP or disk fails here, alone.
-          await d.store.putPeer(peer, info.diskUUID || undefined);
+          await d.store.putPeer(peer, info.diskUUID || undefined, { pendingBy: d.self });
           record = peer;
           if (info.diskUUID !== "") diskUUID = info.diskUUID;
+          crashPoint("add-coordinator:after-peer-stored");
           await d.syncVPN();
           const storeJoin = d.members ? await d.members.addMember(vpnIP) : "";
           memberAdded = d.members !== undefined;
+          crashPoint("add-coordinator:after-member-added");
           progress.committing = true; // the secrets are the new Coordinator's commit point
           return {
             diskKey: diskUUID ? stateDiskKey(secrets.masterSecret, secrets.clusterID, diskUUID) : new Uint8Array(0),
@@ -71,6 +76,8 @@ export async function activateCoordinator(d: CoordinatorJoinDeps, endpoint: stri
         promote: async () => {
           started = true;
           await d.members?.promoteMember(vpnIP);
+          await d.store.clearPending(vpnIP);
+          crashPoint("add-coordinator:after-promote");
         },
       },
     );
@@ -80,6 +87,23 @@ export async function activateCoordinator(d: CoordinatorJoinDeps, endpoint: stri
   }
   if (!record) throw new InvalidArgumentError(`ActivateAsAdditionalCoordinator ${endpoint}: ended without reporting its info`);
   return record;
+}
+
+/**
+ * rollBackInterrupted undoes the Coordinator activations this Coordinator (at d.self) was running
+ * when its process died: peers it stored as pending and never cleared. Such a peer either never got
+ * the secrets (still fresh) or committed without being promoted; either way its store member and
+ * record go (its disk retired), as if the activation had failed. Returns the VPN IPs rolled back.
+ */
+export async function rollBackInterrupted(d: CoordinatorJoinDeps): Promise<string[]> {
+  const ips = await d.store.pendingBy(d.self);
+  for (const ip of ips) {
+    d.logger.warn("rolling back the activation of a further Coordinator that this Coordinator's crash interrupted", { vpnIP: ip });
+    await d.members?.removeMember(ip);
+    await d.store.removePeer(ip, { coordinator: true });
+  }
+  if (ips.length > 0) await d.syncVPN().catch(() => {});
+  return ips;
 }
 
 /** undo takes a Coordinator that never committed out again: store member, peer record, VPN IP. */

@@ -12,7 +12,7 @@ import { noEvents, type MeshEvents } from "./events.js";
 import { KeyRelease } from "./key-release.js";
 import { UpdateFeed } from "./update-feed.js";
 import { UpdateLoop } from "./update-loop.js";
-import { activateCoordinator } from "./coordinator-join.js";
+import { activateCoordinator, rollBackInterrupted, type CoordinatorJoinDeps } from "./coordinator-join.js";
 import type { StoreMembers } from "./store-members.js";
 import { CoordinatorCredential } from "./coordinator-auth.js";
 import { parseEndpoint } from "./validate.js";
@@ -92,6 +92,7 @@ export class Coordinator {
   readonly #loop: UpdateLoop;
   readonly #heartbeats = new Map<string, number>();
   #unwatch: (() => void) | undefined;
+  #closed = false;
   readonly #feed: UpdateFeed;
   readonly #keys: KeyRelease;
 
@@ -119,6 +120,8 @@ export class Coordinator {
    */
   start(): void {
     this.#loop.start();
+    // Activations of further Coordinators that this one's crash interrupted are undone (no ghost stays).
+    void this.rollBackInterrupted();
     this.#unwatch = this.#o.members?.watch(() => {
       this.#loop.pollNow().catch((err: unknown) => this.#o.logger.debug("store changed; sync failed", { error: errorMessage(err) }));
     });
@@ -126,6 +129,7 @@ export class Coordinator {
 
   /** close stops following the store. */
   close(): void {
+    this.#closed = true;
     this.#unwatch?.();
     this.#loop.stop();
   }
@@ -142,7 +146,7 @@ export class Coordinator {
   async activateCoordinators(endpoints: readonly string[], log: ProgressLog): Promise<ActivationResult> {
     const result: ActivationResult = { activated: [], failed: [] };
     const nodes = (await this.#o.store.snapshot()).peers.filter((p) => p.role === "node");
-    const deps = { store: this.#o.store, members: this.#o.members, peerClient: this.#o.peerClient, logger: this.#o.logger, syncVPN: () => this.syncVPN() };
+    const deps = this.#joinDeps();
     for (const [i, ep] of endpoints.entries()) {
       const progress: ActivationProgress = { committing: false };
       const started = this.#o.clock.now();
@@ -164,6 +168,26 @@ export class Coordinator {
       await this.#triggerUpdates(nodes);
     }
     return result;
+  }
+
+  /**
+   * rollBackInterrupted undoes, retrying until the store commits, the further-Coordinator
+   * activations this Coordinator was running when its process died (see coordinator-join.ts).
+   */
+  async rollBackInterrupted(): Promise<void> {
+    for (let attempt = 0; !this.#closed; attempt++) {
+      try {
+        await rollBackInterrupted(this.#joinDeps());
+        return;
+      } catch (err) {
+        this.#o.logger.warn("could not roll back an interrupted Coordinator activation yet; trying again", { error: errorMessage(err), attempt });
+        await this.#o.clock.sleep(Math.min(this.#o.updateIntervalMs * 2 ** Math.min(attempt, 5), 30_000));
+      }
+    }
+  }
+
+  #joinDeps(): CoordinatorJoinDeps {
+    return { self: this.#o.self.vpnIP, store: this.#o.store, members: this.#o.members, peerClient: this.#o.peerClient, logger: this.#o.logger, syncVPN: () => this.syncVPN() };
   }
 
   /** syncVPN applies the store's current peer set to the own device now. */

@@ -4,7 +4,7 @@ import type { CallerContext } from "./caller.js";
 import { authorizeCoordinator } from "./caller-auth.js";
 import { ClusterStore } from "./cluster-store.js";
 import type { Coordinator, ActivationResult, ProgressLog, Removed } from "./coordinator.js";
-import { CoreError, errorMessage, FailedPreconditionError, InternalError, InvalidArgumentError } from "./errors.js";
+import { CoreError, errorMessage, FailedPreconditionError, InternalError, InvalidArgumentError, UnavailableError } from "./errors.js";
 import { DiskKeyRequest } from "./disk-key-request.js";
 import type { Logger } from "../shared/logger.js";
 import type { Node } from "./node.js";
@@ -34,7 +34,7 @@ export class MeshPeer {
   readonly #cluster: ClusterStore;
   #coordinator: Coordinator | undefined;
   #node: Node | undefined;
-  #log: Logger;
+  readonly #log: Logger;
   #saved: NodeState | undefined;
   #resumed = false;
   readonly #diskKeys: DiskKeyRequest;
@@ -384,11 +384,12 @@ export class MeshPeer {
   }
 
   #requireCoordinator(): Coordinator {
-    if (!this.#coordinator) {
-      const waiting = this.#diskKeys.waitingFor !== undefined ? " (it waits for its state-disk key after a reboot: meshctl recover delivers it)" : "";
-      throw new FailedPreconditionError(`this peer is ${this.#sm.get()}, not an activated Coordinator${waiting}`);
+    if (this.#coordinator) return this.#coordinator;
+    const waiting = this.#diskKeys.waitingFor !== undefined ? " (it waits for its state-disk key after a reboot: meshctl recover delivers it)" : "";
+    if (!waiting && this.#saved?.role === "coordinator" && this.#sm.get() === PeerState.ActivatingNodes) {
+      throw new UnavailableError("this Coordinator is restoring its role after a restart (its store is opening); try again in a moment");
     }
-    return this.#coordinator;
+    throw new FailedPreconditionError(`this peer is ${this.#sm.get()}, not an activated Coordinator${waiting}`);
   }
 }
 

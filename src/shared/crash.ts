@@ -25,6 +25,15 @@ export const crashPoints = [
   "coordinator-activation:after-ip",
   "coordinator-activation:after-disk-claimed",
   "coordinator-activation:after-peer-stored",
+  // Adding a further Coordinator: the first Coordinator's side (core/coordinator-join.ts) and the
+  // new Coordinator's commit (core/coordinator-activation.ts).
+  "add-coordinator:after-peer-stored",
+  "add-coordinator:after-member-added",
+  "add-coordinator:after-promote",
+  "additional-coordinator:after-node-state",
+  "additional-coordinator:after-disk-key",
+  "additional-coordinator:after-member-joined",
+  "additional-coordinator:after-role",
   // A durable file write (the embedded store's commit, node state): between the temp file and the
   // rename, and between the rename and the directory's fsync (shared/atomic-file.ts).
   "atomic-write:before-rename",

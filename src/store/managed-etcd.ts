@@ -33,6 +33,9 @@ export interface ManagedEtcdOptions {
 
 const memberName = (vpnIP: string): string => `coordinator-${vpnIP.replaceAll(".", "-")}`;
 
+/** unhealthyRetryMs bounds how long removeMember waits out etcd's "unhealthy cluster" refusal. */
+const unhealthyRetryMs = 20_000;
+
 /** ManagedEtcd is safe for concurrent use; close() stops the member. */
 export class ManagedEtcd implements StoreMembers {
   readonly #o: ManagedEtcdOptions;
@@ -139,8 +142,23 @@ export class ManagedEtcd implements StoreMembers {
 
   async removeMember(vpnIP: string): Promise<void> {
     const client = await this.#admin();
-    const m = (await client.cluster.memberList({})).members.find((x) => x.peerURLs.includes(this.#peerURL(vpnIP)));
-    if (m) await client.cluster.memberRemove({ ID: m.ID });
+    // etcd refuses a removal while a remaining member has been connected for less than about 5 s
+    // ("unhealthy cluster", e.g. right after a Coordinator restarted): that passes, so wait for it.
+    for (const until = Date.now() + unhealthyRetryMs; ; ) {
+      const m = (await client.cluster.memberList({})).members.find((x) => x.peerURLs.includes(this.#peerURL(vpnIP)));
+      if (!m) return;
+      try {
+        await client.cluster.memberRemove({ ID: m.ID });
+        return;
+      } catch (err) {
+        if (!/unhealthy cluster/.test(errorMessage(err))) throw err;
+        if (Date.now() > until) {
+          throw new UnavailableError(`managed etcd: removing the member at ${vpnIP}: etcd refuses it while another member is not connected long enough (unhealthy cluster); try again`, { cause: err });
+        }
+        this.#o.logger.info("etcd refuses the member removal until every remaining member has been connected a few seconds; waiting", { vpnIP });
+        await new Promise((r) => setTimeout(r, 1_000));
+      }
+    }
   }
 
   /**
