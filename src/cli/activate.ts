@@ -71,6 +71,8 @@ the others stay activated: retry it with meshctl add-nodes); 2 on a usage error.
     const coordinators = list(v.coordinators).map((n, i) => endpointFlag(n, `--coordinators[${i}]`));
     const validators = await loadValidators(measurementsFlag(v));
     const masterSecret = await readMasterSecret(required(v, "master-secret"), io);
+    let verified = false;
+    const onVerified = (): void => void (verified = true);
     return runActivate(
       {
         coordinator,
@@ -78,8 +80,9 @@ the others stay activated: retry it with meshctl add-nodes); 2 on a usage error.
         coordinators,
         masterSecret,
         outDir: typeof v.out === "string" ? v.out : ".",
-        credentials: createATLSChannelCredentials(validators, { requireFresh: true }),
-        resumeCredentials: createATLSChannelCredentials(validators),
+        credentials: createATLSChannelCredentials(validators, { requireFresh: true, onVerified }),
+        resumeCredentials: createATLSChannelCredentials(validators, { onVerified }),
+        contacted: () => verified,
       },
       io,
     );
@@ -101,6 +104,12 @@ export interface ActivateOptions {
    * master secret and admin keys. undefined: `credentials`.
    */
   resumeCredentials?: grpc.ChannelCredentials;
+  /**
+   * contacted says whether a peer passed verification, so the request (with the master secret) may
+   * have gone out. When it did not, a failure cannot have activated anything: the kept keys are
+   * dropped. undefined: assume it may have.
+   */
+  contacted?: () => boolean;
 }
 
 /**
@@ -120,7 +129,11 @@ export async function runActivate(o: ActivateOptions, io: IO): Promise<number> {
     { adminVPNPubKey: keys.publicKey, adminPubKey: admin.key.publicKey, masterSecret: o.masterSecret, nodeEndpoints: o.nodes, coordinatorEndpoints: o.coordinators },
     (line) => progress.line(line),
   )
-    .catch((err: unknown) => {
+    .catch(async (err: unknown) => {
+      if (o.contacted && !o.contacted()) {
+        await rm(join(o.outDir, pendingFile), { force: true });
+        throw err;
+      }
       throw new Error(
         `${errorMessage(err)}\nmeshctl activate: if the Coordinator got as far as committing the activation, it finishes it when its meshd runs again; ` +
           `re-run this same command then: it uses the keys kept in ${join(o.outDir, pendingFile)} and resumes (a peer that is still fresh is activated from the start)`,

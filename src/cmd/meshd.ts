@@ -132,7 +132,7 @@ export async function startMeshd(config: MeshdConfig, logger: Logger): Promise<(
     /** Only this peer's own store is discarded when it starts fresh: never an external etcd others share. */
     const discardUncommitted = members
       ? async () => {
-          if (await members!.discardUncommitted()) logger.warn("fresh peer: removed the etcd member data an activation interrupted before its commit point left");
+          if (await members.discardUncommitted()) logger.warn("fresh peer: removed the etcd member data an activation interrupted before its commit point left");
         }
       : own instanceof MemoryStore
         ? async () => {

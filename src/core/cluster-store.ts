@@ -220,13 +220,6 @@ export class ClusterStore {
     return raw ? decodePeer(keys.peer(vpnIP), raw) : undefined;
   }
 
-  /** putAdminKey stores the admin's Ed25519 public key (first activation only). */
-  async putAdminKey(pubKey: Uint8Array): Promise<void> {
-    await this.#write(async (tx) => {
-      tx.put(keys.adminPubKey, pubKey);
-    });
-  }
-
   /** adminKey returns the admin's Ed25519 public key, or undefined when none is stored. */
   async adminKey(): Promise<Buffer | undefined> {
     const raw = await this.#store.get(keys.adminPubKey);

@@ -98,3 +98,9 @@ export function errorMessage(err: unknown): string {
   }
   return parts.join(": ").replace(/\s*\n\s*/g, " ");
 }
+
+/** wrapError prefixes an error with the operation, keeping its class (and so its status code) when it is a CoreError. */
+export function wrapError(operation: string, err: unknown): Error {
+  if (err instanceof CoreError) return new CoreError(err.code, `${operation}: ${err.message}`, { cause: err, retryable: err.retryable });
+  return new InternalError(`${operation}: ${errorMessage(err)}`, { cause: err });
+}

@@ -4,7 +4,7 @@ import type { CallerContext } from "./caller.js";
 import { authorizeCoordinator } from "./caller-auth.js";
 import { ClusterStore } from "./cluster-store.js";
 import type { Coordinator, ActivationResult, ProgressLog, Removed } from "./coordinator.js";
-import { CoreError, errorMessage, FailedPreconditionError, InternalError, InvalidArgumentError, UnavailableError } from "./errors.js";
+import { errorMessage, FailedPreconditionError, InternalError, InvalidArgumentError, UnavailableError, wrapError } from "./errors.js";
 import { DiskKeyRequest } from "./disk-key-request.js";
 import type { Logger } from "../shared/logger.js";
 import type { Node } from "./node.js";
@@ -39,7 +39,7 @@ export class MeshPeer {
   #resumed = false;
   readonly #diskKeys: DiskKeyRequest;
   readonly #adminGate: AdminGate;
-  /** #reserved names the activation that holds this fresh peer before its commit point (in memory only). */
+  /** #reserved names the activation that holds this fresh peer before its commit point (in memory only), or ActivateAsCoordinator while it runs. */
   #reserved: string | undefined;
   /** #clusterKey is the cluster credential's public key of an activated Node. */
   #clusterKey: Buffer | undefined;
@@ -154,16 +154,19 @@ export class MeshPeer {
   /** activateAsCoordinator makes this fresh peer the Coordinator and activates the given Nodes. */
   async activateAsCoordinator(req: CoordinatorActivation, log: ProgressLog): Promise<AdminConfig> {
     const checked = checkCoordinatorActivation(req, `${this.#o.publicIP}:${this.#o.pubapiPort}`);
-    // The admin re-runs an activation that was interrupted after this peer's commit point.
-    if (this.#coordinator && this.#sm.get() === PeerState.ActivatingNodes) return resumeFirstCoordinator(this.#cluster, this.#coordinator, req, checked, log);
+    // The admin re-runs an activation that was interrupted after this peer's commit point (never while it runs).
+    if (this.#coordinator && !this.#reserved && this.#sm.get() === PeerState.ActivatingNodes) return resumeFirstCoordinator(this.#cluster, this.#coordinator, req, checked, log);
     this.#sm.require("ActivateAsCoordinator", PeerState.AcceptingInit);
     this.#requireUnreserved("ActivateAsCoordinator");
     this.#sm.advance("ActivateAsCoordinator", PeerState.AcceptingInit, PeerState.ActivatingNodes);
+    this.#reserved = "ActivateAsCoordinator";
     try {
       return await setUpFirstCoordinator(this.#activationDeps(), req, checked, (key) => (this.#clusterKey = key), log);
     } catch (err) {
       if (!this.#coordinator) this.#sm.fail();
-      throw wrap("activate as Coordinator", err);
+      throw wrapError("activate as Coordinator", err);
+    } finally {
+      this.#reserved = undefined;
     }
   }
 
@@ -282,7 +285,7 @@ export class MeshPeer {
       if (committed) {
         if (role === "Node" || !this.#coordinator) this.#sm.fail();
       } else this.#log.info(`activation as ${role} abandoned before its commit point: still fresh`, { error: errorMessage(err) });
-      throw wrap(role === "Node" ? "activate as Node" : "activate as additional Coordinator", err);
+      throw wrapError(role === "Node" ? "activate as Node" : "activate as additional Coordinator", err);
     } finally {
       if (!committed) this.#reserved = undefined;
     }
@@ -298,7 +301,7 @@ export class MeshPeer {
     try {
       version = await firstContact(() => node.update(), this.#o.clock, this.#log);
     } catch (err) {
-      throw wrap(`join cluster: reach the vpnapi of ${coordinatorVPNIP} through the VPN`, err);
+      throw wrapError(`join cluster: reach the vpnapi of ${coordinatorVPNIP} through the VPN`, err);
     }
     if (this.#sm.get() === PeerState.NodeWaitingForClusterJoin) {
       this.#sm.advance("JoinCluster", PeerState.NodeWaitingForClusterJoin, PeerState.IsNode);
@@ -391,10 +394,4 @@ export class MeshPeer {
     }
     throw new FailedPreconditionError(`this peer is ${this.#sm.get()}, not an activated Coordinator${waiting}`);
   }
-}
-
-/** wrap prefixes an error with the operation, keeping its class (and so its status code) when it is a CoreError. */
-function wrap(operation: string, err: unknown): Error {
-  if (err instanceof CoreError) return new CoreError(err.code, `${operation}: ${err.message}`, { cause: err, retryable: err.retryable });
-  return new InternalError(`${operation}: ${errorMessage(err)}`, { cause: err });
 }

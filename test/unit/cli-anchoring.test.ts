@@ -1,4 +1,4 @@
-import { access, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { access, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -11,6 +11,8 @@ import { TPM_TEST_CA_NAME } from "../../src/attestation/tpm-test-ca.js";
 import { createATLSServerCredentials } from "../../src/atls/server.js";
 import { main } from "../../src/cli/meshctl.js";
 import { forgedTPMIssuer, pcrValues } from "../helpers/tpm-builder.js";
+import { SIMULATED_SNP_MEASUREMENT, SimulatedSNPIssuer } from "../../src/attestation/snp-simulated.js";
+import { sharedSimulatedSNPChain } from "../../src/attestation/snp-test-chain.js";
 import { startSwtpm, type Swtpm } from "../helpers/swtpm.js";
 
 /**
@@ -78,8 +80,42 @@ describe("meshctl refuses the software forgery at ak anchoring", () => {
       expect(r.err).toMatch(/ak anchoring/);
       await expect(access(join(out, "admin.json"))).rejects.toThrow();
       await expect(access(join(out, "wg0.conf"))).rejects.toThrow();
+      // Nothing went out, so nothing can have been activated: no keys are kept for a re-run either.
+      await expect(access(join(out, "activate.pending.json"))).rejects.toThrow();
+      expect(r.err).not.toMatch(/re-run this same command/);
     });
   }
+
+  it("meshctl activate keeps the admin's keys (0600) once a verified peer may have got the request, says to re-run, and the re-run uses them", async () => {
+    // A verified peer (simulated SNP, test root allowed) that then fails the call: no pubapi service here.
+    const port = await serve(new SimulatedSNPIssuer({ chain: sharedSimulatedSNPChain() }));
+    const snpPolicy = join(dir, "snp-sim.json");
+    await writeFile(snpPolicy, JSON.stringify({ snp: { measurement: SIMULATED_SNP_MEASUREMENT, allowTestRoot: true } }));
+    const out = join(dir, "out-kept");
+    const file = join(out, "activate.pending.json");
+    const first = await run("activate", "--coordinator", `127.0.0.1:${port}`, "--master-secret", secret, "--measurements", snpPolicy, "--out", out);
+    expect(first.code).toBe(1);
+    expect(first.err).toMatch(/re-run this same command then: it uses the keys kept in .*activate\.pending\.json/);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const kept = await readFile(file, "utf8");
+    expect(kept).not.toContain(await readFile(secret, "utf8")); // the keys only, never the master secret
+    const again = await run("activate", "--coordinator", `127.0.0.1:${port}`, "--master-secret", secret, "--measurements", snpPolicy, "--out", out);
+    expect(again.code).toBe(1);
+    expect(again.err).toMatch(/resuming an interrupted activation with the admin keys kept in/);
+    expect(await readFile(file, "utf8")).toBe(kept);
+  });
+
+  it("meshctl activate refuses a damaged activate.pending.json, naming it, before it contacts anyone", async () => {
+    const port = await serve(forgedTPMIssuer("none"));
+    const out = join(dir, "out-pending");
+    await mkdir(out, { recursive: true });
+    const file = join(out, "activate.pending.json");
+    await writeFile(file, "{not json", { mode: 0o600 });
+    const r = await run("activate", "--coordinator", `127.0.0.1:${port}`, "--master-secret", secret, "--measurements", policy, "--out", out);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/activate\.pending\.json: not what an interrupted meshctl activate kept .*move it away to start over/);
+    expect(await readFile(file, "utf8")).toBe("{not json"); // left as it was
+  });
 
   it("an SNP-only policy refuses a TPM peer: no TPM validator is built, the handshake fails naming the platform", async () => {
     const port = await serve(forgedTPMIssuer("none"));
