@@ -13,15 +13,15 @@
  */
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readAdminFile } from "../../src/cli/admin-file.js";
 import { stateDiskKey } from "../../src/core/keys.js";
-import { LocalMesh } from "../../src/localmesh/local-mesh.js";
+import type { LocalMesh } from "../../src/localmesh/local-mesh.js";
 import type { LocalPeer } from "../../src/localmesh/local-peer.js";
 import { localMeshTools } from "../../src/localmesh/requirements.js";
 import type { CrashPoint } from "../../src/shared/crash.js";
 import { waitFor } from "../../src/shared/wait.js";
+import { type Tally, activatedMesh, diagnoseOnFailure, diskUUID, exitOf, opensWith, wgPublicKey } from "../helpers/crash-driver.js";
 import { canRunE2E } from "../helpers/netns.js";
 
 const reason = canRunE2E(localMeshTools) ?? (existsSync("/usr/bin/etcd") ? undefined : "no /usr/bin/etcd (Debian etcd-server)");
@@ -37,29 +37,22 @@ describe.skipIf(reason !== undefined)(`adding a Coordinator, meshd SIGKILLed at 
   let c1: LocalPeer;
   const nodes: LocalPeer[] = [];
   const progress: string[] = [];
-  let exercised = 0;
-  let checks = 0;
+  const tally: Tally = { exercised: 0, checks: 0 };
   let n = 0;
 
   beforeAll(async () => {
-    mesh = await LocalMesh.create({ updateIntervalSec: 1, disk: true, managedStore: true, progress: (l) => progress.push(l), readyTimeoutMs: 20_000 });
-    const [c, first] = (await mesh.startPeers(["c1", "n0"])) as [LocalPeer, LocalPeer];
-    c1 = c;
-    const r = await mesh.activate(c1, [first]);
-    if (r.exitCode !== 0) throw new Error(`activate: ${r.stderr}`);
-    nodes.push(first);
-    await mesh.connectAdmin();
+    const m = await activatedMesh({ managedStore: true, progress: (l) => progress.push(l) }, ["c1", "n0"]);
+    ({ mesh, coordinator: c1 } = m);
+    nodes.push(m.node);
   }, 90_000);
 
   afterAll(async () => {
-    process.stdout.write(`add-coordinator crash driver: ${exercised} crash points exercised, ${checks} invariant checks\n`);
+    process.stdout.write(`add-coordinator crash driver: ${tally.exercised} crash points exercised, ${tally.checks} invariant checks\n`);
     await mesh?.close();
   });
 
-  const exitOf = (p: LocalPeer): Promise<string> => Promise.race([p.meshdExited(), new Promise<string>((r) => setTimeout(() => r("still running after 60 s"), 60_000))]);
-  const publicKey = async (p: LocalPeer): Promise<string> => (await mesh.net.exec(p.netns, "wg", ["show", p.wgInterface, "public-key"])).stdout.trim();
-  const opens = async (p: LocalPeer, key: Buffer): Promise<boolean> =>
-    (await execa("cryptsetup", ["open", "--test-passphrase", "--key-file", "-", p.diskFile!], { input: key, reject: false })).exitCode === 0;
+  const publicKey = (p: LocalPeer): Promise<string> => wgPublicKey(mesh, p);
+  const opens = opensWith;
   /** addCoordinators runs meshctl add-coordinators, again while the restarted Coordinator says it is still restoring its role (UNAVAILABLE). */
   const addCoordinators = async (x: LocalPeer) => {
     const run = () => mesh.admin.meshctl(["add-coordinators", "--coordinator", c1.endpoint, "--admin-dir", mesh.adminDir!, "--coordinators", x.endpoint, "--measurements", mesh.measurementsFile]);
@@ -77,7 +70,7 @@ describe.skipIf(reason !== undefined)(`adding a Coordinator, meshd SIGKILLed at 
     const keys = peers.map((p) => p.vpnPubKey);
     expect(new Set(ips).size, `no VPN IP twice: ${ips.join(",")}`).toBe(ips.length);
     expect(new Set(keys).size, "no WireGuard key twice").toBe(keys.length);
-    checks += 2;
+    tally.checks += 2;
     const xKey = await publicKey(x);
     const inSet = peers.some((p) => p.vpnPubKey === xKey);
     if (inSet) expect(peers.find((p) => p.vpnPubKey === xKey)!.role).toBe("coordinator");
@@ -85,14 +78,13 @@ describe.skipIf(reason !== undefined)(`adding a Coordinator, meshd SIGKILLed at 
       const own = await publicKey(p);
       const want = keys.filter((k) => k !== own).sort().join(",");
       await waitFor(async () => ((await mesh.wgPeers(p)).sort().join(",") === want ? true : undefined), { what: `${p.label}'s device to list exactly the peer set`, timeoutMs: convergeMs });
-      checks++;
+      tally.checks++;
     }
     if (inSet) {
       const admin = await readAdminFile(mesh.adminDir!, "no admin.json");
-      const uuid = (await execa("cryptsetup", ["luksUUID", x.diskFile!])).stdout.trim();
-      expect(await opens(x, stateDiskKey(await readFile(mesh.masterSecretFile), admin.clusterID, uuid)), `${x.label}'s disk opens with its derived key`).toBe(true);
+      expect(await opens(x, stateDiskKey(await readFile(mesh.masterSecretFile), admin.clusterID, await diskUUID(x))), `${x.label}'s disk opens with its derived key`).toBe(true);
       expect(await opens(x, await readFile(x.diskInitialKeyFile)), `${x.label}'s disk no longer opens with its initial key`).toBe(false);
-      checks += 2;
+      tally.checks += 2;
     }
     return inSet;
   }
@@ -103,7 +95,7 @@ describe.skipIf(reason !== undefined)(`adding a Coordinator, meshd SIGKILLed at 
     const r = await mesh.addNodes([fresh]);
     expect(r.exitCode, r.stderr).toBe(0);
     nodes.push(fresh);
-    checks++;
+    tally.checks++;
     if (inSet) {
       const xKey = await publicKey(x);
       const ip = (await mesh.admin.peers(c1.vpnIP!)).find((p) => p.vpnPubKey === xKey)!.vpnIP;
@@ -113,10 +105,7 @@ describe.skipIf(reason !== undefined)(`adding a Coordinator, meshd SIGKILLed at 
     await x.stop();
   }
 
-  const diagnose = (): void =>
-    onTestFailed(() => {
-      process.stderr.write(`\n--- localmesh progress\n${progress.slice(-60).join("\n")}\n${mesh?.diagnostics(40) ?? ""}\n`);
-    });
+  const diagnose = (): void => diagnoseOnFailure(progress, () => mesh);
 
   for (const point of activatingPoints) {
     it(`the activating Coordinator dies ${point}; restarted, it leaves no ghost; the admin adds a Node afterwards`, async () => {
@@ -125,16 +114,16 @@ describe.skipIf(reason !== undefined)(`adding a Coordinator, meshd SIGKILLed at 
       await c1.restartMeshd({ AM_CRASH_AT: point });
       const [x] = (await mesh.startPeers([`x${++n}`])) as [LocalPeer];
       const r = await addCoordinators(x);
-      expect(await exitOf(c1), "meshd died at the crash point").toMatch(/SIGKILL/);
+      expect(await exitOf(c1, 60_000), "meshd died at the crash point").toMatch(/SIGKILL/);
       expect(c1.processes.at(-1)!.logTail(60)).toContain(`crash point ${point} reached`);
-      exercised++;
+      tally.exercised++;
       expect(r.exitCode, "add-coordinators cannot succeed against a Coordinator that died mid-way").not.toBe(0);
       await c1.restartMeshd();
       const inSet = await invariants(x);
       // Before the new Coordinator got the secrets it is rolled back; once promoted it stays.
       expect(inSet, "in the set exactly when it was promoted").toBe(point === "add-coordinator:after-promote");
       if (!inSet) expect(c1.processes.at(-1)!.logTail(200), "the restarted Coordinator rolled back what it left pending").toContain("rolling back the activation of a further Coordinator");
-      checks += 2;
+      tally.checks += 2;
       await afterwards(x, inSet);
     }, 240_000);
   }
@@ -144,20 +133,20 @@ describe.skipIf(reason !== undefined)(`adding a Coordinator, meshd SIGKILLed at 
       diagnose();
       const [x] = (await mesh.startPeers([`x${++n}`], { meshdEnv: { AM_CRASH_AT: point } })) as [LocalPeer];
       const r = await addCoordinators(x);
-      expect(await exitOf(x), "meshd died at the crash point").toMatch(/SIGKILL/);
-      exercised++;
+      expect(await exitOf(x, 60_000), "meshd died at the crash point").toMatch(/SIGKILL/);
+      tally.exercised++;
       if (point !== "additional-coordinator:after-role") expect(r.exitCode, "add-coordinators reports the Coordinator it could not finish").not.toBe(0);
       await x.restartMeshd();
       const inSet = await invariants(x);
       if (point === "additional-coordinator:after-role") {
         expect(inSet, "it had become a Coordinator: restarted, it is one again").toBe(true);
-        checks++;
+        tally.checks++;
       }
       await afterwards(x, inSet);
     }, 240_000);
   }
 
   it("every crash point was exercised", () => {
-    expect(exercised).toBe(activatingPoints.length + newPoints.length);
+    expect(tally.exercised).toBe(activatingPoints.length + newPoints.length);
   });
 });

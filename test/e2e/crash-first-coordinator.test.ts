@@ -12,8 +12,7 @@
  */
 import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stateDiskKey } from "../../src/core/keys.js";
 import { LocalMesh } from "../../src/localmesh/local-mesh.js";
 import type { LocalPeer } from "../../src/localmesh/local-peer.js";
@@ -21,6 +20,7 @@ import { localMeshTools } from "../../src/localmesh/requirements.js";
 import type { CrashPoint } from "../../src/shared/crash.js";
 import { waitFor } from "../../src/shared/wait.js";
 import { publicKeyOf } from "../../src/wireguard/keys.js";
+import { type Tally, diagnoseOnFailure, diskUUID, exitOf, opensWith, wgPublicKey } from "../helpers/crash-driver.js";
 import { canRunE2E } from "../helpers/netns.js";
 
 const reason = canRunE2E(localMeshTools);
@@ -37,8 +37,7 @@ for (const { store, points } of cases) {
   describe.skipIf(reason !== undefined)(`first Coordinator's activation, ${store} store: meshd SIGKILLed at each point, restarted, the admin re-runs activate${reason ? ` — skipped: ${reason}` : ""}`, () => {
     let mesh: LocalMesh;
     const progress: string[] = [];
-    let exercised = 0;
-    let checks = 0;
+    const tally: Tally = { exercised: 0, checks: 0 };
     let n = 0;
 
     beforeAll(async () => {
@@ -46,20 +45,16 @@ for (const { store, points } of cases) {
     }, 60_000);
 
     afterAll(async () => {
-      process.stdout.write(`first-Coordinator crash driver (${store} store): ${exercised} crash points exercised, ${checks} invariant checks\n`);
+      process.stdout.write(`first-Coordinator crash driver (${store} store): ${tally.exercised} crash points exercised, ${tally.checks} invariant checks\n`);
       await mesh?.close();
     });
 
-    const exitOf = (p: LocalPeer): Promise<string> => Promise.race([p.meshdExited(), new Promise<string>((r) => setTimeout(() => r("still running after 30 s"), 30_000))]);
-    const opens = async (p: LocalPeer, key: Buffer): Promise<boolean> =>
-      (await execa("cryptsetup", ["open", "--test-passphrase", "--key-file", "-", p.diskFile!], { input: key, reject: false })).exitCode === 0;
-    const publicKey = async (p: LocalPeer): Promise<string> => (await mesh.net.exec(p.netns, "wg", ["show", p.wgInterface, "public-key"])).stdout.trim();
+    const publicKey = (p: LocalPeer): Promise<string> => wgPublicKey(mesh, p);
+    const opens = opensWith;
 
     for (const point of points) {
       it(`${point}: activate fails saying to re-run; the restarted peer is ${beforeCommit.has(point) ? "fresh again" : "the Coordinator"}; the re-run completes; disks, devices and the VPN hold; a Node is added afterwards`, async () => {
-        onTestFailed(() => {
-          process.stderr.write(`\n--- localmesh progress\n${progress.slice(-60).join("\n")}\n${mesh?.diagnostics(40) ?? ""}\n`);
-        });
+        diagnoseOnFailure(progress, () => mesh);
         const i = ++n;
         const [c] = (await mesh.startPeers([`fc${i}`], { meshdEnv: { AM_CRASH_AT: point } })) as [LocalPeer];
         const [node] = (await mesh.startPeers([`fn${i}`])) as [LocalPeer];
@@ -68,32 +63,31 @@ for (const { store, points } of cases) {
         const failed = await mesh.activate(c, [node]);
         expect(await exitOf(c), "meshd died at the crash point").toMatch(/SIGKILL/);
         expect(c.processes.at(-1)!.logTail(40)).toContain(`crash point ${point} reached`);
-        exercised++;
+        tally.exercised++;
         expect(failed.exitCode, "activate cannot succeed against a peer that died mid-way").not.toBe(0);
         expect(failed.stderr).toContain("re-run this same command");
         await access(join(out, "activate.pending.json")); // the admin's keys are kept
-        checks += 2;
+        tally.checks += 2;
 
         await c.restartMeshd();
         if (beforeCommit.has(point)) {
           // Fresh again: what the interrupted run wrote to its own store is gone before it serves.
           expect(c.processes.at(-1)!.logTail(80)).toMatch(store === "managed" ? /fresh peer: removed the etcd member data/ : /fresh peer: discarded what an activation interrupted/);
-          checks++;
+          tally.checks++;
         }
         const again = await mesh.activate(c, [node]);
         expect(again.exitCode, again.stderr).toBe(0);
         expect(again.stderr).toContain("resuming an interrupted activation");
         if (!beforeCommit.has(point)) expect(again.stderr).toContain("resuming the activation this Coordinator committed before");
         await expect(access(join(out, "activate.pending.json")), "the pending keys are gone once admin.json is written").rejects.toThrow();
-        checks += 2;
+        tally.checks += 2;
 
         const admin = JSON.parse(await readFile(join(out, "admin.json"), "utf8")) as { clusterId: string; adminVPNIP: string; coordinatorVPNIP: string };
         const secret = await readFile(mesh.masterSecretFile);
         for (const p of [c, node]) {
-          const uuid = (await execa("cryptsetup", ["luksUUID", p.diskFile!])).stdout.trim();
-          expect(await opens(p, stateDiskKey(secret, Buffer.from(admin.clusterId, "hex"), uuid)), `${p.label}'s disk opens with its derived key`).toBe(true);
+          expect(await opens(p, stateDiskKey(secret, Buffer.from(admin.clusterId, "hex"), await diskUUID(p))), `${p.label}'s disk opens with its derived key`).toBe(true);
           expect(await opens(p, await readFile(p.diskInitialKeyFile)), `${p.label}'s disk no longer opens with its initial key`).toBe(false);
-          checks += 2;
+          tally.checks += 2;
         }
         const wg0 = await readFile(join(out, "wg0.conf"), "utf8");
         const [ck, nk] = [await publicKey(c), await publicKey(node)];
@@ -105,27 +99,27 @@ for (const { store, points } of cases) {
           [node, [ck, adminKey]],
         ] as const) {
           await waitFor(async () => ((await mesh.wgPeers(p)).sort().join(",") === [...want].sort().join(",") ? true : undefined), { what: `${p.label}'s device to list exactly the other members`, timeoutMs: convergeMs });
-          checks++;
+          tally.checks++;
         }
         const allowed = (await mesh.net.exec(c.netns, "wg", ["show", c.wgInterface, "allowed-ips"])).stdout.split(/\s+/).filter((w) => w.includes("/32"));
         expect(new Set(allowed).size, `no VPN IP twice: ${allowed.join(",")}`).toBe(allowed.length);
         expect(allowed).toContain(`${admin.adminVPNIP}/32`);
-        checks++;
+        tally.checks++;
         const nodeIP = (await mesh.net.exec(node.netns, "ip", ["-4", "-o", "addr", "show", "dev", node.wgInterface])).stdout.match(/inet (\S+)\//)?.[1];
         expect(nodeIP, "the Node has its VPN IP").toBeDefined();
         await waitFor(async () => (await mesh.net.exec(c.netns, "ping", ["-c", "1", "-W", "1", nodeIP!], { reject: false })).exitCode === 0 || undefined, { what: `${c.label} to reach ${node.label} through the VPN`, timeoutMs: convergeMs });
-        checks++;
+        tally.checks++;
 
         const [more] = (await mesh.startPeers([`fm${i}`])) as [LocalPeer];
         const add = await mesh.admin.meshctl(["add-nodes", "--coordinator", c.endpoint, "--admin-dir", out, "--nodes", more.endpoint, "--measurements", mesh.measurementsFile]);
         expect(add.exitCode, add.stderr).toBe(0);
-        checks++;
+        tally.checks++;
         for (const p of [c, node, more]) await p.stop();
       }, 180_000);
     }
 
     it("every crash point was exercised", () => {
-      expect(exercised).toBe(points.length);
+      expect(tally.exercised).toBe(points.length);
     });
   });
 }

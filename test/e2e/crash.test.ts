@@ -9,15 +9,15 @@
  * dist/: build first.
  */
 import { readFile } from "node:fs/promises";
-import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readAdminFile } from "../../src/cli/admin-file.js";
 import { stateDiskKey } from "../../src/core/keys.js";
-import { LocalMesh } from "../../src/localmesh/local-mesh.js";
+import type { LocalMesh } from "../../src/localmesh/local-mesh.js";
 import type { LocalPeer } from "../../src/localmesh/local-peer.js";
 import { localMeshTools } from "../../src/localmesh/requirements.js";
 import type { CrashPoint } from "../../src/shared/crash.js";
 import { waitFor } from "../../src/shared/wait.js";
+import { type Tally, activatedMesh, diagnoseOnFailure, diskUUID, exitOf, opensWith, wgPublicKey } from "../helpers/crash-driver.js";
 import { canRunE2E } from "../helpers/netns.js";
 
 const reason = canRunE2E(localMeshTools);
@@ -34,42 +34,27 @@ describe.skipIf(reason !== undefined)(`crash points (meshd SIGKILLed at each, re
   let coordinator: LocalPeer;
   const nodes: LocalPeer[] = [];
   const progress: string[] = [];
-  let exercised = 0;
-  let checks = 0;
+  const tally: Tally = { exercised: 0, checks: 0 };
   let n = 0;
 
   beforeAll(async () => {
-    mesh = await LocalMesh.create({ updateIntervalSec, disk: true, progress: (l) => progress.push(l), readyTimeoutMs: 20_000 });
-    const [c, first] = (await mesh.startPeers(["coord", "node0"])) as [LocalPeer, LocalPeer];
-    coordinator = c;
-    const r = await mesh.activate(coordinator, [first]);
-    if (r.exitCode !== 0) throw new Error(`activate: ${r.stderr}`);
-    nodes.push(first);
-    await mesh.connectAdmin();
+    const m = await activatedMesh({ updateIntervalSec, progress: (l) => progress.push(l) }, ["coord", "node0"]);
+    ({ mesh, coordinator } = m);
+    nodes.push(m.node);
   }, 90_000);
 
   afterAll(async () => {
-    process.stdout.write(`crash driver: ${exercised} crash points exercised, ${checks} invariant checks\n`);
+    process.stdout.write(`crash driver: ${tally.exercised} crash points exercised, ${tally.checks} invariant checks\n`);
     await mesh?.close();
   });
 
-  const diagnose = (): void =>
-    onTestFailed(() => {
-      process.stderr.write(`\n--- localmesh progress\n${progress.slice(-60).join("\n")}\n${mesh?.diagnostics(30) ?? ""}\n`);
-    });
-
-  /** exitOf resolves with how the peer's meshd ended, or "still running" after 30 s. */
-  const exitOf = (p: LocalPeer): Promise<string> => Promise.race([p.meshdExited(), new Promise<string>((r) => setTimeout(() => r("still running after 30 s"), 30_000))]);
-
-  /** opens says whether the peer's LUKS2 disk file opens with `key` (cryptsetup open --test-passphrase). */
-  const opens = async (p: LocalPeer, key: Buffer): Promise<boolean> =>
-    (await execa("cryptsetup", ["open", "--test-passphrase", "--key-file", "-", p.diskFile!], { input: key, reject: false })).exitCode === 0;
+  const diagnose = (): void => diagnoseOnFailure(progress, () => mesh);
+  const opens = opensWith;
 
   /** derivedKey is the disk key the cluster derives for the peer's disk (HKDF of the master secret, cluster ID, disk UUID). */
   const derivedKey = async (p: LocalPeer): Promise<Buffer> => {
-    const uuid = (await execa("cryptsetup", ["luksUUID", p.diskFile!])).stdout.trim();
     const admin = await readAdminFile(mesh.adminDir!, "no admin.json");
-    return stateDiskKey(await readFile(mesh.masterSecretFile), admin.clusterID, uuid);
+    return stateDiskKey(await readFile(mesh.masterSecretFile), admin.clusterID, await diskUUID(p));
   };
 
   /**
@@ -81,17 +66,16 @@ describe.skipIf(reason !== undefined)(`crash points (meshd SIGKILLed at each, re
     for (const p of members) {
       expect(await opens(p, await derivedKey(p)), `${p.label}'s disk opens with its derived key`).toBe(true);
       expect(await opens(p, await readFile(p.diskInitialKeyFile)), `${p.label}'s disk no longer opens with its initial key`).toBe(false);
-      checks += 2;
+      tally.checks += 2;
     }
     if (subject) {
       const either = (await opens(subject, await derivedKey(subject))) || (await opens(subject, await readFile(subject.diskInitialKeyFile)));
       expect(either, `${subject.label}'s disk still opens with a key`).toBe(true);
-      checks++;
+      tally.checks++;
     }
   }
 
-  /** publicKey reads a peer's WireGuard public key from its device. */
-  const publicKey = async (p: LocalPeer): Promise<string> => (await mesh.net.exec(p.netns, "wg", ["show", p.wgInterface, "public-key"])).stdout.trim();
+  const publicKey = (p: LocalPeer): Promise<string> => wgPublicKey(mesh, p);
 
   /**
    * invariants checks the mesh after a crash and restart; `subject` is the peer whose activation the
@@ -103,7 +87,7 @@ describe.skipIf(reason !== undefined)(`crash points (meshd SIGKILLed at each, re
     const keys = peers.map((p) => p.vpnPubKey);
     expect(new Set(ips).size, `no VPN IP twice: ${ips.join(",")}`).toBe(ips.length);
     expect(new Set(keys).size, "no WireGuard key twice").toBe(keys.length);
-    checks += 2;
+    tally.checks += 2;
     const subjectKey = await publicKey(subject);
     const inSet = keys.includes(subjectKey);
     const running = [coordinator, ...nodes, ...(inSet ? [subject] : [])];
@@ -111,13 +95,13 @@ describe.skipIf(reason !== undefined)(`crash points (meshd SIGKILLed at each, re
       const own = await publicKey(p);
       const want = keys.filter((k) => k !== own).sort();
       await waitFor(async () => ((await mesh.wgPeers(p)).sort().join(",") === want.join(",") ? true : undefined), { what: `${p.label}'s device to list exactly the peer set`, timeoutMs: convergeMs });
-      checks++;
+      tally.checks++;
     }
     if (inSet) {
       // In the set means activated for real: it answers through the VPN.
       const ip = peers.find((p) => p.vpnPubKey === subjectKey)!.vpnIP;
       await waitFor(async () => (await mesh.net.exec(coordinator.netns, "ping", ["-c", "1", "-W", "1", ip], { reject: false })).exitCode === 0 || undefined, { what: `the Coordinator to reach ${subject.label} at ${ip}`, timeoutMs: convergeMs });
-      checks++;
+      tally.checks++;
     }
     await disksHold([coordinator, ...nodes, ...(inSet ? [subject] : [])], inSet ? undefined : subject);
     return inSet;
@@ -129,7 +113,7 @@ describe.skipIf(reason !== undefined)(`crash points (meshd SIGKILLed at each, re
     const r = await mesh.addNodes([fresh]);
     expect(r.exitCode, r.stderr).toBe(0);
     nodes.push(fresh);
-    checks++;
+    tally.checks++;
   }
 
   for (const point of nodePoints) {
@@ -138,7 +122,7 @@ describe.skipIf(reason !== undefined)(`crash points (meshd SIGKILLed at each, re
       const [x] = (await mesh.startPeers([`node${++n}`], { meshdEnv: { AM_CRASH_AT: point } })) as [LocalPeer];
       const r = await mesh.addNodes([x]);
       expect(await exitOf(x), "meshd died at the crash point").toMatch(/SIGKILL/);
-      exercised++;
+      tally.exercised++;
       expect(r.exitCode, "add-nodes reports the Node it could not finish").not.toBe(0);
       expect(`${r.stdout}${r.stderr}`).toContain(x.endpoint);
       await x.restartMeshd();
@@ -165,7 +149,7 @@ describe.skipIf(reason !== undefined)(`crash points (meshd SIGKILLed at each, re
       }
       expect(await exitOf(coordinator), "meshd died at the crash point").toMatch(/SIGKILL/);
       expect(coordinator.processes.at(-1)!.logTail(40)).toContain(`crash point ${point} reached`);
-      exercised++;
+      tally.exercised++;
       await coordinator.restartMeshd();
       const inSet = await invariants(x);
       if (inSet) nodes.push(x);
@@ -181,7 +165,7 @@ describe.skipIf(reason !== undefined)(`crash points (meshd SIGKILLed at each, re
     expect((await mesh.net.exec(coordinator.netns, "wg", ["show", coordinator.wgInterface], { reject: false })).exitCode, "no device is left").not.toBe(0);
     await coordinator.restartMeshd();
     await waitFor(async () => ((await vpnapiUp(nodes[0])) ? true : undefined), { what: "the restarted Coordinator's vpnapi through the VPN", timeoutMs: 5_000 });
-    checks++;
+    tally.checks++;
     const node = nodes[0];
     await node.crash();
     await node.restartMeshd();
@@ -193,6 +177,6 @@ describe.skipIf(reason !== undefined)(`crash points (meshd SIGKILLed at each, re
   }, 120_000);
 
   it("every crash point was exercised", () => {
-    expect(exercised).toBe(nodePoints.length + coordinatorPoints.length);
+    expect(tally.exercised).toBe(nodePoints.length + coordinatorPoints.length);
   });
 });

@@ -1,6 +1,7 @@
 // Crash points (issue 14): inert without AM_CRASH_AT; with it, SIGKILL at exactly that point; an
 // unknown name is refused before meshd starts.
-import { spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
@@ -16,6 +17,15 @@ describe("crash points", () => {
   it("do nothing without AM_CRASH_AT (this process reaches every one and lives)", () => {
     for (const p of crashPoints) crashPoint(p);
     expect(crashPoints.length).toBeGreaterThanOrEqual(9);
+  });
+
+  it("every crash point is exercised by an e2e crash driver, and every one is placed in the code (a point no driver kills at proves nothing)", () => {
+    const drivers = ["crash.test.ts", "crash-first-coordinator.test.ts", "crash-add-coordinator.test.ts"].map((f) => readFileSync(join(repo, "test", "e2e", f), "utf8")).join("\n");
+    const src = execFileSync("grep", ["-rhoE", String.raw`crashPoint\("[a-z:-]+"\)`, join(repo, "src")], { encoding: "utf8" });
+    for (const p of crashPoints) {
+      expect(drivers, `a driver kills meshd at ${p}`).toContain(`"${p}"`);
+      expect(src, `${p} is placed in src/`).toContain(`crashPoint("${p}")`);
+    }
   });
 
   it("with AM_CRASH_AT, the process dies by SIGKILL at that point and not before, saying so on stderr", () => {
