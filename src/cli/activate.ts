@@ -5,11 +5,13 @@ import { join } from "node:path";
 import { createATLSChannelCredentials } from "../atls/client.js";
 import { masterSecretMaxBytes, masterSecretMinBytes } from "../core/keys.js";
 import type { AdminConfig } from "../core/mesh-peer.js";
+import type { NodeFailure } from "../core/coordinator.js";
 import { writeFileAtomic } from "../shared/atomic-file.js";
-import { activateAsCoordinator } from "../pubapi/admin.js";
-import { adminWGConfig, adminWGFileName, generateAdminKeyPair } from "./admin-config.js";
+import { activateAdditionalCoordinators, activateAdditionalNodes, activateAsCoordinator } from "../pubapi/admin.js";
+import { adminWGConfig, adminWGFileName, generateAdminKeyPair, mergeAdminWGConfig } from "./admin-config.js";
 import { adminFileName } from "./admin-file.js";
-import { adminKeyFile, adminKeyOf, generateAdminKey, writeAdminKey } from "./admin-key.js";
+import { adminKeyFile, adminKeyOf, generateAdminKey, readAdminKey, writeAdminKey } from "./admin-key.js";
+import { rememberCoordinators } from "./coordinators.js";
 import { errorMessage } from "../core/errors.js";
 import { checkKey, publicKeyOf } from "../wireguard/keys.js";
 import { list, required, UsageError, type Command, type IO } from "./command.js";
@@ -114,48 +116,87 @@ export interface ActivateOptions {
 
 /**
  * runActivate is meshctl activate after flag parsing: it refuses to overwrite outputs, makes the
- * admin's key pair, activates, writes wg0.conf (0600) and admin.json, and reports failed Nodes.
- * Returns the exit status.
+ * admin's key pair (or takes the one an interrupted run kept), activates, writes wg0.conf (0600),
+ * admin.key and admin.json, and reports failed Nodes. Returns the exit status.
  */
 export async function runActivate(o: ActivateOptions, io: IO): Promise<number> {
-  await checkOutDir(o.outDir);
+  const pendingPath = join(o.outDir, pendingFile);
+  await checkOutDir(o.outDir, pendingPath);
   const pending = await pendingKeys(o.outDir, io);
   const { keys, admin } = pending;
   io.err(`verifying ${o.coordinator} and activating it as Coordinator (${o.nodes.length} Node(s))`);
   const progress = new Progress(io);
+  const creds = pending.resumed ? (o.resumeCredentials ?? o.credentials) : o.credentials;
   const cfg = await activateAsCoordinator(
     o.coordinator,
-    pending.resumed && o.resumeCredentials ? o.resumeCredentials : o.credentials,
+    creds,
     { adminVPNPubKey: keys.publicKey, adminPubKey: admin.key.publicKey, masterSecret: o.masterSecret, nodeEndpoints: o.nodes, coordinatorEndpoints: o.coordinators },
     (line) => progress.line(line),
   )
     .catch(async (err: unknown) => {
-      if (o.contacted && !o.contacted()) {
-        await rm(join(o.outDir, pendingFile), { force: true });
+      // Keys this run made and never sent (no peer passed verification) go; kept ones always stay:
+      // a Coordinator may have committed them, and only they can finish that activation.
+      if (!pending.resumed && o.contacted && !o.contacted()) {
+        await rm(pendingPath, { force: true });
         throw err;
       }
       throw new Error(
         `${errorMessage(err)}\nmeshctl activate: if the Coordinator got as far as committing the activation, it finishes it when its meshd runs again; ` +
-          `re-run this same command then: it uses the keys kept in ${join(o.outDir, pendingFile)} and resumes (a peer that is still fresh is activated from the start)`,
+          `re-run this same command then: it uses the keys kept in ${pendingPath} and resumes (a peer that is still fresh is activated from the start)`,
         { cause: err },
       );
     })
     .finally(() => progress.end());
   await writeAdminKey(o.outDir, admin.seed);
   await writeOutputs(o.outDir, cfg, keys.privateKey, admin.key.publicKey);
-  await rm(join(o.outDir, pendingFile), { force: true });
+  const failed = [...cfg.failed];
+  if (pending.resumed) failed.push(...(await activateTheRest(o, cfg, creds, io)));
+  await rm(pendingPath, { force: true });
   io.out(`Coordinator ${cfg.coordinator.publicIP} is ${cfg.coordinator.vpnIP}; admin is ${cfg.adminVPNIP}`);
   io.out(`wrote ${join(o.outDir, adminWGFileName)}, ${join(o.outDir, adminFileName)} and ${join(o.outDir, adminKeyFile)}`);
-  if (cfg.failed.length > 0) {
-    for (const f of cfg.failed) io.err(`  failed: ${f.endpoint}: ${f.error}`);
+  if (failed.length > 0) {
+    for (const f of failed) io.err(`  failed: ${f.endpoint}: ${f.error}`);
     const retry = [
-      ...retryLines(cfg.failed.filter((f) => o.coordinators.includes(f.endpoint)), (eps) => `meshctl add-coordinators --coordinator ${o.coordinator} --admin-dir ${o.outDir} --coordinators ${eps.join(",")}`),
-      ...retryLines(cfg.failed.filter((f) => !o.coordinators.includes(f.endpoint)), (eps) => `meshctl add-nodes --coordinator ${o.coordinator} --admin-dir ${o.outDir} --nodes ${eps.join(",")}`),
+      ...retryLines(failed.filter((f) => o.coordinators.includes(f.endpoint)), (eps) => `meshctl add-coordinators --coordinator ${o.coordinator} --admin-dir ${o.outDir} --coordinators ${eps.join(",")}`),
+      ...retryLines(failed.filter((f) => !o.coordinators.includes(f.endpoint)), (eps) => `meshctl add-nodes --coordinator ${o.coordinator} --admin-dir ${o.outDir} --nodes ${eps.join(",")}`),
     ];
-    io.err(`meshctl activate: ${cfg.failed.length} of ${o.nodes.length + o.coordinators.length} peer(s) failed; the Coordinator and the others are active. ${retry.join(" ")}`);
+    io.err(`meshctl activate: ${failed.length} of ${o.nodes.length + o.coordinators.length} peer(s) failed; the Coordinator and the others are active. ${retry.join(" ")}`);
     return 1;
   }
   return 0;
+}
+
+/**
+ * activateTheRest finishes a resumed activation: a Coordinator that had committed it answers with
+ * the admin's config only (an unsigned request never activates anyone). The requested peers neither
+ * in the mesh nor reported failed are activated now with admin-signed calls, as add-coordinators and add-nodes
+ * would (the admin key was just written); wg0.conf and admin.json learn them.
+ */
+async function activateTheRest(o: ActivateOptions, cfg: AdminConfig, creds: grpc.ChannelCredentials, io: IO): Promise<NodeFailure[]> {
+  const inMesh = new Set([...cfg.peers.filter((p) => p.role !== "admin").map((p) => `${p.publicIP}:${p.pubapiPort}`), ...cfg.failed.map((f) => f.endpoint)]);
+  const coordinators = o.coordinators.filter((e) => !inMesh.has(e));
+  const nodes = o.nodes.filter((e) => !inMesh.has(e));
+  if (coordinators.length + nodes.length === 0) return [];
+  io.err(`the Coordinator had committed this activation; activating the ${coordinators.length + nodes.length} requested peer(s) not in the mesh yet (admin-signed)`);
+  const signer = await readAdminKey(o.outDir);
+  const progress = new Progress(io);
+  try {
+    const failed: NodeFailure[] = [];
+    if (coordinators.length > 0) {
+      const res = await activateAdditionalCoordinators(o.coordinator, creds, signer, coordinators, (l) => progress.line(l));
+      await rememberCoordinators(o.outDir, res.activated);
+      await mergeAdminWGConfig(o.outDir, res.activated);
+      failed.push(...res.failed);
+    }
+    if (nodes.length > 0) {
+      const res = await activateAdditionalNodes(o.coordinator, creds, signer, nodes, (l) => progress.line(l));
+      await mergeAdminWGConfig(o.outDir, res.activated);
+      failed.push(...res.failed);
+    }
+    return failed;
+  } finally {
+    progress.end();
+  }
 }
 
 /**
@@ -207,15 +248,20 @@ export async function readMasterSecret(path: string, io: IO): Promise<Buffer> {
   return readFile(path);
 }
 
-async function checkOutDir(dir: string): Promise<void> {
+/**
+ * checkOutDir refuses existing outputs, except while an earlier run's keys are kept (`pending`):
+ * that run may have been stopped while it wrote them, and this one writes them again from the keys.
+ */
+async function checkOutDir(dir: string, pending: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (await access(pending).then(() => true, () => false)) return;
   for (const f of [adminWGFileName, adminFileName, adminKeyFile]) {
     const p = join(dir, f);
     const exists = await access(p).then(
       () => true,
       () => false,
     );
-    if (exists) throw new Error(`${p} already exists; move it away or choose another --out (nothing was activated)`);
+    if (exists) throw new Error(`${p} already exists; move it away or choose another --out (nobody was contacted)`);
   }
 }
 

@@ -1,5 +1,6 @@
 import { CoreError, FailedPreconditionError, InternalError, NotFoundError, PermissionDeniedError } from "./errors.js";
-import { allocateIP, coordinatorPool, inPool, nodePool, releaseIP, type IPPool } from "./ip-pool.js";
+import { timingSafeEqual } from "node:crypto";
+import { allocateIP, coordinatorPool, inPool, ipOf, nodePool, releaseIP, type IPPool } from "./ip-pool.js";
 import { checkPeerRecord, checkPeerSet, type PeerRecord } from "./peer.js";
 import { runTransaction, type ReadOptions, type Store, type Transaction } from "./store.js";
 
@@ -18,6 +19,12 @@ const keys = {
 
 /** retired is the owner of a disk UUID whose key went to a failed or removed peer: never claimable again. */
 const retired = Buffer.from("");
+
+/** PendingBy names who stored a pending peer: a Coordinator's VPN IP and that process's run ID. */
+export interface PendingBy {
+  by: string;
+  run: string;
+}
 
 /** InitCluster is what the first Coordinator commits to an empty store (ClusterStore.initCluster). */
 export interface InitCluster {
@@ -72,14 +79,17 @@ export class ClusterStore {
    * (registered before its key exists, so no Node can ever claim it) and the admin's record. A
    * crash before it leaves nothing; after it, everything the Coordinator needs to be restored.
    */
-  async initCluster(o: InitCluster): Promise<{ vpnIP: string; adminVPNIP: string }> {
+  async initCluster(o: InitCluster): Promise<{ vpnIP: string; adminVPNIP: string; replaced: boolean }> {
     return this.#write(async (tx) => {
       const id = await tx.get(keys.clusterID);
-      if (id) {
+      const replaced = id !== undefined && (await ownUncommitted(tx, o));
+      if (id && !replaced) {
         throw new FailedPreconditionError(
-          `store: it already holds cluster ${Buffer.from(id).toString("hex").slice(0, 16)}…: an earlier activation of another peer wrote it, or this store belongs to another cluster; give this Coordinator an empty store`,
+          `store: it already holds cluster ${Buffer.from(id).toString("hex").slice(0, 16)}… (another master secret, another first Coordinator, or Nodes already): it belongs to another cluster; give this Coordinator an empty store`,
         );
       }
+      // This peer's own activation, interrupted before its commit point (a shared store is not discarded at start): start it over.
+      if (replaced) for (const prefix of ownedPrefixes) for (const [k] of await tx.list(prefix)) tx.delete(k);
       const vpnIP = await allocateIP(tx, coordinatorPool);
       const adminVPNIP = await allocateIP(tx, nodePool);
       const self = checkPeerRecord({ ...o.self, vpnIP }, "self");
@@ -92,7 +102,7 @@ export class ClusterStore {
       tx.put(keys.peer(vpnIP), Buffer.from(JSON.stringify(self)));
       tx.put(keys.peer(adminVPNIP), Buffer.from(JSON.stringify(admin)));
       await bumpVersion(tx);
-      return { vpnIP, adminVPNIP };
+      return { vpnIP, adminVPNIP, replaced };
     });
   }
 
@@ -166,12 +176,12 @@ export class ClusterStore {
    * (ALREADY_EXISTS) a record whose WireGuard public key another peer has and a VPN IP that holds a
    * different record: the stored peer set always passes checkPeerSet.
    */
-  async putPeer(record: PeerRecord, diskUUID?: string, options: { pendingBy?: string } = {}): Promise<number> {
+  async putPeer(record: PeerRecord, diskUUID?: string, options: { pending?: PendingBy } = {}): Promise<number> {
     const peer = checkPeerRecord(record, "peer");
     return this.#write(async (tx) => {
       // A peer stored before it committed (a further Coordinator) is pending until clearPending: a
-      // restarted `pendingBy` rolls back what it was activating when it died (pendingBy()).
-      if (options.pendingBy) tx.put(keys.pending(peer.vpnIP), Buffer.from(JSON.stringify({ by: options.pendingBy })));
+      // restarted Coordinator rolls back what an earlier run of it was activating when it died.
+      if (options.pending) tx.put(keys.pending(peer.vpnIP), Buffer.from(JSON.stringify(options.pending)));
       const others = (await readPeers(tx)).filter((p) => p.vpnIP !== peer.vpnIP);
       const old = await tx.get(keys.peer(peer.vpnIP));
       if (old && JSON.stringify(decodePeer(keys.peer(peer.vpnIP), old)) !== JSON.stringify(peer)) {
@@ -193,17 +203,17 @@ export class ClusterStore {
     });
   }
 
-  /** pendingBy lists the VPN IPs of the peers `by` stored as pending and never cleared. */
-  async pendingBy(by: string): Promise<string[]> {
-    const out: string[] = [];
+  /** pending lists the peers stored as pending (see putPeer) and never cleared, with who stored them. */
+  async pending(): Promise<Array<PendingBy & { vpnIP: string }>> {
+    const out: Array<PendingBy & { vpnIP: string }> = [];
     for (const [k, v] of await this.#store.list(keys.pendings)) {
-      let owner: unknown;
+      let p: Partial<PendingBy> = {};
       try {
-        owner = (JSON.parse(Buffer.from(v).toString()) as { by?: unknown }).by;
+        p = JSON.parse(Buffer.from(v).toString()) as Partial<PendingBy>;
       } catch {
-        owner = undefined;
+        // unreadable: nobody's, so rolled back by whoever looks
       }
-      if (owner === by) out.push(k.slice(keys.pendings.length));
+      out.push({ vpnIP: k.slice(keys.pendings.length), by: typeof p.by === "string" ? p.by : "", run: typeof p.run === "string" ? p.run : "" });
     }
     return out;
   }
@@ -257,6 +267,22 @@ export class ClusterStore {
     const ip = await this.#store.get(keys.disk(diskUUID), options);
     return ip && ip.length > 0 ? this.peer(Buffer.from(ip).toString(), options) : undefined;
   }
+}
+
+/** ownedPrefixes are every prefix the cluster's state lives under. */
+const ownedPrefixes = ["cluster/", "peers/", "disks/", "pending/", "ippool/"];
+
+/**
+ * ownUncommitted says whether the cluster a store holds is what this very activation wrote before an
+ * interruption: the same master secret, this peer (its WireGuard key) as the first Coordinator, and
+ * nothing activated since (only that Coordinator and the admin in the peer set).
+ */
+async function ownUncommitted(tx: Transaction, o: InitCluster): Promise<boolean> {
+  const ms = await tx.get(keys.masterSecret);
+  if (!ms || ms.length !== o.secrets.masterSecret.length || !timingSafeEqual(Buffer.from(ms), o.secrets.masterSecret)) return false;
+  const peers = await readPeers(tx);
+  const first = peers.find((p) => p.vpnIP === ipOf(coordinatorPool.first));
+  return first?.vpnPubKey === o.self.vpnPubKey && peers.every((p) => p === first || p.role === "admin");
 }
 
 /** diskOwner is the VPN IP a disk UUID is claimed for, "" when retired, undefined when unclaimed. */

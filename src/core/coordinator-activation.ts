@@ -141,7 +141,8 @@ export async function setUpFirstCoordinator(
   const diskUUID = d.disk ? await d.disk.uuid() : "";
   if (d.disk) checkDiskUUID(diskUUID, "own state disk UUID");
   const self = { role: "coordinator" as const, publicIP: d.publicIP, vpnPubKey: await d.vpn.getPublicKey(), wgPort: d.wgPort, pubapiPort: d.pubapiPort };
-  const { vpnIP, adminVPNIP } = await d.cluster.initCluster({ secrets: { masterSecret, clusterID }, adminPubKey: checked.adminPubKey, adminVPNPubKey: req.adminVPNPubKey, self, diskUUID });
+  const { vpnIP, adminVPNIP, replaced } = await d.cluster.initCluster({ secrets: { masterSecret, clusterID }, adminPubKey: checked.adminPubKey, adminVPNPubKey: req.adminVPNPubKey, self, diskUUID });
+  if (replaced) log("the store held this peer's own activation, interrupted before its commit point: started over");
   if (vpnIP !== first) throw new InternalError(`activate: the new store handed out ${vpnIP} first`);
   crashPoint("first-coordinator:after-store");
   // The credential's public key lets this Coordinator check, after a reboot, who delivers its disk key.
@@ -166,8 +167,9 @@ export async function setUpFirstCoordinator(
 /**
  * resumeFirstCoordinator answers an ActivateAsCoordinator that this Coordinator committed before
  * (its meshd was restarted since, or the admin's connection broke): only for the same master secret,
- * admin signing key and admin WireGuard key, else PermissionDeniedError. It activates the requested
- * peers that are not in the peer set yet and returns the admin's config.
+ * admin signing key and admin WireGuard key, else PermissionDeniedError. It returns the admin's
+ * config and activates nobody: the request is not signed, so meshctl activates the requested peers
+ * not in the set yet with admin-signed calls once it has written admin.key (cli/activate.ts).
  */
 export async function resumeFirstCoordinator(cluster: ClusterStore, coordinator: Coordinator, req: CoordinatorActivation, checked: CheckedCoordinatorActivation, log: ProgressLog): Promise<AdminConfig> {
   const op = "ActivateAsCoordinator";
@@ -178,12 +180,10 @@ export async function resumeFirstCoordinator(cluster: ClusterStore, coordinator:
   if (!sameSecret || !adminKey || !adminKey.equals(checked.adminPubKey) || !admin) {
     throw new PermissionDeniedError(`${op}: this peer is an activated Coordinator, and the request is not the activation it committed (another master secret or other admin keys)`);
   }
-  log(`resuming the activation this Coordinator committed before (it is ${coordinator.self.vpnIP}, admin is ${admin.vpnIP})`);
   const active = new Set(snap.peers.filter((p) => p.role !== "admin").map((p) => `${p.publicIP}:${p.pubapiPort}`));
-  const skip = [...checked.coordinators, ...checked.nodes].filter((e) => active.has(e));
-  if (skip.length > 0) log(`already in the peer set: ${skip.join(", ")}`);
-  const rest = { nodes: checked.nodes.filter((e) => !active.has(e)), coordinators: checked.coordinators.filter((e) => !active.has(e)) };
-  return activateRequested(cluster, coordinator, { ownerID: deriveOwnerID(masterSecret), clusterID, adminVPNIP: admin.vpnIP }, rest, log);
+  const missing = [...checked.coordinators, ...checked.nodes].filter((e) => !active.has(e));
+  log(`resuming the activation this Coordinator committed before (it is ${coordinator.self.vpnIP}, admin is ${admin.vpnIP}); not in the mesh yet: ${missing.join(", ") || "none"}`);
+  return { ownerID: deriveOwnerID(masterSecret), clusterID, adminVPNIP: admin.vpnIP, coordinator: coordinator.self, peers: snap.peers, failed: [] };
 }
 
 /** activateRequested activates the requested Coordinators, then the Nodes, and builds the admin's config. */

@@ -13,6 +13,8 @@ import { parseEndpoint } from "./validate.js";
 export interface CoordinatorJoinDeps {
   /** self is this Coordinator's VPN IP: the new record is pending by it until the new Coordinator committed. */
   self: string;
+  /** run identifies this Coordinator's process: a restart rolls back only what earlier runs left pending. */
+  run: string;
   store: ClusterStore;
   members: StoreMembers | undefined;
   peerClient: PeerClient;
@@ -58,7 +60,7 @@ export async function activateCoordinator(d: CoordinatorJoinDeps, endpoint: stri
           if (info.diskUUID !== "") checkDiskUUID(info.diskUUID);
           const peer: PeerRecord = { role: "coordinator", publicIP: ep.host, vpnIP, vpnPubKey: info.vpnPubKey, wgPort: info.wgPort, pubapiPort: ep.port };
           // Record and disk claim in one transaction: a duplicate key, IP or disk fails here, alone.
-          await d.store.putPeer(peer, info.diskUUID || undefined, { pendingBy: d.self });
+          await d.store.putPeer(peer, info.diskUUID || undefined, { pending: { by: d.self, run: d.run } });
           record = peer;
           if (info.diskUUID !== "") diskUUID = info.diskUUID;
           crashPoint("add-coordinator:after-peer-stored");
@@ -75,6 +77,7 @@ export async function activateCoordinator(d: CoordinatorJoinDeps, endpoint: stri
         },
         promote: async () => {
           started = true;
+          crashPoint("add-coordinator:before-promote");
           await d.members?.promoteMember(vpnIP);
           await d.store.clearPending(vpnIP);
           crashPoint("add-coordinator:after-promote");
@@ -90,20 +93,30 @@ export async function activateCoordinator(d: CoordinatorJoinDeps, endpoint: stri
 }
 
 /**
- * rollBackInterrupted undoes the Coordinator activations this Coordinator (at d.self) was running
- * when its process died: peers it stored as pending and never cleared. Such a peer either never got
- * the secrets (still fresh) or committed without being promoted; either way its store member and
- * record go (its disk retired), as if the activation had failed. Returns the VPN IPs rolled back.
+ * rollBackInterrupted undoes the further-Coordinator activations nobody will finish: those an
+ * earlier run of this Coordinator (at d.self) left pending when its process died, and those left
+ * by a Coordinator that is no longer in the peer set. Such a peer either never got the secrets
+ * (still fresh) or committed without being promoted: its store member and record go (its disk
+ * retired), as if the activation had failed. One whose member was promoted already is kept (only
+ * the mark goes). Activations of this run are never touched. Returns the VPN IPs rolled back.
  */
 export async function rollBackInterrupted(d: CoordinatorJoinDeps): Promise<string[]> {
-  const ips = await d.store.pendingBy(d.self);
-  for (const ip of ips) {
-    d.logger.warn("rolling back the activation of a further Coordinator that this Coordinator's crash interrupted", { vpnIP: ip });
-    await d.members?.removeMember(ip);
-    await d.store.removePeer(ip, { coordinator: true });
+  const coordinators = new Set((await d.store.snapshot()).peers.filter((p) => p.role === "coordinator").map((p) => p.vpnIP));
+  const stale = (await d.store.pending()).filter((p) => (p.by === d.self ? p.run !== d.run : !coordinators.has(p.by)));
+  const undone: string[] = [];
+  for (const { vpnIP, by } of stale) {
+    if (d.members && (await d.members.isVoter(vpnIP))) {
+      d.logger.info("a further Coordinator whose activation a crash interrupted had been promoted already: kept", { vpnIP });
+      await d.store.clearPending(vpnIP);
+      continue;
+    }
+    d.logger.warn("rolling back the activation of a further Coordinator that a crash interrupted", { vpnIP, by });
+    await d.members?.removeMember(vpnIP);
+    await d.store.removePeer(vpnIP, { coordinator: true });
+    undone.push(vpnIP);
   }
-  if (ips.length > 0) await d.syncVPN().catch(() => {});
-  return ips;
+  if (undone.length > 0) await d.syncVPN().catch(() => {});
+  return undone;
 }
 
 /** undo takes a Coordinator that never committed out again: store member, peer record, VPN IP. */

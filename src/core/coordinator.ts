@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { Clock } from "./clock.js";
 import { ClusterStore } from "./cluster-store.js";
 import { crashPoint } from "../shared/crash.js";
@@ -93,6 +94,8 @@ export class Coordinator {
   readonly #heartbeats = new Map<string, number>();
   #unwatch: (() => void) | undefined;
   #closed = false;
+  /** #run identifies this process's run of the Coordinator (see rollBackInterrupted). */
+  readonly #run = randomBytes(8).toString("hex");
   readonly #feed: UpdateFeed;
   readonly #keys: KeyRelease;
 
@@ -187,7 +190,7 @@ export class Coordinator {
   }
 
   #joinDeps(): CoordinatorJoinDeps {
-    return { self: this.#o.self.vpnIP, store: this.#o.store, members: this.#o.members, peerClient: this.#o.peerClient, logger: this.#o.logger, syncVPN: () => this.syncVPN() };
+    return { self: this.#o.self.vpnIP, run: this.#run, store: this.#o.store, members: this.#o.members, peerClient: this.#o.peerClient, logger: this.#o.logger, syncVPN: () => this.syncVPN() };
   }
 
   /** syncVPN applies the store's current peer set to the own device now. */
@@ -318,6 +321,8 @@ export class Coordinator {
     await this.#o.members?.removeMember(vpnIP);
     const version = await this.#o.store.removePeer(vpnIP, { coordinator: true });
     this.#o.logger.info("removed a Coordinator", { vpnIP });
+    // Activations it left pending now have nobody to finish them.
+    await rollBackInterrupted(this.#joinDeps()).catch((err: unknown) => this.#o.logger.warn("could not roll back the activations the removed Coordinator left pending", { error: errorMessage(err) }));
     await this.syncVPN();
     await this.#triggerUpdates(snap.peers.filter((p) => p.role === "node"));
     return { resourceVersion: version, endpoint: endpointOf(snap.peers, vpnIP) };

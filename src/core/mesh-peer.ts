@@ -154,8 +154,8 @@ export class MeshPeer {
   /** activateAsCoordinator makes this fresh peer the Coordinator and activates the given Nodes. */
   async activateAsCoordinator(req: CoordinatorActivation, log: ProgressLog): Promise<AdminConfig> {
     const checked = checkCoordinatorActivation(req, `${this.#o.publicIP}:${this.#o.pubapiPort}`);
-    // The admin re-runs an activation that was interrupted after this peer's commit point (never while it runs).
-    if (this.#coordinator && !this.#reserved && this.#sm.get() === PeerState.ActivatingNodes) return resumeFirstCoordinator(this.#cluster, this.#coordinator, req, checked, log);
+    // A Coordinator (restored, or still restoring: UNAVAILABLE) answers only a re-run of the activation it committed, never while that runs.
+    if (this.#saved?.role === "coordinator" || (this.#coordinator && !this.#reserved)) return resumeFirstCoordinator(this.#cluster, this.#requireCoordinator(), req, checked, log);
     this.#sm.require("ActivateAsCoordinator", PeerState.AcceptingInit);
     this.#requireUnreserved("ActivateAsCoordinator");
     this.#sm.advance("ActivateAsCoordinator", PeerState.AcceptingInit, PeerState.ActivatingNodes);

@@ -19,6 +19,8 @@ export interface StoreMembers {
   addMember(vpnIP: string): Promise<string>;
   /** promoteMember makes the joined member a voting one, once it caught up (retrying up to a bound). */
   promoteMember(vpnIP: string): Promise<void>;
+  /** isVoter says whether the member at vpnIP is a voting member (promoted); false for a learner or none. */
+  isVoter(vpnIP: string): Promise<boolean>;
   /** removeMember takes the member at vpnIP out (undoing addMember, or removing a Coordinator); absent is fine. */
   removeMember(vpnIP: string): Promise<void>;
   /** join starts this new Coordinator's member with `joinInfo` from addMember (a learner: call ready() once promoted). */

@@ -29,6 +29,7 @@ export const crashPoints = [
   // new Coordinator's commit (core/coordinator-activation.ts).
   "add-coordinator:after-peer-stored",
   "add-coordinator:after-member-added",
+  "add-coordinator:before-promote",
   "add-coordinator:after-promote",
   "additional-coordinator:after-node-state",
   "additional-coordinator:after-disk-key",

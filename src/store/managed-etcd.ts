@@ -140,6 +140,12 @@ export class ManagedEtcd implements StoreMembers {
     }
   }
 
+  async isVoter(vpnIP: string): Promise<boolean> {
+    const client = await this.#admin();
+    const m = (await client.cluster.memberList({})).members.find((x) => x.peerURLs.includes(this.#peerURL(vpnIP)));
+    return m !== undefined && !m.isLearner;
+  }
+
   async removeMember(vpnIP: string): Promise<void> {
     const client = await this.#admin();
     // etcd refuses a removal while a remaining member has been connected for less than about 5 s
@@ -225,7 +231,7 @@ export class ManagedEtcd implements StoreMembers {
   async discardUncommitted(): Promise<boolean> {
     const left = ["data", "tls"].map((d) => join(this.#o.dir, d)).filter((d) => existsSync(d));
     if (left.length === 0) return false;
-    killStale(join(this.#o.dir, "etcd.pid"), this.#o.logger);
+    await killStale(join(this.#o.dir, "etcd.pid"), this.#o.logger);
     for (const d of left) await rm(d, { recursive: true, force: true });
     return true;
   }
@@ -285,7 +291,7 @@ export class ManagedEtcd implements StoreMembers {
 
   async #start(vpnIP: string, init: { initialCluster: string; state: "new" | "existing"; token: string } | undefined): Promise<void> {
     await mkdir(join(this.#o.dir, "data"), { recursive: true, mode: 0o700 });
-    killStale(join(this.#o.dir, "etcd.pid"), this.#o.logger);
+    await killStale(join(this.#o.dir, "etcd.pid"), this.#o.logger);
     const t = this.#tls;
     this.#args = [
       `--name=${memberName(vpnIP)}`,
@@ -343,15 +349,17 @@ const minFreeBytes = 128 * 2 ** 20;
 const quorumGraceMs = 4_000;
 
 /** killStale kills an etcd left running by a meshd that was killed (its pid file names it). */
-function killStale(pidFile: string, logger: Logger): void {
+async function killStale(pidFile: string, logger: Logger): Promise<void> {
+  let pid: number;
   try {
-    const pid = Number(readFileSync(pidFile, "utf8").trim());
+    pid = Number(readFileSync(pidFile, "utf8").trim());
     if (!Number.isInteger(pid) || pid <= 1) return;
-    const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-    if (!cmd.includes("etcd")) return;
+    if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("etcd")) return;
     process.kill(pid, "SIGKILL");
-    logger.warn("killed an etcd member left over from an earlier meshd", { pid });
   } catch {
-    // no pid file, or the process is gone
+    return; // no pid file, or the process is gone
   }
+  // Its files and ports are free only once it is gone (SIGKILL is not instant).
+  for (const until = Date.now() + 5_000; existsSync(`/proc/${pid}`) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
+  logger.warn("killed an etcd member left over from an earlier meshd", { pid });
 }

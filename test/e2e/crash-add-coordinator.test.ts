@@ -28,7 +28,7 @@ const reason = canRunE2E(localMeshTools) ?? (existsSync("/usr/bin/etcd") ? undef
 const convergeMs = 30_000;
 
 /** On the Coordinator that activates: it is restarted with the point, then add-coordinators runs. */
-const activatingPoints: CrashPoint[] = ["add-coordinator:after-peer-stored", "add-coordinator:after-member-added", "add-coordinator:after-promote"];
+const activatingPoints: CrashPoint[] = ["add-coordinator:after-peer-stored", "add-coordinator:after-member-added", "add-coordinator:before-promote", "add-coordinator:after-promote"];
 /** On the new Coordinator: the fresh peer runs with the point. */
 const newPoints: CrashPoint[] = ["additional-coordinator:after-node-state", "additional-coordinator:after-disk-key", "additional-coordinator:after-member-joined", "additional-coordinator:after-role"];
 
@@ -120,7 +120,7 @@ describe.skipIf(reason !== undefined)(`adding a Coordinator, meshd SIGKILLed at 
       expect(r.exitCode, "add-coordinators cannot succeed against a Coordinator that died mid-way").not.toBe(0);
       await c1.restartMeshd();
       const inSet = await invariants(x);
-      // Before the new Coordinator got the secrets it is rolled back; once promoted it stays.
+      // Until its member is promoted it is rolled back (also when it had the secrets already); once promoted it stays.
       expect(inSet, "in the set exactly when it was promoted").toBe(point === "add-coordinator:after-promote");
       if (!inSet) expect(c1.processes.at(-1)!.logTail(200), "the restarted Coordinator rolled back what it left pending").toContain("rolling back the activation of a further Coordinator");
       tally.checks += 2;

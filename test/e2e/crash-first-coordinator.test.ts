@@ -101,9 +101,10 @@ for (const { store, points } of cases) {
           await waitFor(async () => ((await mesh.wgPeers(p)).sort().join(",") === [...want].sort().join(",") ? true : undefined), { what: `${p.label}'s device to list exactly the other members`, timeoutMs: convergeMs });
           tally.checks++;
         }
-        const allowed = (await mesh.net.exec(c.netns, "wg", ["show", c.wgInterface, "allowed-ips"])).stdout.split(/\s+/).filter((w) => w.includes("/32"));
-        expect(new Set(allowed).size, `no VPN IP twice: ${allowed.join(",")}`).toBe(allowed.length);
-        expect(allowed).toContain(`${admin.adminVPNIP}/32`);
+        // The store's peer set as the Coordinator returned it (wg0.conf lists every peer but the admin).
+        const ips = [...wg0.matchAll(/^AllowedIPs\s*=\s*(\S+)\/32$/gm)].map((m) => m[1]).concat(admin.adminVPNIP);
+        expect(ips, "the Coordinator, the Node and the admin").toHaveLength(3);
+        expect(new Set(ips).size, `no VPN IP twice: ${ips.join(",")}`).toBe(ips.length);
         tally.checks++;
         const nodeIP = (await mesh.net.exec(node.netns, "ip", ["-4", "-o", "addr", "show", "dev", node.wgInterface])).stdout.match(/inet (\S+)\//)?.[1];
         expect(nodeIP, "the Node has its VPN IP").toBeDefined();

@@ -89,3 +89,24 @@ describe("ClusterStore: disk claims and the peer set's invariants", () => {
     await expect(cs.removePeer(ip)).rejects.toMatchObject({ code: "not-found" });
   });
 });
+
+describe("ClusterStore.initCluster: the first Coordinator's one commit", () => {
+  const self = { role: "coordinator" as const, publicIP: "198.18.0.2", vpnPubKey: wgKey(), wgPort: 51820, pubapiPort: 9000 };
+  const init = (masterSecret: Buffer, me = self) =>
+    ({ secrets: { masterSecret, clusterID: Buffer.alloc(16, 1) }, adminPubKey: Buffer.alloc(32, 2), adminVPNPubKey: wgKey(), self: me, diskUUID: uuid });
+  const secret = Buffer.alloc(32, 7);
+
+  it("takes the first IPs and stores the cluster; this peer's own interrupted attempt is started over, anything else refused", async () => {
+    const cs = new ClusterStore(await MemoryStore.open());
+    expect(await cs.initCluster(init(secret))).toEqual({ vpnIP: "10.118.0.1", adminVPNIP: "10.118.0.11", replaced: false });
+    // The same peer and master secret again (its activation was interrupted before the node state): started over, same IPs.
+    expect(await cs.initCluster(init(secret))).toEqual({ vpnIP: "10.118.0.1", adminVPNIP: "10.118.0.11", replaced: true });
+    expect((await cs.snapshot()).peers.map((p) => p.role).sort()).toEqual(["admin", "coordinator"]);
+    expect((await cs.peerOfDisk(uuid))?.vpnIP).toBe("10.118.0.1");
+    await expect(cs.initCluster(init(Buffer.alloc(32, 8)))).rejects.toThrow(/already holds cluster .*belongs to another cluster/);
+    await expect(cs.initCluster(init(secret, { ...self, vpnPubKey: wgKey() }))).rejects.toThrow(/already holds cluster/);
+    // Once a Node is in, the cluster was committed: never started over.
+    await cs.putPeer(node(await cs.allocateNodeIP()));
+    await expect(cs.initCluster(init(secret))).rejects.toThrow(/already holds cluster/);
+  });
+});
