@@ -14,6 +14,7 @@ import { forgedTPMIssuer, pcrValues } from "../helpers/tpm-builder.js";
 import { SIMULATED_SNP_MEASUREMENT, SimulatedSNPIssuer } from "../../src/attestation/snp-simulated.js";
 import { sharedSimulatedSNPChain } from "../../src/attestation/snp-test-chain.js";
 import { startSwtpm, type Swtpm } from "../helpers/swtpm.js";
+import { freePort } from "../helpers/ports.js";
 
 /**
  * Finding 1 of issue 10 at the CLI: a host that answers with a software-forged TPM document (a P-256
@@ -102,6 +103,10 @@ describe("meshctl refuses the software forgery at ak anchoring", () => {
     const again = await run("activate", "--coordinator", `127.0.0.1:${port}`, "--master-secret", secret, "--measurements", snpPolicy, "--out", out);
     expect(again.code).toBe(1);
     expect(again.err).toMatch(/resuming an interrupted activation with the admin keys kept in/);
+    expect(await readFile(file, "utf8")).toBe(kept);
+    // A re-run that reaches nobody (the Coordinator's meshd still down) keeps them too: a Coordinator may hold them.
+    const down = await run("activate", "--coordinator", `127.0.0.1:${await freePort()}`, "--master-secret", secret, "--measurements", snpPolicy, "--out", out);
+    expect(down.code).toBe(1);
     expect(await readFile(file, "utf8")).toBe(kept);
   });
 
