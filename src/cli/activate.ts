@@ -44,7 +44,8 @@ Until they are written, the admin's new keys are kept in --out/activate.pending.
 Interrupted (the connection dropped, the Coordinator's meshd was killed)? Re-run the same command.
 It uses the kept keys: a peer that had not committed the activation is fresh again and is activated
 from the start; a Coordinator that had committed it (it finishes its own part when its meshd runs
-again) answers with the admin's config and activates the peers not in the mesh yet.
+again) answers with the admin's config, and this command then activates the peers not in the mesh
+yet, signed with the kept admin key (as add-coordinators and add-nodes would).
 
 Options:
   --coordinator ENDPOINT     the fresh peer to make Coordinator (HOST[:PORT], port 9000 by default)
@@ -253,15 +254,11 @@ export async function readMasterSecret(path: string, io: IO): Promise<Buffer> {
  * that run may have been stopped while it wrote them, and this one writes them again from the keys.
  */
 async function checkOutDir(dir: string, pending: string): Promise<void> {
+  const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  if (await access(pending).then(() => true, () => false)) return;
-  for (const f of [adminWGFileName, adminFileName, adminKeyFile]) {
-    const p = join(dir, f);
-    const exists = await access(p).then(
-      () => true,
-      () => false,
-    );
-    if (exists) throw new Error(`${p} already exists; move it away or choose another --out (nobody was contacted)`);
+  if (await exists(pending)) return;
+  for (const p of [adminWGFileName, adminFileName, adminKeyFile].map((f) => join(dir, f))) {
+    if (await exists(p)) throw new Error(`${p} already exists; move it away or choose another --out (nobody was contacted)`);
   }
 }
 

@@ -161,7 +161,12 @@ export async function setUpFirstCoordinator(
   const coordinator = await d.becomeCoordinator(vpnIP);
   await coordinator.syncVPN();
   crashPoint("first-coordinator:after-vpn");
-  return activateRequested(d.cluster, coordinator, { ownerID, clusterID, adminVPNIP }, checked, log);
+  const { nodes, coordinators } = checked;
+  log(`Coordinator is ${vpnIP}, admin is ${adminVPNIP}; activating ${coordinators.length} more Coordinator(s) and ${nodes.length} Node(s)`);
+  // Coordinators first: the Nodes then learn every Coordinator at activation.
+  const more = coordinators.length > 0 ? await coordinator.activateCoordinators(coordinators, log) : { activated: [], failed: [] };
+  const result = nodes.length > 0 ? await coordinator.activateNodes(nodes, log) : { activated: [], failed: [] };
+  return { adminVPNIP, coordinator: coordinator.self, ownerID, clusterID, peers: (await d.cluster.snapshot()).peers, failed: [...more.failed, ...result.failed] };
 }
 
 /**
@@ -184,22 +189,6 @@ export async function resumeFirstCoordinator(cluster: ClusterStore, coordinator:
   const missing = [...checked.coordinators, ...checked.nodes].filter((e) => !active.has(e));
   log(`resuming the activation this Coordinator committed before (it is ${coordinator.self.vpnIP}, admin is ${admin.vpnIP}); not in the mesh yet: ${missing.join(", ") || "none"}`);
   return { ownerID: deriveOwnerID(masterSecret), clusterID, adminVPNIP: admin.vpnIP, coordinator: coordinator.self, peers: snap.peers, failed: [] };
-}
-
-/** activateRequested activates the requested Coordinators, then the Nodes, and builds the admin's config. */
-async function activateRequested(
-  cluster: ClusterStore,
-  coordinator: Coordinator,
-  ids: { ownerID: Buffer; clusterID: Buffer; adminVPNIP: string },
-  requested: { nodes: string[]; coordinators: string[] },
-  log: ProgressLog,
-): Promise<AdminConfig> {
-  const { nodes, coordinators } = requested;
-  log(`Coordinator is ${coordinator.self.vpnIP}, admin is ${ids.adminVPNIP}; activating ${coordinators.length} more Coordinator(s) and ${nodes.length} Node(s)`);
-  // Coordinators first: the Nodes then learn every Coordinator at activation.
-  const more = coordinators.length > 0 ? await coordinator.activateCoordinators(coordinators, log) : { activated: [], failed: [] };
-  const result = nodes.length > 0 ? await coordinator.activateNodes(nodes, log) : { activated: [], failed: [] };
-  return { ...ids, coordinator: coordinator.self, peers: (await cluster.snapshot()).peers, failed: [...more.failed, ...result.failed] };
 }
 
 /** ReceivedCoordinatorSecrets is what a further Coordinator got before its commit point, checked. */

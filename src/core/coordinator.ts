@@ -124,7 +124,7 @@ export class Coordinator {
   start(): void {
     this.#loop.start();
     // Activations of further Coordinators that this one's crash interrupted are undone (no ghost stays).
-    void this.rollBackInterrupted();
+    void this.#rollBackUntilDone();
     this.#unwatch = this.#o.members?.watch(() => {
       this.#loop.pollNow().catch((err: unknown) => this.#o.logger.debug("store changed; sync failed", { error: errorMessage(err) }));
     });
@@ -174,10 +174,10 @@ export class Coordinator {
   }
 
   /**
-   * rollBackInterrupted undoes, retrying until the store commits, the further-Coordinator
-   * activations this Coordinator was running when its process died (see coordinator-join.ts).
+   * #rollBackUntilDone runs rollBackInterrupted (coordinator-join.ts), retrying until the store
+   * commits: the further-Coordinator activations an earlier run of this one left unfinished.
    */
-  async rollBackInterrupted(): Promise<void> {
+  async #rollBackUntilDone(): Promise<void> {
     for (let attempt = 0; !this.#closed; attempt++) {
       try {
         await rollBackInterrupted(this.#joinDeps());

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, truncate, writeFile } from "node:fs/promises";
-import { execa } from "execa";
+import { LUKSDisk } from "../diskencryption/luks-disk.js";
 import { join } from "node:path";
 import type { NetnsHarness, NetnsNode } from "./netns.js";
 import { NsProcess } from "./ns-process.js";
@@ -144,11 +144,12 @@ export class LocalPeer {
   }
 
   async #formatDisk(): Promise<void> {
-    await writeFile(this.diskInitialKeyFile, randomBytes(32), { mode: 0o600 });
+    const key = randomBytes(32);
+    await writeFile(this.diskInitialKeyFile, key, { mode: 0o600 });
     const img = this.diskFile!;
     await writeFile(img, Buffer.alloc(0));
     await truncate(img, 20 * 1024 * 1024);
-    await execa("cryptsetup", ["luksFormat", "--type", "luks2", "--batch-mode", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file", this.diskInitialKeyFile, img], { stdin: "ignore" });
+    await new LUKSDisk({ device: img, pbkdf: { type: "pbkdf2", iterations: 1000 } }).format(key);
   }
 
   /**
@@ -204,7 +205,7 @@ export class LocalPeer {
         "--measurements", measurements,
         "--metrics-listen", o.metricsOnVPN ? `vpn:${metricsPort}` : `127.0.0.1:${metricsPort}`,
         ...(o.managedStore ? ["--store", "managed"] : []),
-        ...(o.disk ? ["--disk", join(this.dir, "disk.img"), "--disk-initial-key", this.diskInitialKeyFile] : []),
+        ...(o.disk ? ["--disk", this.diskFile!, "--disk-initial-key", this.diskInitialKeyFile] : []),
       ],
       logFile: join(this.dir, "meshd.log"),
       env,
